@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-dev/switchboard/service"
+	"github.com/switchboard-dev/switchboard/subscriptions"
+)
+
+// run builds the node from its configuration and runs it until ctx ends.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	if cfg.RedisCluster != "" {
+		return errors.New("--redis-cluster is not supported yet: use --redis")
+	}
+	if cfg.WebhookURL != "" {
+		return errors.New("--webhook-url is not supported yet")
+	}
+	redisURL := cfg.Redis
+	if redisURL == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			return fmt.Errorf("start embedded redis: %w", err)
+		}
+		defer mr.Close()
+		redisURL = "redis://" + mr.Addr() + "/0"
+		log.Warn("no --redis given: using an embedded in-process Redis; fine for a laptop, not for load or for more than one node", "addr", mr.Addr())
+	}
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return fmt.Errorf("--redis: %w", err)
+	}
+	opts.MaxRetries = -1 // retries would replay the delivery script (store a message twice)
+	opts.ContextTimeoutEnabled = true
+	opts.ClientName = "switchboard-" + cfg.NodeID
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+
+	if cfg.JWTSecret == "" {
+		log.Warn("DEV MODE: no --jwt-secret; anyone can connect as any user with /ws?user=ID")
+	}
+	if cfg.APIKey == "" {
+		log.Warn("DEV MODE: no --api-key; /v1 is open to anyone who can reach this address")
+	}
+	if cfg.AdminKey == "" {
+		log.Warn("DEV MODE: no --admin-key; /admin is open to anyone who can reach this address")
+	}
+
+	hub, err := subscriptions.New(rdb, subscriptions.Config{
+		Node:        cfg.NodeID,
+		HistorySize: cfg.HistorySize,
+		HistoryTTL:  cfg.HistoryTTL,
+		Logger:      log,
+	})
+	if err != nil {
+		return err
+	}
+	srv := service.New(hub, service.Config{
+		JWTSecret:       []byte(cfg.JWTSecret),
+		APIKey:          cfg.APIKey,
+		AdminKey:        cfg.AdminKey,
+		AllowedOrigins:  cfg.origins(),
+		MaxMessageBytes: cfg.MaxMessageBytes,
+		Logger:          log,
+	})
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	log.Info("switchboard listening", "addr", "http://"+ln.Addr().String(), "node", cfg.NodeID, "redis", redactURL(redisURL))
+
+	// The hub outlives the server: the server drains its WebSockets and in-flight requests
+	// first, then the hub releases the subscriptions and finishes queued deliveries.
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	hubDone := make(chan error, 1)
+	go func() { hubDone <- hub.Run(hubCtx) }()
+	serveErr := srv.Serve(ctx, ln)
+	stopHub()
+	select {
+	case err := <-hubDone:
+		if err != nil && serveErr == nil {
+			serveErr = err
+		}
+	case <-time.After(10 * time.Second):
+		log.Warn("hub did not stop within 10s")
+	}
+	log.Info("switchboard stopped")
+	return serveErr
+}
+
+// redactURL hides a password in a Redis URL for logging.
+func redactURL(u string) string {
+	if i := strings.Index(u, "@"); i >= 0 {
+		if j := strings.Index(u, "://"); j >= 0 && j < i {
+			return u[:j+3] + "***" + u[i:]
+		}
+	}
+	return u
+}

@@ -1,0 +1,106 @@
+package service
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/switchboard-dev/switchboard/subscriptions"
+)
+
+// pathID returns the route parameter name, refusing ids that do not match the pattern.
+func pathID(r *http.Request, name string) (string, error) {
+	v := chi.URLParam(r, name)
+	if !subscriptions.ValidID(v) {
+		return "", errBadRequest(codeInvalidID, name+" must match ^[A-Za-z0-9._@+-]{1,128}$")
+	}
+	return v, nil
+}
+
+// optionalFrom returns the ?from= sender, refusing an invalid one.
+func optionalFrom(r *http.Request) (string, error) {
+	from := r.URL.Query().Get("from")
+	if from != "" && !subscriptions.ValidID(from) {
+		return "", errBadRequest(codeInvalidID, "from must match ^[A-Za-z0-9._@+-]{1,128}$")
+	}
+	return from, nil
+}
+
+type idAnswer struct {
+	ID string `json:"id"`
+}
+
+// handlePostUserMessage sends a direct message: POST /v1/users/{user}/messages.
+func (s *Server) handlePostUserMessage(w http.ResponseWriter, r *http.Request) {
+	user, err := pathID(r, "user")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	from, err := optionalFrom(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	env, err := readPayload(w, r, s.cfg.MaxMessageBytes)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	env.From = from
+	id, err := s.hub.Publish(r.Context(), user, env)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, idAnswer{ID: id.String()})
+}
+
+// handleGetUserMessages serves a user's history: GET /v1/users/{user}/messages.
+func (s *Server) handleGetUserMessages(w http.ResponseWriter, r *http.Request) {
+	user, err := pathID(r, "user")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	q := r.URL.Query()
+	since := q.Get("since")
+	if since != "" {
+		if _, err := subscriptions.ParseStreamID(since); err != nil {
+			writeError(w, errBadRequest(codeBadRequest, "since must be a message id <ms>-<seq>"))
+			return
+		}
+	}
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, errBadRequest(codeBadRequest, "limit must be an integer from 1 to 1000"))
+			return
+		}
+		limit = n
+	}
+	msgs, err := s.hub.History(r.Context(), user, since, limit)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	// The envelopes are JSON already; splice them rather than decode and encode them again.
+	n := 16
+	for _, m := range msgs {
+		n += len(m.Payload) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"messages":[`...)
+	for i, m := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m.Payload...)
+	}
+	b = append(b, "]}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}

@@ -1,0 +1,88 @@
+package service
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/switchboard-dev/switchboard/subscriptions"
+)
+
+// Error codes, shared by HTTP error bodies and WebSocket error frames.
+const (
+	codeBadRequest   = "bad_request"
+	codeBadJSON      = "bad_json"
+	codeInvalidID    = "invalid_id"
+	codeUnauthorized = "unauthorized"
+	codeForbidden    = "forbidden"
+	codeNotFound     = "not_found"
+	codeNotAllowed   = "method_not_allowed"
+	codeTooLarge     = "too_large"
+	codeUnsupported  = "unsupported_media_type"
+	codeUnavailable  = "unavailable"
+	codeNotMember    = "not_member"
+	codeUnknownType  = "unknown_type"
+	codeInternal     = "internal"
+)
+
+// apiError is a refusal with its HTTP status and code; handlers return it and one place
+// writes it.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func errBadRequest(code, msg string) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: code, message: msg}
+}
+
+// classify maps any error to the refusal the client sees. Errors from the domain core are
+// mapped here and nowhere else.
+func classify(err error) *apiError {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, subscriptions.ErrInvalidID):
+		return errBadRequest(codeInvalidID, "ids must match ^[A-Za-z0-9._@+-]{1,128}$")
+	case errors.Is(err, subscriptions.ErrBadStreamID):
+		return errBadRequest(codeBadRequest, "message ids are of the form <ms>-<seq>")
+	case errors.Is(err, subscriptions.ErrUnavailable), errors.Is(err, subscriptions.ErrClosed):
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: "redis is unavailable; nothing was accepted"}
+	default:
+		return &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error"}
+	}
+}
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// writeError answers a refusal as {"error":{"code":...,"message":...}}.
+func writeError(w http.ResponseWriter, err error) {
+	ae := classify(err)
+	if ae.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
+	}
+	writeJSON(w, ae.status, errorBody{Error: errorDetail{Code: ae.code, Message: ae.message}})
+}
+
+// writeJSON answers v as JSON with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"encoding failed"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}

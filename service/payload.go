@@ -1,0 +1,72 @@
+package service
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/switchboard-dev/switchboard/subscriptions"
+)
+
+// readPayload reads a message payload from an HTTP request body. Its Content-Type decides
+// the form: JSON is delivered as data, text as a JSON string in data, anything else as
+// data_b64. The body is never read past max bytes.
+func readPayload(w http.ResponseWriter, r *http.Request, max int) (subscriptions.Envelope, error) {
+	body, err := readBody(w, r, max)
+	if err != nil {
+		return subscriptions.Envelope{}, err
+	}
+	return decodePayload(r.Header.Get("Content-Type"), body)
+}
+
+// readBody reads a request body of at most max bytes, refusing larger ones with 413.
+func readBody(w http.ResponseWriter, r *http.Request, max int) ([]byte, error) {
+	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, code: codeTooLarge,
+		message: fmt.Sprintf("payload is larger than %d bytes", max)}
+	if r.ContentLength > int64(max) {
+		return nil, tooLarge
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(max)))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge
+		}
+		return nil, errBadRequest(codeBadRequest, "reading the request body failed")
+	}
+	return body, nil
+}
+
+// decodePayload turns a body of the given Content-Type into an envelope's data.
+func decodePayload(contentType string, body []byte) (subscriptions.Envelope, error) {
+	if contentType == "" {
+		return subscriptions.Envelope{Binary: body}, nil
+	}
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return subscriptions.Envelope{}, &apiError{status: http.StatusUnsupportedMediaType, code: codeUnsupported, message: "malformed Content-Type"}
+	}
+	switch {
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		if !json.Valid(body) {
+			return subscriptions.Envelope{}, errBadRequest(codeBadJSON, "the body is not valid JSON")
+		}
+		return subscriptions.Envelope{Data: body}, nil
+	case strings.HasPrefix(mt, "text/"):
+		if cs := params["charset"]; cs != "" && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
+			return subscriptions.Envelope{}, &apiError{status: http.StatusUnsupportedMediaType, code: codeUnsupported, message: "text payloads must be UTF-8"}
+		}
+		if !utf8.Valid(body) {
+			return subscriptions.Envelope{}, errBadRequest(codeBadRequest, "the text body is not valid UTF-8")
+		}
+		data, _ := json.Marshal(string(body))
+		return subscriptions.Envelope{Data: data}, nil
+	default:
+		return subscriptions.Envelope{Binary: body}, nil
+	}
+}

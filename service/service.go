@@ -1,0 +1,200 @@
+// Package service is Switchboard's edge: the HTTP API, the WebSocket endpoint, auth and the
+// admin views, on top of a subscriptions.Hub.
+package service
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/lxzan/gws"
+
+	"github.com/switchboard-dev/switchboard/subscriptions"
+)
+
+// Config configures a Server. Zero values mean the defaults named on each field.
+type Config struct {
+	// JWTSecret is the HS256 secret of user tokens. Empty means dev auth: /ws?user=ID.
+	JWTSecret []byte
+	// APIKey is the bearer key for /v1. Empty leaves /v1 open.
+	APIKey string
+	// AdminKey is the bearer key for /admin. Empty leaves /admin open.
+	AdminKey string
+	// AllowedOrigins lists the origins allowed to open /ws ("*" for any). Empty allows only
+	// the server's own origin. Requests without an Origin header are not browsers and pass.
+	AllowedOrigins []string
+	// MaxMessageBytes is the largest payload, HTTP or WebSocket. Default 65536.
+	MaxMessageBytes int
+	// PingInterval is how often the server pings each WebSocket. Default 20s.
+	PingInterval time.Duration
+	// ReadTimeout drops a WebSocket that sends nothing, not even a pong, for this long.
+	// Default 2×PingInterval + 5s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds one write to a WebSocket. Default 10s.
+	WriteTimeout time.Duration
+	// MaxQueueMessages and MaxQueueBytes bound a connection's outgoing queue; a connection
+	// that falls further behind is closed with 1013 and resumes. Defaults 4096 and 16 MiB.
+	MaxQueueMessages int
+	MaxQueueBytes    int
+	// ShutdownTimeout bounds the graceful drain. Default 5s.
+	ShutdownTimeout time.Duration
+	// Logger receives the server's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 65536
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 20 * time.Second
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 2*c.PingInterval + 5*time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.MaxQueueMessages <= 0 {
+		c.MaxQueueMessages = 4096
+	}
+	if c.MaxQueueBytes <= 0 {
+		c.MaxQueueBytes = 16 << 20
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server serves Switchboard's HTTP API and WebSockets for one node.
+type Server struct {
+	hub      *subscriptions.Hub
+	cfg      Config
+	log      *slog.Logger
+	upgrader *gws.Upgrader
+	router   chi.Router
+
+	// ctx outlives requests: connection-lifetime work hangs off it, not off r.Context().
+	ctx      context.Context
+	cancel   context.CancelFunc
+	draining atomic.Bool
+
+	mu      sync.Mutex
+	clients map[*client]struct{}
+	wg      sync.WaitGroup // connection goroutines
+}
+
+// New builds a server for hub.
+func New(hub *subscriptions.Hub, cfg Config) *Server {
+	cfg.setDefaults()
+	s := &Server{
+		hub:     hub,
+		cfg:     cfg,
+		log:     cfg.Logger,
+		clients: make(map[*client]struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.upgrader = gws.NewUpgrader(&wsHandler{s: s}, &gws.ServerOption{
+		// Room for the frame's own fields around a payload of the largest size.
+		ReadMaxPayloadSize: cfg.MaxMessageBytes + 4096,
+		CheckUtf8Enabled:   true,
+		Recovery:           gws.Recovery,
+		HandshakeTimeout:   5 * time.Second,
+	})
+	s.router = s.routes()
+	return s
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.router }
+
+func (s *Server) routes() chi.Router {
+	r := chi.NewRouter()
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, &apiError{status: http.StatusNotFound, code: codeNotFound, message: "no such endpoint"})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: codeNotAllowed, message: "method not allowed on this endpoint"})
+	})
+	r.Use(s.recoverer)
+
+	// /ws stays out of any middleware that wraps the ResponseWriter: gws hijacks it.
+	r.Get("/ws", s.handleWS)
+	r.Get("/healthz", s.handleHealthz)
+	r.Get("/readyz", s.handleReadyz)
+
+	r.Route("/v1", func(r chi.Router) {
+		r.Use(middleware.RequestID, s.requireKey(s.cfg.APIKey))
+		r.Post("/users/{user}/messages", s.handlePostUserMessage)
+		r.Get("/users/{user}/messages", s.handleGetUserMessages)
+	})
+	r.Route("/admin", func(r chi.Router) {
+		r.Use(s.requireKey(s.cfg.AdminKey))
+		r.Get("/subscriptions", s.handleAdminSubscriptions)
+	})
+	return r
+}
+
+// recoverer turns a panic in a handler into a logged 500, keeping the process up.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic in handler", "path", r.URL.Path, "panic", v)
+				writeError(w, errors.New("panic"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Serve serves on ln until ctx ends, then drains: readiness turns 503, the listener closes,
+// every WebSocket is closed with 1012 (its client reconnects elsewhere and resumes), and
+// in-flight HTTP requests finish, all within ShutdownTimeout.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.router,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	go s.heartbeat(s.ctx)
+	select {
+	case err := <-errc:
+		s.closeClients(1011, "server error")
+		s.cancel()
+		return err
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = hs.Shutdown(sctx) })
+	s.closeClients(1012, "server restarting; reconnect and resume")
+	wg.Wait()
+	s.cancel()
+	s.waitClients(sctx)
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

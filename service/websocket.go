@@ -1,0 +1,332 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/switchboard-dev/switchboard/subscriptions"
+)
+
+// Close codes the server uses.
+const (
+	closeTryAgainLater = 1013 // slow consumer, or Redis unavailable: reconnect and resume
+	closeRestarting    = 1012 // the node drains: reconnect elsewhere and resume
+	closeInternalError = 1011
+)
+
+// subscribeTimeout bounds how long a new connection waits for Redis to confirm its channel.
+const subscribeTimeout = 10 * time.Second
+
+// handleWS authenticates and checks a WebSocket request before upgrading it, so that
+// refusals are plain HTTP answers, then hands the connection to its own read loop.
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: "node is draining"})
+		return
+	}
+	user, err := s.authenticate(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !s.originAllowed(r) {
+		writeError(w, &apiError{status: http.StatusForbidden, code: codeForbidden, message: "origin not allowed"})
+		return
+	}
+	since := r.URL.Query().Get("since")
+	if since != "" {
+		if _, err := subscriptions.ParseStreamID(since); err != nil {
+			writeError(w, errBadRequest(codeBadRequest, "since must be a message id <ms>-<seq>"))
+			return
+		}
+	}
+	c := &client{s: s, user: user, since: since}
+	conn, err := s.upgrader.Upgrade(w, r)
+	if err != nil {
+		s.log.Debug("websocket upgrade failed", "err", err)
+		return
+	}
+	c.conn = conn
+	conn.Session().Store(sessionKey, c)
+	if !s.register(c) {
+		_ = conn.WriteClose(closeRestarting, []byte("server restarting"))
+		return
+	}
+	go func() {
+		defer s.wg.Done()
+		conn.ReadLoop()
+	}()
+}
+
+const sessionKey = "c"
+
+// register adds c to the node's clients unless the node is draining.
+func (s *Server) register(c *client) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.clients[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) unregister(c *client) {
+	s.mu.Lock()
+	delete(s.clients, c)
+	s.mu.Unlock()
+}
+
+// eachClient calls f for a snapshot of the clients, outside the registry lock.
+func (s *Server) eachClient(f func(*client)) {
+	s.mu.Lock()
+	list := make([]*client, 0, len(s.clients))
+	for c := range s.clients {
+		list = append(list, c)
+	}
+	s.mu.Unlock()
+	for _, c := range list {
+		f(c)
+	}
+}
+
+func (s *Server) closeClients(code uint16, reason string) {
+	s.eachClient(func(c *client) { c.close(code, reason) })
+}
+
+// waitClients waits until every connection's read loop has ended, or ctx ends.
+func (s *Server) waitClients(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("websockets still open after the drain timeout")
+	}
+}
+
+// heartbeat pings every WebSocket each PingInterval; browsers answer pings but never send
+// them, so this and the read deadline are what find dead peers.
+func (s *Server) heartbeat(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.eachClient(func(c *client) { c.conn.Async(c.ping) })
+	}
+}
+
+// client is one WebSocket connection: a subscriptions.Sink with a bounded outgoing queue
+// drained by gws's per-connection writer, so that nothing ever blocks on its socket.
+type client struct {
+	s     *Server
+	conn  *gws.Conn
+	user  string
+	since string
+	sub   *subscriptions.Subscription // set in OnOpen, read in OnClose: same goroutine
+
+	mu      sync.Mutex
+	queue   [][]byte
+	spare   [][]byte
+	bytes   int  // queued and not yet written
+	writing bool // a drain job is scheduled
+	closed  bool
+}
+
+var _ subscriptions.Sink = (*client)(nil)
+
+// Deliver queues a message envelope; false means the queue is full.
+func (c *client) Deliver(m subscriptions.Message) bool { return c.enqueue(m.Payload) }
+
+// Drop closes the connection because the hub gave up on it; the client resumes.
+func (c *client) Drop(reason error) {
+	msg := "too slow; reconnect and resume"
+	if errors.Is(reason, subscriptions.ErrUnavailable) {
+		msg = "redis unavailable; reconnect and resume"
+	} else if errors.Is(reason, subscriptions.ErrLagged) {
+		msg = "fell behind the history; reconnect and resume"
+	}
+	c.close(closeTryAgainLater, msg)
+}
+
+// enqueue adds a frame to the outgoing queue. It returns false, queuing nothing, when the
+// queue is over its bounds; the caller then closes the connection.
+func (c *client) enqueue(frame []byte) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return true
+	}
+	if len(c.queue) >= c.s.cfg.MaxQueueMessages || c.bytes+len(frame) > c.s.cfg.MaxQueueBytes {
+		c.mu.Unlock()
+		return false
+	}
+	c.queue = append(c.queue, frame)
+	c.bytes += len(frame)
+	schedule := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if schedule {
+		c.conn.Async(c.drain)
+	}
+	return true
+}
+
+// send queues a frame the server generated; a full queue closes the connection.
+func (c *client) send(frame []byte) {
+	if !c.enqueue(frame) {
+		c.close(closeTryAgainLater, "too slow; reconnect and resume")
+	}
+}
+
+// drain writes what is queued, one batch per job so that pings queued behind it go out.
+func (c *client) drain() {
+	c.mu.Lock()
+	batch := c.queue
+	c.queue, c.spare = c.spare[:0], nil
+	c.mu.Unlock()
+	for i, frame := range batch {
+		_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		if err := c.conn.WriteMessage(gws.OpcodeText, frame); err != nil {
+			break // gws has closed the connection; OnClose follows
+		}
+		batch[i] = nil
+		c.mu.Lock()
+		c.bytes -= len(frame)
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	clear(batch)
+	c.spare = batch[:0]
+	more := len(c.queue) > 0 && !c.closed
+	c.writing = more
+	c.mu.Unlock()
+	if more {
+		c.conn.Async(c.drain)
+	}
+}
+
+func (c *client) ping() {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	_ = c.conn.WritePing(nil)
+}
+
+// close sends a close frame with code and closes the connection. A write stuck on a peer
+// that does not read is cut short so the close happens within a second.
+func (c *client) close(code uint16, reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.queue = nil
+	c.mu.Unlock()
+	go func() {
+		_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = c.conn.WriteClose(code, []byte(reason))
+	}()
+}
+
+// wsHandler receives gws's events. OnOpen, OnMessage, OnPong and OnClose of one connection
+// all run on its read loop goroutine.
+type wsHandler struct {
+	gws.BuiltinEventHandler
+	s *Server
+}
+
+func clientOf(conn *gws.Conn) *client {
+	v, _ := conn.Session().Load(sessionKey)
+	return v.(*client)
+}
+
+func (h *wsHandler) OnOpen(conn *gws.Conn) {
+	c := clientOf(conn)
+	s := h.s
+	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+	ctx, cancel := context.WithTimeout(s.ctx, subscribeTimeout)
+	defer cancel()
+	sub, w, err := s.hub.Subscribe(ctx, c.user, c.since, c)
+	if err != nil {
+		s.log.Warn("subscribe failed", "user", c.user, "err", err)
+		c.close(closeTryAgainLater, "redis unavailable; reconnect and resume")
+		return
+	}
+	c.sub = sub
+	c.send(encodeFrame(welcomeFrame{Type: "welcome", User: c.user, Node: s.hub.Node(), Recovered: w.Recovered, LastID: w.Position.String()}))
+	sub.Start()
+}
+
+func (h *wsHandler) OnClose(conn *gws.Conn, err error) {
+	c := clientOf(conn)
+	c.mu.Lock()
+	c.closed = true
+	c.queue = nil
+	c.mu.Unlock()
+	if c.sub != nil {
+		c.sub.Close()
+	}
+	h.s.unregister(c)
+}
+
+func (h *wsHandler) OnPing(conn *gws.Conn, payload []byte) {
+	_ = conn.SetReadDeadline(time.Now().Add(h.s.cfg.ReadTimeout))
+	_ = conn.SetWriteDeadline(time.Now().Add(h.s.cfg.WriteTimeout))
+	_ = conn.WritePong(payload)
+}
+
+func (h *wsHandler) OnPong(conn *gws.Conn, _ []byte) {
+	_ = conn.SetReadDeadline(time.Now().Add(h.s.cfg.ReadTimeout))
+}
+
+func (h *wsHandler) OnMessage(conn *gws.Conn, msg *gws.Message) {
+	defer msg.Close()
+	c := clientOf(conn)
+	_ = conn.SetReadDeadline(time.Now().Add(h.s.cfg.ReadTimeout))
+	if msg.Opcode != gws.OpcodeText {
+		c.send(encodeFrame(errorFrame{Type: "error", Code: codeBadRequest, Message: "frames must be JSON text frames"}))
+		return
+	}
+	f, err := decodeFrame(msg.Bytes(), h.s.cfg.MaxMessageBytes)
+	if err != nil {
+		var fe *frameError
+		if errors.As(err, &fe) {
+			c.send(encodeFrame(errorFrame{Type: "error", Ref: fe.ref, Code: fe.code, Message: fe.message}))
+		}
+		return
+	}
+	h.s.handleFrame(c, f)
+}
+
+// handleFrame carries out one valid client frame and answers it with an ack or an error.
+func (s *Server) handleFrame(c *client, f clientFrame) {
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	switch {
+	case f.Type == "send" && f.To != "":
+		id, err := s.hub.Publish(ctx, f.To, subscriptions.Envelope{From: c.user, Data: f.Data})
+		if err != nil {
+			c.sendError(f.Ref, err)
+			return
+		}
+		c.send(encodeFrame(ackFrame{Type: "ack", Ref: f.Ref, ID: id.String()}))
+	default:
+		c.send(encodeFrame(errorFrame{Type: "error", Ref: f.Ref, Code: codeBadRequest, Message: f.Type + " frames are not supported yet"}))
+	}
+}
+
+// sendError answers a failed frame with the error frame that classify gives err.
+func (c *client) sendError(ref string, err error) {
+	ae := classify(err)
+	c.send(encodeFrame(errorFrame{Type: "error", Ref: ref, Code: ae.code, Message: ae.message}))
+}

@@ -1,0 +1,93 @@
+package subscriptions
+
+import (
+	"encoding/base64"
+	"encoding/json"
+)
+
+// Message is one message on its way to a connection: its id and its whole JSON envelope,
+// encoded once and shared by every connection it goes to. Payload must not be modified.
+type Message struct {
+	ID      StreamID
+	Payload []byte
+}
+
+// Envelope is a message to deliver. Data must be valid JSON (the service validates it where
+// it decodes it); Binary, when not nil, is delivered as "data_b64" instead of "data".
+type Envelope struct {
+	From   string
+	Room   string
+	Data   json.RawMessage
+	Binary []byte
+}
+
+// envelopePrefix starts every message envelope; the delivery script completes it with the
+// stream id, so the envelope is encoded once, in Go, and never parsed again on its way out.
+const envelopePrefix = `{"type":"message","id":"`
+
+// tail encodes everything of the envelope after its id: `,"from":...,"data":...}`. The stream
+// keeps the tail, and the id completes it, both when published and when replayed.
+func (e Envelope) tail() []byte {
+	n := len(e.Data) + len(e.From) + len(e.Room) + 32
+	if e.Binary != nil {
+		n += base64.StdEncoding.EncodedLen(len(e.Binary))
+	}
+	b := make([]byte, 0, n)
+	if e.From != "" {
+		// Ids are restricted to characters that need no JSON escaping.
+		b = append(b, `,"from":"`...)
+		b = append(b, e.From...)
+		b = append(b, '"')
+	}
+	if e.Room != "" {
+		b = append(b, `,"room":"`...)
+		b = append(b, e.Room...)
+		b = append(b, '"')
+	}
+	if e.Binary != nil {
+		b = append(b, `,"data_b64":"`...)
+		b = base64.StdEncoding.AppendEncode(b, e.Binary)
+		b = append(b, '"')
+	} else {
+		b = append(b, `,"data":`...)
+		if len(e.Data) == 0 {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, e.Data...)
+		}
+	}
+	return append(b, '}')
+}
+
+// assemble builds the full envelope of a message from its id and tail, as the script does.
+func assemble(id string, tail string) []byte {
+	b := make([]byte, 0, len(envelopePrefix)+len(id)+1+len(tail))
+	b = append(b, envelopePrefix...)
+	b = append(b, id...)
+	b = append(b, '"')
+	return append(b, tail...)
+}
+
+// decodeMessage reads the id of a published envelope. It returns false for anything that is
+// not a message envelope (control messages, or garbage someone published on the channel).
+func decodeMessage(payload string) (Message, bool) {
+	if len(payload) < len(envelopePrefix)+4 || payload[:len(envelopePrefix)] != envelopePrefix {
+		return Message{}, false
+	}
+	rest := payload[len(envelopePrefix):]
+	end := -1
+	for i := 0; i < len(rest) && i < 42; i++ {
+		if rest[i] == '"' {
+			end = i
+			break
+		}
+	}
+	if end < 0 {
+		return Message{}, false
+	}
+	id, err := ParseStreamID(rest[:end])
+	if err != nil {
+		return Message{}, false
+	}
+	return Message{ID: id, Payload: []byte(payload)}, true
+}

@@ -1,0 +1,56 @@
+package subscriptions
+
+import (
+	"hash/fnv"
+	"strconv"
+)
+
+// Buckets is the number of hash-slot buckets user keys are spread over. A user's stream and
+// channel carry the same {bucket} hash tag so that the append+publish script touches one
+// Redis Cluster slot, and a node needs one sharded subscriber per bucket in use, not per user.
+// It is part of the key layout: changing it orphans existing streams.
+const Buckets = 128
+
+// keys builds every Redis key and channel name from one prefix, so that several deployments
+// (or tests) can share a Redis without seeing each other.
+type keys struct {
+	prefix string
+}
+
+// bucket returns the hash tag of a user's keys.
+func (k keys) bucket(user string) string {
+	h := fnv.New32a()
+	h.Write([]byte(user))
+	return "{" + k.prefix + ":" + strconv.Itoa(int(h.Sum32()%Buckets)) + "}"
+}
+
+// userStream is the stream that keeps a user's recent messages for resume.
+func (k keys) userStream(user string) string { return k.bucket(user) + ":stream:" + user }
+
+// userChannel is the Pub/Sub channel a user's messages are published on.
+func (k keys) userChannel(user string) string { return k.bucket(user) + ":user:" + user }
+
+// userFromChannel returns the user a channel name belongs to, or false for a channel
+// that is not a user channel of this prefix.
+func (k keys) userFromChannel(ch string) (string, bool) {
+	// Layout: "{" prefix ":" bucket "}:user:" user
+	p := len(k.prefix) + 2
+	if len(ch) <= p || ch[0] != '{' || ch[1:p-1] != k.prefix || ch[p-1] != ':' {
+		return "", false
+	}
+	rest := ch[p:]
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == '}' {
+			const tag = "}:user:"
+			if len(rest) > i+len(tag) && rest[i:i+len(tag)] == tag {
+				return rest[i+len(tag):], true
+			}
+			return "", false
+		}
+	}
+	return "", false
+}
+
+// nodeChannel is the node's own channel on the shared Pub/Sub connection: subscribed first
+// on every new connection, it carries the node's heartbeat and control messages.
+func (k keys) nodeChannel(node string) string { return k.prefix + ":node:" + node }

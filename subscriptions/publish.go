@@ -1,0 +1,56 @@
+package subscriptions
+
+import (
+	"context"
+	"sort"
+)
+
+// Publish delivers env to user: the message is appended to the user's stream and published on
+// the user's channel in one atomic step, so it reaches every connection of the user on every
+// node, and a client that was away finds it when it resumes. It returns the message id.
+// An error wrapping ErrUnavailable means Redis did not take the message.
+func (h *Hub) Publish(ctx context.Context, user string, env Envelope) (StreamID, error) {
+	if !ValidID(user) || (env.From != "" && !ValidID(env.From)) || (env.Room != "" && !ValidID(env.Room)) {
+		return StreamID{}, ErrInvalidID
+	}
+	if err := ctx.Err(); err != nil {
+		return StreamID{}, err
+	}
+	id, err := h.pub.publish(h.keys.userStream(user), h.keys.userChannel(user), env.tail())
+	if err != nil {
+		return StreamID{}, err
+	}
+	return ParseStreamID(id)
+}
+
+// ChannelStats describes one user channel this node is subscribed to.
+type ChannelStats struct {
+	User        string `json:"user"`
+	Channel     string `json:"channel"`
+	Connections int    `json:"connections"`
+}
+
+// Stats is a snapshot of the node's subscriptions.
+type Stats struct {
+	Node        string         `json:"node"`
+	Channels    []ChannelStats `json:"channels"`
+	Connections int            `json:"connections"`
+	Users       int            `json:"users"`
+}
+
+// Stats returns the node's current subscriptions, sorted by user.
+func (h *Hub) Stats() Stats {
+	st := Stats{Node: h.cfg.Node, Channels: []ChannelStats{}}
+	h.mu.RLock()
+	for _, c := range h.channels {
+		if len(c.subs) == 0 {
+			continue
+		}
+		st.Channels = append(st.Channels, ChannelStats{User: c.user, Channel: c.name, Connections: len(c.subs)})
+	}
+	st.Connections = h.conns
+	h.mu.RUnlock()
+	st.Users = len(st.Channels)
+	sort.Slice(st.Channels, func(i, j int) bool { return st.Channels[i].User < st.Channels[j].User })
+	return st
+}
