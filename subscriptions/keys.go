@@ -54,3 +54,7 @@ func (k keys) userFromChannel(ch string) (string, bool) {
 // nodeChannel is the node's own channel on the shared Pub/Sub connection: subscribed first
 // on every new connection, it carries the node's heartbeat and control messages.
 func (k keys) nodeChannel(node string) string { return k.prefix + ":node:" + node }
+
+// ChannelName returns the Redis channel of user under prefix, for operators and tests that
+// look at Redis directly (PUBSUB NUMSUB).
+func ChannelName(prefix, user string) string { return keys{prefix: prefix}.userChannel(user) }

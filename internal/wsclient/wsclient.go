@@ -1,0 +1,196 @@
+// Package wsclient is a small Switchboard WebSocket client for tests and the load tool. It
+// decodes server frames and can reconnect and resume from the last message id it saw, as
+// a real client must, to prove the server's delivery guarantees end to end.
+package wsclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/lxzan/gws"
+)
+
+// Frame is any server frame, decoded.
+type Frame struct {
+	Type       string          `json:"type"`
+	ID         string          `json:"id,omitempty"`
+	From       string          `json:"from,omitempty"`
+	Room       string          `json:"room,omitempty"`
+	Ref        string          `json:"ref,omitempty"`
+	Code       string          `json:"code,omitempty"`
+	Message    string          `json:"message,omitempty"`
+	User       string          `json:"user,omitempty"`
+	Node       string          `json:"node,omitempty"`
+	Recovered  *bool           `json:"recovered,omitempty"`
+	LastID     string          `json:"last_id,omitempty"`
+	Recipients *int            `json:"recipients,omitempty"`
+	Data       json.RawMessage `json:"data,omitempty"`
+	DataB64    string          `json:"data_b64,omitempty"`
+	Raw        []byte          `json:"-"`
+}
+
+// Conn is one WebSocket connection. Frames arrive in order on Frames; Done closes when the
+// connection has ended, and CloseCode tells how.
+type Conn struct {
+	conn   *gws.Conn
+	frames chan Frame
+	done   chan struct{}
+	quit   chan struct{} // closed by Close and Abort: unblocks a reader waiting on frames
+	once   sync.Once
+
+	mu        sync.Mutex
+	closeCode uint16
+	closeErr  error
+}
+
+// Options configures Dial.
+type Options struct {
+	// Header is sent with the upgrade request (Origin, Authorization).
+	Header http.Header
+	// Buffer is how many frames may wait unread before the reader blocks (and so stops
+	// reading the socket, as a stalled client would). Default 100000.
+	Buffer int
+}
+
+// ErrRefused is returned by Dial when the server answered the upgrade with an HTTP error.
+type ErrRefused struct {
+	Status int
+	Body   string
+}
+
+func (e *ErrRefused) Error() string { return fmt.Sprintf("refused with %d: %s", e.Status, e.Body) }
+
+// Dial opens a WebSocket to url (ws://host/ws?...).
+func Dial(url string, opts Options) (*Conn, error) {
+	if opts.Buffer <= 0 {
+		opts.Buffer = 100000
+	}
+	c := &Conn{frames: make(chan Frame, opts.Buffer), done: make(chan struct{}), quit: make(chan struct{})}
+	conn, resp, err := gws.NewClient(&handler{c: c}, &gws.ClientOption{
+		Addr:               url,
+		RequestHeader:      opts.Header,
+		ReadMaxPayloadSize: 32 << 20,
+		HandshakeTimeout:   10 * time.Second,
+	})
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			var body [512]byte
+			n, _ := resp.Body.Read(body[:])
+			_ = resp.Body.Close()
+			return nil, &ErrRefused{Status: resp.StatusCode, Body: string(body[:n])}
+		}
+		return nil, err
+	}
+	c.conn = conn
+	go conn.ReadLoop()
+	return c, nil
+}
+
+// Send writes v as a JSON text frame.
+func (c *Conn) Send(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.SendRaw(b)
+}
+
+// SendRaw writes b as a text frame as it is.
+func (c *Conn) SendRaw(b []byte) error {
+	return c.conn.WriteMessage(gws.OpcodeText, b)
+}
+
+// SendBinary writes b as a binary frame.
+func (c *Conn) SendBinary(b []byte) error {
+	return c.conn.WriteMessage(gws.OpcodeBinary, b)
+}
+
+// ErrClosed is returned by Next once the connection has ended and every frame was read.
+var ErrClosed = errors.New("connection closed")
+
+// Next returns the next frame, waiting until ctx ends.
+func (c *Conn) Next(ctx context.Context) (Frame, error) {
+	select {
+	case f := <-c.frames:
+		return f, nil
+	default:
+	}
+	select {
+	case f := <-c.frames:
+		return f, nil
+	case <-c.done:
+		select {
+		case f := <-c.frames:
+			return f, nil
+		default:
+			return Frame{}, ErrClosed
+		}
+	case <-ctx.Done():
+		return Frame{}, ctx.Err()
+	}
+}
+
+// NextWithin is Next with a timeout.
+func (c *Conn) NextWithin(d time.Duration) (Frame, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return c.Next(ctx)
+}
+
+// Done is closed when the connection has ended.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// CloseCode returns the close code the server sent (0 if none, or not closed yet) and the
+// error the connection ended with.
+func (c *Conn) CloseCode() (uint16, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeCode, c.closeErr
+}
+
+// Close closes the connection with a normal close frame.
+func (c *Conn) Close() {
+	c.once.Do(func() { close(c.quit) })
+	_ = c.conn.WriteClose(1000, nil)
+}
+
+// Abort drops the TCP connection without a close frame, as a crashed client would.
+func (c *Conn) Abort() {
+	c.once.Do(func() { close(c.quit) })
+	_ = c.conn.NetConn().Close()
+}
+
+type handler struct {
+	gws.BuiltinEventHandler
+	c *Conn
+}
+
+func (h *handler) OnMessage(_ *gws.Conn, m *gws.Message) {
+	defer m.Close()
+	raw := append([]byte(nil), m.Bytes()...)
+	var f Frame
+	if err := json.Unmarshal(raw, &f); err != nil {
+		f = Frame{Type: "invalid"}
+	}
+	f.Raw = raw
+	select {
+	case h.c.frames <- f:
+	case <-h.c.quit:
+	}
+}
+
+func (h *handler) OnClose(_ *gws.Conn, err error) {
+	h.c.mu.Lock()
+	var ce *gws.CloseError
+	if errors.As(err, &ce) {
+		h.c.closeCode = ce.Code
+	}
+	h.c.closeErr = err
+	h.c.mu.Unlock()
+	close(h.c.done)
+}

@@ -1,0 +1,241 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/wsclient"
+	"github.com/switchboard-dev/switchboard/service"
+	"github.com/switchboard-dev/switchboard/subscriptions"
+)
+
+// node is one Switchboard node running in the test process on a real socket.
+type node struct {
+	name  string
+	base  string // http://127.0.0.1:port
+	hub   *subscriptions.Hub
+	stop  context.CancelFunc
+	done  chan struct{}
+	hubOK chan struct{}
+}
+
+type nodeOptions struct {
+	service       service.Config
+	subscriptions subscriptions.Config
+}
+
+// startNode runs a node on redisURL. Nodes of one test share the test's key prefix, so
+// they see each other's messages and nothing of other tests'.
+func startNode(t *testing.T, redisURL, name string, mods ...func(*nodeOptions)) *node {
+	t.Helper()
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.MaxRetries = -1
+	opts.ContextTimeoutEnabled = true
+	opts.ReadTimeout = 2 * time.Second
+	rdb := redis.NewClient(opts)
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", name)
+	o := nodeOptions{
+		subscriptions: subscriptions.Config{Node: name, Prefix: "t", Logger: log, Heartbeat: 200 * time.Millisecond},
+		service:       service.Config{Logger: log},
+	}
+	for _, m := range mods {
+		m(&o)
+	}
+	hub, err := subscriptions.New(rdb, o.subscriptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := service.New(hub, o.service)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	n := &node{name: name, base: "http://" + ln.Addr().String(), hub: hub, stop: cancel, done: make(chan struct{}), hubOK: make(chan struct{})}
+	go func() {
+		defer close(n.hubOK)
+		_ = hub.Run(hubCtx)
+	}()
+	go func() {
+		defer close(n.done)
+		if err := srv.Serve(ctx, ln); err != nil {
+			t.Errorf("node %s: serve: %v", name, err)
+		}
+		stopHub()
+		<-n.hubOK
+		_ = rdb.Close()
+	}()
+	t.Cleanup(n.Stop)
+	waitFor(t, 10*time.Second, func() bool { return hub.Ready() == nil }, "node "+name+" ready")
+	return n
+}
+
+// Stop drains the node and waits until it has stopped.
+func (n *node) Stop() {
+	n.stop()
+	<-n.done
+}
+
+func (n *node) wsURL(query string) string {
+	return "ws" + strings.TrimPrefix(n.base, "http") + "/ws?" + query
+}
+
+// connect opens a WebSocket as user (dev auth) and returns it with its welcome frame.
+func connect(t *testing.T, n *node, user string, extra ...string) (*wsclient.Conn, wsclient.Frame) {
+	t.Helper()
+	q := url.Values{"user": {user}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		q.Set(extra[i], extra[i+1])
+	}
+	c, err := wsclient.Dial(n.wsURL(q.Encode()), wsclient.Options{})
+	if err != nil {
+		t.Fatalf("dial %s as %s: %v", n.name, user, err)
+	}
+	t.Cleanup(c.Close)
+	w, err := c.NextWithin(10 * time.Second)
+	if err != nil || w.Type != "welcome" {
+		t.Fatalf("first frame of %s on %s: %+v, %v", user, n.name, w, err)
+	}
+	return c, w
+}
+
+// next reads frames until one of type typ arrives, failing on anything else.
+func next(t *testing.T, c *wsclient.Conn, typ string) wsclient.Frame {
+	t.Helper()
+	f, err := c.NextWithin(10 * time.Second)
+	if err != nil {
+		t.Fatalf("waiting for a %s frame: %v", typ, err)
+	}
+	if f.Type != typ {
+		t.Fatalf("want a %s frame, got %s", typ, f.Raw)
+	}
+	return f
+}
+
+// noFrame checks that nothing arrives on c within d.
+func noFrame(t *testing.T, c *wsclient.Conn, d time.Duration) {
+	t.Helper()
+	if f, err := c.NextWithin(d); err == nil {
+		t.Fatalf("unexpected frame: %s", f.Raw)
+	}
+}
+
+type response struct {
+	status int
+	body   []byte
+	header http.Header
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response %d is not JSON: %q", r.status, r.body)
+	}
+	return m
+}
+
+// errorCode returns the code of an error body, failing if the body is not one.
+func (r response) errorCode(t *testing.T) string {
+	t.Helper()
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	if err := json.Unmarshal(r.body, &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
+		t.Fatalf("status %d: body is not an error object: %q", r.status, r.body)
+	}
+	return e.Error.Code
+}
+
+func do(t *testing.T, method, u, contentType string, body io.Reader, header ...string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, u, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return response{status: res.StatusCode, body: b, header: res.Header}
+}
+
+// sendDM posts a JSON direct message and returns its id.
+func sendDM(t *testing.T, n *node, user, data string) string {
+	t.Helper()
+	r := do(t, "POST", n.base+"/v1/users/"+user+"/messages", "application/json", strings.NewReader(data))
+	if r.status != http.StatusAccepted {
+		t.Fatalf("POST DM to %s: %d %s", user, r.status, r.body)
+	}
+	id, _ := r.json(t)["id"].(string)
+	if id == "" {
+		t.Fatalf("POST DM: no id in %s", r.body)
+	}
+	return id
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t testing.TB, d time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// numsub returns how many subscribers Redis counts on user's channel of the test prefix.
+func numsub(t *testing.T, rdb *redis.Client, user string) int64 {
+	t.Helper()
+	ch := subscriptions.ChannelName("t", user)
+	m, err := rdb.PubSubNumSub(context.Background(), ch).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m[ch]
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func startRedis(t *testing.T) (*redistest.Server, *redis.Client) {
+	srv := redistest.Start(t)
+	return srv, srv.Client(t)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
