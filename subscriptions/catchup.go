@@ -122,7 +122,8 @@ func (q *catchupQueue) finish(s *Subscription, from StreamID, page []redis.XMess
 	}
 	ok := true
 	for _, e := range page {
-		if m, valid := entryMessage(e); valid {
+		if m, valid := entryMessage(e); valid && s.last.Less(m.ID) {
+			q.hub.caughtUp.Add(1)
 			if ok = s.deliverLocked(m); !ok {
 				break
 			}

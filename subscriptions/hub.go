@@ -95,6 +95,10 @@ type Hub struct {
 	flush    chan struct{} // wakes the flusher
 	lastRecv atomic.Int64  // unix nanos of the last thing read from ps
 	redisOK  atomic.Bool   // the last PING on the command client succeeded
+	// Counters for operators: Pub/Sub connections built after the first, and messages
+	// delivered from streams by catch-up after a rebuild.
+	reconnects atomic.Int64
+	caughtUp   atomic.Int64
 	running  atomic.Bool
 	catchups *catchupQueue
 	done     chan struct{} // closed when Run has returned
@@ -250,6 +254,9 @@ func (h *Hub) readLoop(ctx context.Context) {
 func (h *Hub) connect(ctx context.Context) (*redis.PubSub, error) {
 	ps := h.rdb.Subscribe(ctx)
 	h.mu.Lock()
+	if !h.psStarted.IsZero() {
+		h.reconnects.Add(1)
+	}
 	h.ps, h.psStarted, h.connected = ps, time.Now(), false
 	for _, c := range h.channels {
 		c.inflight, c.subscribed = 0, false

@@ -36,6 +36,10 @@ type Stats struct {
 	Channels    []ChannelStats `json:"channels"`
 	Connections int            `json:"connections"`
 	Users       int            `json:"users"`
+	// PubSubReconnects counts Pub/Sub connections built after the first one.
+	PubSubReconnects int64 `json:"pubsub_reconnects"`
+	// CaughtUp counts messages delivered from streams after a reconnect.
+	CaughtUp int64 `json:"caught_up"`
 }
 
 // Stats returns the node's current subscriptions, sorted by user.
@@ -51,6 +55,7 @@ func (h *Hub) Stats() Stats {
 	st.Connections = h.conns
 	h.mu.RUnlock()
 	st.Users = len(st.Channels)
+	st.PubSubReconnects, st.CaughtUp = h.reconnects.Load(), h.caughtUp.Load()
 	sort.Slice(st.Channels, func(i, j int) bool { return st.Channels[i].User < st.Channels[j].User })
 	return st
 }

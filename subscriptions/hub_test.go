@@ -1,0 +1,339 @@
+package subscriptions
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-dev/switchboard/internal/redistest"
+)
+
+// sink records what a subscription delivers. With limit > 0 it refuses deliveries past
+// limit, as a full connection queue does.
+type sink struct {
+	mu      sync.Mutex
+	msgs    []Message
+	limit   int
+	dropped error
+}
+
+func (s *sink) Deliver(m Message) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.limit > 0 && len(s.msgs) >= s.limit {
+		return false
+	}
+	s.msgs = append(s.msgs, m)
+	return true
+}
+
+func (s *sink) Drop(reason error) {
+	s.mu.Lock()
+	s.dropped = reason
+	s.mu.Unlock()
+}
+
+func (s *sink) snapshot() ([]Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.msgs...), s.dropped
+}
+
+func (s *sink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.msgs)
+}
+
+// startHub runs a hub on a fresh redis-server and returns it with a plain client for
+// looking at Redis.
+func startHub(t testing.TB, srv *redistest.Server, mods ...func(*Config)) *Hub {
+	t.Helper()
+	opts, err := redis.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.MaxRetries = -1
+	opts.ContextTimeoutEnabled = true
+	opts.ReadTimeout = 2 * time.Second
+	rdb := redis.NewClient(opts)
+	cfg := Config{Node: "n1", Prefix: "t", Heartbeat: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	h, err := New(rdb, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = h.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; _ = rdb.Close() })
+	waitFor(t, 10*time.Second, func() bool { return h.Ready() == nil }, "hub ready")
+	return h
+}
+
+func waitFor(t testing.TB, d time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func subscribe(t testing.TB, h *Hub, user, since string, s Sink) (*Subscription, Welcome) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub, w, err := h.Subscribe(ctx, user, since, s)
+	if err != nil {
+		t.Fatalf("subscribe %s: %v", user, err)
+	}
+	t.Cleanup(sub.Close)
+	sub.Start()
+	return sub, w
+}
+
+func publish(t testing.TB, h *Hub, user, data string) StreamID {
+	t.Helper()
+	id, err := h.Publish(context.Background(), user, Envelope{Data: []byte(data)})
+	if err != nil {
+		t.Fatalf("publish to %s: %v", user, err)
+	}
+	return id
+}
+
+// checkInOrder fails unless msgs are exactly ids, in order.
+func checkInOrder(t testing.TB, msgs []Message, ids []StreamID) {
+	t.Helper()
+	if len(msgs) != len(ids) {
+		t.Fatalf("got %d messages, want %d", len(msgs), len(ids))
+	}
+	for i := range ids {
+		if msgs[i].ID != ids[i] {
+			t.Fatalf("message %d: id %s, want %s", i, msgs[i].ID, ids[i])
+		}
+	}
+}
+
+func TestPublishStoresAndDeliversTheSameEnvelope(t *testing.T) {
+	srv := redistest.Start(t)
+	h := startHub(t, srv)
+	s := &sink{}
+	subscribe(t, h, "bob", "", s)
+	id, err := h.Publish(context.Background(), "bob", Envelope{From: "alice", Room: "lobby", Data: []byte(`{"a":[1,2]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"type":"message","id":"` + id.String() + `","from":"alice","room":"lobby","data":{"a":[1,2]}}`
+	waitFor(t, 5*time.Second, func() bool { return s.count() == 1 }, "delivery")
+	msgs, _ := s.snapshot()
+	if string(msgs[0].Payload) != want {
+		t.Fatalf("live envelope\n got %s\nwant %s", msgs[0].Payload, want)
+	}
+	hist, err := h.History(context.Background(), "bob", "", 10)
+	if err != nil || len(hist) != 1 || string(hist[0].Payload) != want {
+		t.Fatalf("history %v %v", hist, err)
+	}
+	// Stored once, bounded and expiring.
+	rdb := srv.Client(t)
+	stream := h.keys.userStream("bob")
+	if n := rdb.XLen(context.Background(), stream).Val(); n != 1 {
+		t.Fatalf("stream length %d, want 1", n)
+	}
+	if ttl := rdb.PTTL(context.Background(), stream).Val(); ttl <= 0 || ttl > 24*time.Hour {
+		t.Fatalf("stream TTL %s, want (0, 24h]", ttl)
+	}
+}
+
+func TestHistoryIsBoundedByHistorySize(t *testing.T) {
+	srv := redistest.Start(t)
+	h := startHub(t, srv, func(c *Config) { c.HistorySize = 5; c.HistoryTTL = time.Minute })
+	var ids []StreamID
+	for i := range 12 {
+		ids = append(ids, publish(t, h, "bob", strconv.Itoa(i)))
+	}
+	hist, err := h.History(context.Background(), "bob", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkInOrder(t, hist, ids[7:])
+	ttl := srv.Client(t).PTTL(context.Background(), h.keys.userStream("bob")).Val()
+	if ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("TTL %s, want (0, 1m]", ttl)
+	}
+}
+
+func TestResumeReplaysExactlyWhatFollowsSince(t *testing.T) {
+	srv := redistest.Start(t)
+	h := startHub(t, srv, func(c *Config) { c.HistorySize = 50 })
+	var ids []StreamID
+	for i := range 30 {
+		ids = append(ids, publish(t, h, "bob", strconv.Itoa(i)))
+	}
+	cases := []struct {
+		name      string
+		since     string
+		want      []StreamID
+		recovered bool
+	}{
+		{"from a kept message", ids[9].String(), ids[10:], true},
+		{"from the one before the newest", ids[28].String(), ids[29:], true},
+		{"from the newest message", ids[29].String(), nil, true},
+		{"from the beginning", "0-0", append(ids[:5:5], ids[6:]...), true},
+		{"from an id newer than everything", StreamID{MS: ids[29].MS + 1000}.String(), nil, true},
+		{"from an id no longer in the stream", ids[5].String(), ids[6:], false},
+	}
+	// A position that left the stream: what followed it may be gone too.
+	srv.Client(t).XDel(context.Background(), h.keys.userStream("bob"), ids[5].String())
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &sink{}
+			_, w := subscribe(t, h, "bob", tc.since, s)
+			if w.Recovered == nil || *w.Recovered != tc.recovered {
+				t.Fatalf("recovered %v, want %v", w.Recovered, tc.recovered)
+			}
+			msgs, _ := s.snapshot()
+			checkInOrder(t, msgs, tc.want)
+		})
+	}
+}
+
+func TestResumeAfterTrimReportsNotRecovered(t *testing.T) {
+	srv := redistest.Start(t)
+	h := startHub(t, srv, func(c *Config) { c.HistorySize = 10 })
+	var ids []StreamID
+	for i := range 25 {
+		ids = append(ids, publish(t, h, "bob", strconv.Itoa(i)))
+	}
+	s := &sink{}
+	_, w := subscribe(t, h, "bob", ids[3].String(), s)
+	if w.Recovered == nil || *w.Recovered {
+		t.Fatalf("recovered %v, want false: ids after since were trimmed", w.Recovered)
+	}
+	msgs, _ := s.snapshot()
+	checkInOrder(t, msgs, ids[15:])
+	// 0-0 on a trimmed stream is not recovered either.
+	_, w = subscribe(t, h, "bob", "0-0", &sink{})
+	if *w.Recovered {
+		t.Fatal("0-0 on a trimmed stream: recovered true, want false")
+	}
+}
+
+func TestLiveMessagesDuringSetupAreNeitherLostNorDuplicated(t *testing.T) {
+	srv := redistest.Start(t)
+	h := startHub(t, srv)
+	var mu sync.Mutex
+	var ids []StreamID
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			id := publish(t, h, "bob", strconv.Itoa(i))
+			mu.Lock()
+			ids = append(ids, id)
+			mu.Unlock()
+		}
+	})
+	// Connections resuming from 0-0 while messages flow: each must see every message, once,
+	// in order, across the switch from replay to live.
+	var sinks []*sink
+	for range 10 {
+		waitFor(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(ids) > 0 }, "first publish")
+		s := &sink{}
+		subscribe(t, h, "bob", "0-0", s)
+		sinks = append(sinks, s)
+	}
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	all := ids
+	mu.Unlock()
+	for i, s := range sinks {
+		waitFor(t, 5*time.Second, func() bool { return s.count() == len(all) }, fmt.Sprintf("sink %d to get all %d", i, len(all)))
+		msgs, _ := s.snapshot()
+		checkInOrder(t, msgs, all)
+	}
+}
+
+func TestConnectStormCoalescesSubscribes(t *testing.T) {
+	srv := redistest.Start(t)
+	h := startHub(t, srv)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	before := subscribeCalls(t, rdb)
+	const users = 2000
+	var wg sync.WaitGroup
+	subs := make([]*Subscription, users)
+	for i := range users {
+		wg.Go(func() {
+			sub, _, err := h.Subscribe(ctx, "u"+strconv.Itoa(i), "", &sink{})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			sub.Start()
+			subs[i] = sub
+		})
+	}
+	wg.Wait()
+	calls := subscribeCalls(t, rdb) - before
+	t.Logf("%d users subscribed with %d SUBSCRIBE commands", users, calls)
+	if calls > users/10 {
+		t.Fatalf("%d SUBSCRIBE commands for %d users: not coalesced", calls, users)
+	}
+	if n := len(rdb.PubSubChannels(ctx, "{t:*").Val()); n != users {
+		t.Fatalf("%d channels subscribed, want %d", n, users)
+	}
+	for _, s := range subs {
+		s.Close()
+	}
+	waitFor(t, 10*time.Second, func() bool { return len(rdb.PubSubChannels(ctx, "{t:*").Val()) == 0 }, "every channel unsubscribed")
+	waitFor(t, 10*time.Second, func() bool { h.mu.RLock(); defer h.mu.RUnlock(); return len(h.channels) == 0 }, "channel table emptied")
+}
+
+// subscribeCalls reads how many SUBSCRIBE commands Redis has run.
+func subscribeCalls(t testing.TB, rdb *redis.Client) int {
+	info := rdb.Info(context.Background(), "commandstats").Val()
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_subscribe:calls="); ok {
+			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			return n
+		}
+	}
+	return 0
+}
+
+func TestSubscribeRaceWithUnsubscribeKeepsTheChannel(t *testing.T) {
+	srv := redistest.Start(t)
+	h := startHub(t, srv)
+	// Open and close connections of one user in a tight loop, so that subscribes and
+	// unsubscribes of the same channel are in flight together; a connection that got its
+	// welcome must always receive what is published after.
+	for i := range 200 {
+		s := &sink{}
+		sub, _ := subscribe(t, h, "flip", "", s)
+		id := publish(t, h, "flip", strconv.Itoa(i))
+		waitFor(t, 5*time.Second, func() bool { return s.count() == 1 }, fmt.Sprintf("round %d delivery", i))
+		if msgs, _ := s.snapshot(); msgs[0].ID != id {
+			t.Fatalf("round %d: got %s want %s", i, msgs[0].ID, id)
+		}
+		sub.Close()
+	}
+}
