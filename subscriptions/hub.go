@@ -90,6 +90,10 @@ type Hub struct {
 	psStarted time.Time     // when ps was created, for the watchdog
 	connected bool          // the node channel is confirmed on ps
 	dirty     []*channel    // channels whose wanted state changed since the last flush
+	// unconfirmed counts the confirmations still due for the last flush. The flusher waits
+	// for them before writing again, so that under a connect storm each SUBSCRIBE carries
+	// everything that queued up during one round trip.
+	unconfirmed int
 	conns     int           // local subscriptions, for stats
 
 	flush    chan struct{} // wakes the flusher
@@ -258,6 +262,7 @@ func (h *Hub) connect(ctx context.Context) (*redis.PubSub, error) {
 		h.reconnects.Add(1)
 	}
 	h.ps, h.psStarted, h.connected = ps, time.Now(), false
+	h.unconfirmed = 0
 	for _, c := range h.channels {
 		c.inflight, c.subscribed = 0, false
 		if c.ready {
@@ -308,6 +313,11 @@ func (h *Hub) confirm(ps *redis.PubSub, m *redis.Subscription) bool {
 		}
 		h.wakeFlusher()
 		return true
+	}
+	if h.unconfirmed > 0 {
+		if h.unconfirmed--; h.unconfirmed == 0 && len(h.dirty) > 0 {
+			h.wakeFlusher()
+		}
 	}
 	c := h.channels[m.Channel]
 	if c == nil {
@@ -384,6 +394,10 @@ func (h *Hub) flushLoop(ctx context.Context) {
 			h.mu.Unlock()
 			continue // the next connection re-queues every channel
 		}
+		if h.unconfirmed > 0 {
+			h.mu.Unlock()
+			continue // the last confirmation wakes us
+		}
 		var subs, unsubs []string
 		for _, c := range h.dirty {
 			c.queued = false
@@ -404,6 +418,7 @@ func (h *Hub) flushLoop(ctx context.Context) {
 		}
 		clear(h.dirty)
 		h.dirty = h.dirty[:0]
+		h.unconfirmed = len(subs) + len(unsubs)
 		h.mu.Unlock()
 
 		var err error
