@@ -22,6 +22,7 @@ import (
 
 // node is one Switchboard node running in the test process on a real socket.
 type node struct {
+	srv   *service.Server
 	name  string
 	base  string // http://127.0.0.1:port
 	hub   *subscriptions.Hub
@@ -66,7 +67,7 @@ func startNode(t *testing.T, redisURL, name string, mods ...func(*nodeOptions)) 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	hubCtx, stopHub := context.WithCancel(context.Background())
-	n := &node{name: name, base: "http://" + ln.Addr().String(), hub: hub, stop: cancel, done: make(chan struct{}), hubOK: make(chan struct{})}
+	n := &node{srv: srv, name: name, base: "http://" + ln.Addr().String(), hub: hub, stop: cancel, done: make(chan struct{}), hubOK: make(chan struct{})}
 	go func() {
 		defer close(n.hubOK)
 		_ = hub.Run(hubCtx)
@@ -84,6 +85,8 @@ func startNode(t *testing.T, redisURL, name string, mods ...func(*nodeOptions)) 
 	waitFor(t, 10*time.Second, func() bool { return hub.Ready() == nil }, "node "+name+" ready")
 	return n
 }
+
+func (n *node) srvSlowCloses() int64 { return n.srv.SlowConsumerCloses() }
 
 // Stop drains the node and waits until it has stopped.
 func (n *node) Stop() {

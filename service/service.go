@@ -89,6 +89,8 @@ type Server struct {
 	cancel   context.CancelFunc
 	draining atomic.Bool
 
+	slowCloses atomic.Int64 // connections closed with 1013 for falling behind
+
 	mu      sync.Mutex
 	clients map[*client]struct{}
 	wg      sync.WaitGroup // connection goroutines
@@ -114,6 +116,9 @@ func New(hub *subscriptions.Hub, cfg Config) *Server {
 	s.router = s.routes()
 	return s
 }
+
+// SlowConsumerCloses returns how many connections were closed for falling behind.
+func (s *Server) SlowConsumerCloses() int64 { return s.slowCloses.Load() }
 
 // Handler returns the server's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.router }

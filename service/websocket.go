@@ -151,6 +151,9 @@ func (c *client) Deliver(m subscriptions.Message) bool { return c.enqueue(m.Payl
 // Drop closes the connection because the hub gave up on it; the client resumes.
 func (c *client) Drop(reason error) {
 	msg := "too slow; reconnect and resume"
+	if errors.Is(reason, subscriptions.ErrSlowConsumer) {
+		c.s.slowCloses.Add(1)
+	}
 	if errors.Is(reason, subscriptions.ErrUnavailable) {
 		msg = "redis unavailable; reconnect and resume"
 	} else if errors.Is(reason, subscriptions.ErrLagged) {
@@ -185,7 +188,7 @@ func (c *client) enqueue(frame []byte) bool {
 // send queues a frame the server generated; a full queue closes the connection.
 func (c *client) send(frame []byte) {
 	if !c.enqueue(frame) {
-		c.close(closeTryAgainLater, "too slow; reconnect and resume")
+		c.Drop(subscriptions.ErrSlowConsumer)
 	}
 }
 
@@ -221,8 +224,11 @@ func (c *client) ping() {
 	_ = c.conn.WritePing(nil)
 }
 
-// close sends a close frame with code and closes the connection. A write stuck on a peer
-// that does not read is cut short so the close happens within a second.
+// closeWriteTimeout bounds how long a close waits for a write stuck on a peer that does not
+// read; a peer that reads again within it still gets the close frame with its code.
+const closeWriteTimeout = 3 * time.Second
+
+// close sends a close frame with code and closes the connection.
 func (c *client) close(code uint16, reason string) {
 	c.mu.Lock()
 	if c.closed {
@@ -233,7 +239,7 @@ func (c *client) close(code uint16, reason string) {
 	c.queue = nil
 	c.mu.Unlock()
 	go func() {
-		_ = c.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = c.conn.SetWriteDeadline(time.Now().Add(closeWriteTimeout))
 		_ = c.conn.WriteClose(code, []byte(reason))
 	}()
 }

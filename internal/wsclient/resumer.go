@@ -1,0 +1,140 @@
+package wsclient
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Resumer keeps one user connected: whenever its connection ends it reconnects, with
+// backoff and jitter, and resumes after the last message id it saw, as the contract asks of
+// clients. It records every message, welcome and close code, so tests can count them.
+type Resumer struct {
+	// URL returns the WebSocket URL of the attempt-th connection, resuming after since ("" on
+	// the first connection that has seen nothing). Rotating nodes here moves the client.
+	URL     func(attempt int, since string) string
+	Options Options
+
+	mu       sync.Mutex
+	last     string
+	messages []Frame
+	welcomes []Frame
+	closes   []uint16
+	changed  chan struct{}
+}
+
+// Run connects and reconnects until ctx ends or the server closes with a code that forbids
+// reconnecting (4001, or 1008 policy violation).
+func (r *Resumer) Run(ctx context.Context) error {
+	backoff := 10 * time.Millisecond
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		r.mu.Lock()
+		since := r.last
+		r.mu.Unlock()
+		c, err := Dial(r.URL(attempt, since), r.Options)
+		if err != nil {
+			var refused *ErrRefused
+			if errors.As(err, &refused) && refused.Status/100 == 4 {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff/2 + rand.N(backoff/2+1)):
+			}
+			backoff = min(2*backoff, 500*time.Millisecond)
+			continue
+		}
+		code := r.read(ctx, c)
+		if code == 4001 || code == 1008 {
+			return nil
+		}
+		if code == 1012 || code == 1013 {
+			backoff = 10 * time.Millisecond // told to reconnect: do it now
+		}
+	}
+	return nil
+}
+
+// read consumes one connection until it ends and returns its close code.
+func (r *Resumer) read(ctx context.Context, c *Conn) uint16 {
+	defer c.Close()
+	for {
+		f, err := c.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0
+			}
+			code, _ := c.CloseCode()
+			r.record(func() { r.closes = append(r.closes, code) })
+			return code
+		}
+		switch f.Type {
+		case "welcome":
+			r.record(func() {
+				r.welcomes = append(r.welcomes, f)
+				if r.last == "" && f.LastID != "" {
+					r.last = f.LastID
+				}
+			})
+		case "message":
+			r.record(func() {
+				r.messages = append(r.messages, f)
+				r.last = f.ID
+			})
+		}
+	}
+}
+
+func (r *Resumer) record(f func()) {
+	r.mu.Lock()
+	f()
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
+	r.mu.Unlock()
+}
+
+// Messages returns the messages received so far, in arrival order.
+func (r *Resumer) Messages() []Frame {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Frame(nil), r.messages...)
+}
+
+// Welcomes returns the welcome frames received so far.
+func (r *Resumer) Welcomes() []Frame {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Frame(nil), r.welcomes...)
+}
+
+// Closes returns the close codes of the connections that ended.
+func (r *Resumer) Closes() []uint16 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uint16(nil), r.closes...)
+}
+
+// WaitFor waits until cond holds for the resumer's state, or ctx ends.
+func (r *Resumer) WaitFor(ctx context.Context, cond func(r *Resumer) bool) error {
+	for {
+		r.mu.Lock()
+		if r.changed == nil {
+			r.changed = make(chan struct{})
+		}
+		ch := r.changed
+		r.mu.Unlock()
+		if cond(r) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
