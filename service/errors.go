@@ -48,6 +48,8 @@ func classify(err error) *apiError {
 		return ae
 	case errors.Is(err, subscriptions.ErrInvalidID):
 		return errBadRequest(codeInvalidID, "ids must match ^[A-Za-z0-9._@+-]{1,128}$")
+	case errors.Is(err, subscriptions.ErrNotMember):
+		return &apiError{status: http.StatusForbidden, code: codeNotMember, message: "join the room before posting to it"}
 	case errors.Is(err, subscriptions.ErrBadStreamID):
 		return errBadRequest(codeBadRequest, "message ids are of the form <ms>-<seq>")
 	case errors.Is(err, subscriptions.ErrUnavailable), errors.Is(err, subscriptions.ErrClosed):

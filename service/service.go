@@ -142,6 +142,11 @@ func (s *Server) routes() chi.Router {
 		r.Use(middleware.RequestID, s.requireKey(s.cfg.APIKey))
 		r.Post("/users/{user}/messages", s.handlePostUserMessage)
 		r.Get("/users/{user}/messages", s.handleGetUserMessages)
+		r.Get("/users/{user}/rooms", s.handleGetUserRooms)
+		r.Put("/rooms/{room}/members/{user}", s.handlePutMember)
+		r.Delete("/rooms/{room}/members/{user}", s.handleDeleteMember)
+		r.Get("/rooms/{room}/members", s.handleGetMembers)
+		r.Post("/rooms/{room}/messages", s.handlePostRoomMessage)
 	})
 	r.Route("/admin", func(r chi.Router) {
 		r.Use(s.requireKey(s.cfg.AdminKey))

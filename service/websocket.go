@@ -326,6 +326,25 @@ func (s *Server) handleFrame(c *client, f clientFrame) {
 			return
 		}
 		c.send(encodeFrame(ackFrame{Type: "ack", Ref: f.Ref, ID: id.String()}))
+	case f.Type == "send":
+		n, err := s.hub.PublishRoom(ctx, f.Room, subscriptions.Envelope{From: c.user, Data: f.Data}, true)
+		if err != nil {
+			c.sendError(f.Ref, err)
+			return
+		}
+		c.send(encodeFrame(ackFrame{Type: "ack", Ref: f.Ref, Recipients: &n}))
+	case f.Type == "join" || f.Type == "leave":
+		var err error
+		if f.Type == "join" {
+			_, err = s.hub.Join(ctx, f.Room, c.user)
+		} else {
+			_, err = s.hub.Leave(ctx, f.Room, c.user)
+		}
+		if err != nil {
+			c.sendError(f.Ref, err)
+			return
+		}
+		c.send(encodeFrame(ackFrame{Type: "ack", Ref: f.Ref}))
 	default:
 		c.send(encodeFrame(errorFrame{Type: "error", Ref: f.Ref, Code: codeBadRequest, Message: f.Type + " frames are not supported yet"}))
 	}

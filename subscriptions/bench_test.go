@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,4 +116,74 @@ func BenchmarkPublish(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// countSink counts deliveries and closes done at the target.
+type countSink struct {
+	n      *atomic.Int64
+	target int64
+	done   chan struct{}
+}
+
+func (s countSink) Deliver(Message) bool {
+	if s.n.Add(1) == s.target {
+		close(s.done)
+	}
+	return true
+}
+func (s countSink) Drop(error) {}
+
+// BenchmarkRoomFanout posts to rooms of 100, 1,000 and 10,000 members, every member
+// connected to this node, and reports deliveries per second and the time from the post to
+// the last member's delivery.
+func BenchmarkRoomFanout(b *testing.B) {
+	for _, size := range []int{100, 1000, 10000} {
+		b.Run(fmt.Sprintf("members=%d", size), func(b *testing.B) {
+			srv := redistest.Start(b)
+			h := startHub(b, srv, func(c *Config) { c.Heartbeat = time.Second })
+			ctx := context.Background()
+			var count atomic.Int64
+			room := "r"
+			sinks := make([]*countSink, size)
+			var wg sync.WaitGroup
+			for i := range size {
+				user := "m" + strconv.Itoa(i)
+				if _, err := h.Join(ctx, room, user); err != nil {
+					b.Fatal(err)
+				}
+				sinks[i] = &countSink{n: &count}
+				wg.Go(func() {
+					sub, _, err := h.Subscribe(ctx, user, "", sinks[i])
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					sub.Start()
+					b.Cleanup(sub.Close)
+				})
+			}
+			wg.Wait()
+			env := Envelope{From: "system", Data: []byte(`{"text":"room message"}`)}
+			var last time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				count.Store(0)
+				d := make(chan struct{})
+				for _, s := range sinks {
+					s.target, s.done = int64(size), d
+				}
+				b.StartTimer()
+				start := time.Now()
+				n, err := h.PublishRoom(ctx, room, env, false)
+				if err != nil || n != size {
+					b.Fatalf("fan-out: %d %v", n, err)
+				}
+				<-d
+				last = time.Since(start)
+			}
+			b.ReportMetric(float64(size*b.N)/b.Elapsed().Seconds(), "deliveries/s")
+			b.ReportMetric(float64(last.Microseconds())/1000, "ms-to-last")
+		})
+	}
 }

@@ -94,7 +94,7 @@ type Hub struct {
 	// for them before writing again, so that under a connect storm each SUBSCRIBE carries
 	// everything that queued up during one round trip.
 	unconfirmed int
-	conns     int           // local subscriptions, for stats
+	conns       int // local subscriptions, for stats
 
 	flush    chan struct{} // wakes the flusher
 	lastRecv atomic.Int64  // unix nanos of the last thing read from ps
@@ -103,10 +103,11 @@ type Hub struct {
 	// delivered from streams by catch-up after a rebuild.
 	reconnects atomic.Int64
 	caughtUp   atomic.Int64
-	running  atomic.Bool
-	catchups *catchupQueue
-	done     chan struct{} // closed when Run has returned
-	ctx      context.Context
+	running    atomic.Bool
+	catchups   *catchupQueue
+	roomLocks  roomLocks
+	done       chan struct{} // closed when Run has returned
+	ctx        context.Context
 }
 
 // channel is the node's state of one user channel.

@@ -58,3 +58,17 @@ func (k keys) nodeChannel(node string) string { return k.prefix + ":node:" + nod
 // ChannelName returns the Redis channel of user under prefix, for operators and tests that
 // look at Redis directly (PUBSUB NUMSUB).
 func ChannelName(prefix, user string) string { return keys{prefix: prefix}.userChannel(user) }
+
+// roomTag is the hash tag of a room's keys: its member set and its fan-out lock share a
+// slot of their own, apart from the members' user keys.
+func (k keys) roomTag(room string) string { return "{" + k.prefix + ":room:" + room + "}" }
+
+// roomMembers is the set of user ids in a room.
+func (k keys) roomMembers(room string) string { return k.roomTag(room) + ":members" }
+
+// roomLock serializes a room's fan-outs across nodes, so that every member sees the room's
+// messages in the same relative order.
+func (k keys) roomLock(room string) string { return k.roomTag(room) + ":lock" }
+
+// userRooms is the set of rooms a user is in; it lives in the user's bucket.
+func (k keys) userRooms(user string) string { return k.bucket(user) + ":rooms:" + user }

@@ -1,0 +1,108 @@
+package service
+
+import (
+	"net/http"
+)
+
+// handlePutMember adds a user to a room: PUT /v1/rooms/{room}/members/{user}. Idempotent.
+func (s *Server) handlePutMember(w http.ResponseWriter, r *http.Request) {
+	s.changeMember(w, r, true)
+}
+
+// handleDeleteMember removes a user from a room: DELETE /v1/rooms/{room}/members/{user}.
+func (s *Server) handleDeleteMember(w http.ResponseWriter, r *http.Request) {
+	s.changeMember(w, r, false)
+}
+
+func (s *Server) changeMember(w http.ResponseWriter, r *http.Request, join bool) {
+	room, err := pathID(r, "room")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	user, err := pathID(r, "user")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if join {
+		_, err = s.hub.Join(r.Context(), room, user)
+	} else {
+		_, err = s.hub.Leave(r.Context(), room, user)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleGetMembers lists a room's members: GET /v1/rooms/{room}/members.
+func (s *Server) handleGetMembers(w http.ResponseWriter, r *http.Request) {
+	room, err := pathID(r, "room")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	members, err := s.hub.Members(r.Context(), room)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Members []string `json:"members"`
+	}{nonNil(members)})
+}
+
+// handleGetUserRooms lists a user's rooms: GET /v1/users/{user}/rooms.
+func (s *Server) handleGetUserRooms(w http.ResponseWriter, r *http.Request) {
+	user, err := pathID(r, "user")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rooms, err := s.hub.Rooms(r.Context(), user)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Rooms []string `json:"rooms"`
+	}{nonNil(rooms)})
+}
+
+// handlePostRoomMessage fans a message out to a room: POST /v1/rooms/{room}/messages.
+func (s *Server) handlePostRoomMessage(w http.ResponseWriter, r *http.Request) {
+	room, err := pathID(r, "room")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	from, err := optionalFrom(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	env, err := readPayload(w, r, s.cfg.MaxMessageBytes)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	env.From = from
+	n, err := s.hub.PublishRoom(r.Context(), room, env, false)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, struct {
+		Recipients int `json:"recipients"`
+	}{n})
+}
+
+// nonNil makes an empty list encode as [] rather than null.
+func nonNil(v []string) []string {
+	if v == nil {
+		return []string{}
+	}
+	return v
+}

@@ -1,0 +1,241 @@
+package subscriptions
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrNotMember is returned when a user posts to a room it is not in.
+var ErrNotMember = errors.New("not a member of the room")
+
+const (
+	// fanoutChunk is how many member deliveries share one pipeline.
+	fanoutChunk = 256
+	// fanoutParallel is how many chunks of one fan-out are in flight at once.
+	fanoutParallel = 4
+	// roomLockLease bounds how long a crashed node can hold a room's fan-out lock.
+	roomLockLease = 30 * time.Second
+)
+
+// Join adds user to room. It reports whether the user was not a member before. The room's
+// member set and the user's room set change in one MULTI.
+func (h *Hub) Join(ctx context.Context, room, user string) (bool, error) {
+	return h.changeMembership(ctx, room, user, true)
+}
+
+// Leave removes user from room. It reports whether the user was a member. A room whose last
+// member leaves is gone from Redis.
+func (h *Hub) Leave(ctx context.Context, room, user string) (bool, error) {
+	return h.changeMembership(ctx, room, user, false)
+}
+
+func (h *Hub) changeMembership(ctx context.Context, room, user string, join bool) (bool, error) {
+	if !ValidID(room) || !ValidID(user) {
+		return false, ErrInvalidID
+	}
+	var changed *redis.IntCmd
+	_, err := h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if join {
+			changed = p.SAdd(ctx, h.keys.roomMembers(room), user)
+			p.SAdd(ctx, h.keys.userRooms(user), room)
+		} else {
+			changed = p.SRem(ctx, h.keys.roomMembers(room), user)
+			p.SRem(ctx, h.keys.userRooms(user), room)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("%w: change membership of %s in %s: %w", ErrUnavailable, user, room, err)
+	}
+	return changed.Val() == 1, nil
+}
+
+// Members returns the users in room, sorted; an empty or unknown room has none.
+func (h *Hub) Members(ctx context.Context, room string) ([]string, error) {
+	if !ValidID(room) {
+		return nil, ErrInvalidID
+	}
+	return h.sortedSet(ctx, h.keys.roomMembers(room))
+}
+
+// Rooms returns the rooms user is in, sorted.
+func (h *Hub) Rooms(ctx context.Context, user string) ([]string, error) {
+	if !ValidID(user) {
+		return nil, ErrInvalidID
+	}
+	return h.sortedSet(ctx, h.keys.userRooms(user))
+}
+
+func (h *Hub) sortedSet(ctx context.Context, key string) ([]string, error) {
+	v, err := h.rdb.SMembers(ctx, key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	sort.Strings(v)
+	return v, nil
+}
+
+// PublishRoom fans env out to every member of room: the message is appended to each
+// member's stream and published on each member's channel, so it reaches all their devices on
+// every node. With a sender (env.From) that is not a member it fails with ErrNotMember;
+// backends post without one. It returns the number of recipients.
+//
+// Members are read once and delivered in pipelined chunks that Redis interleaves with other
+// traffic, so a large room does not stall the node. Fan-outs of one room are serialized by a
+// lock in Redis, so every member sees the room's messages in the same relative order.
+func (h *Hub) PublishRoom(ctx context.Context, room string, env Envelope, requireMember bool) (int, error) {
+	if !ValidID(room) || (env.From != "" && !ValidID(env.From)) {
+		return 0, ErrInvalidID
+	}
+	env.Room = room
+	unlock, err := h.lockRoom(ctx, room)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	members, err := h.rdb.SMembers(ctx, h.keys.roomMembers(room)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("%w: read members of %s: %w", ErrUnavailable, room, err)
+	}
+	if requireMember && !contains(members, env.From) {
+		return 0, ErrNotMember
+	}
+	tail := string(env.tail())
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(fanoutParallel)
+	for start := 0; start < len(members); start += fanoutChunk {
+		chunk := members[start:min(start+fanoutChunk, len(members))]
+		g.Go(func() error { return h.deliverChunk(gctx, chunk, tail) })
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	return len(members), nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// deliverChunk runs the delivery script for each user in one pipeline. On Redis Cluster the
+// pipeline is split by node and the users' keys may live on any slot: each script call
+// touches only its user's bucket.
+func (h *Hub) deliverChunk(ctx context.Context, users []string, tail string) error {
+	todo := users
+	for attempt := 0; ; attempt++ {
+		pipe := h.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(todo))
+		for i, u := range todo {
+			cmds[i] = pipe.EvalSha(ctx, deliveryScript.Hash(), []string{h.keys.userStream(u), h.keys.userChannel(u)},
+				h.pub.historySize, h.pub.historyTTL, tail, h.pub.publishCmd)
+		}
+		_, _ = pipe.Exec(ctx)
+		var again []string
+		for i, cmd := range cmds {
+			if err := cmd.Err(); err != nil {
+				if attempt == 0 && isNoScript(err) {
+					again = append(again, todo[i]) // did not run: safe to run again
+					continue
+				}
+				return fmt.Errorf("%w: fan out: %w", ErrUnavailable, err)
+			}
+		}
+		if len(again) == 0 {
+			return nil
+		}
+		if err := deliveryScript.Load(ctx, h.rdb).Err(); err != nil {
+			return fmt.Errorf("%w: load delivery script: %w", ErrUnavailable, err)
+		}
+		todo = again
+	}
+}
+
+// roomLocks serializes a node's own fan-outs of a room before they contend for the Redis lock.
+type roomLocks struct {
+	mu    sync.Mutex
+	rooms map[string]*roomLock
+}
+
+type roomLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (l *roomLocks) acquire(room string) func() {
+	l.mu.Lock()
+	if l.rooms == nil {
+		l.rooms = make(map[string]*roomLock)
+	}
+	rl := l.rooms[room]
+	if rl == nil {
+		rl = &roomLock{}
+		l.rooms[room] = rl
+	}
+	rl.refs++
+	l.mu.Unlock()
+	rl.mu.Lock()
+	return func() {
+		rl.mu.Unlock()
+		l.mu.Lock()
+		if rl.refs--; rl.refs == 0 {
+			delete(l.rooms, room)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// releaseLua deletes a lock only if it still holds our token, so a fan-out that outlived
+// its lease never releases someone else's lock.
+var releaseLock = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
+
+// lockRoom takes the room's fan-out lock: first this node's, then the cluster-wide one in
+// Redis, waiting with jittered backoff while another node fans out.
+func (h *Hub) lockRoom(ctx context.Context, room string) (func(), error) {
+	unlockLocal := h.roomLocks.acquire(room)
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	token := hex.EncodeToString(b[:])
+	key := h.keys.roomLock(room)
+	wait := time.Millisecond
+	for {
+		ok, err := h.rdb.SetNX(ctx, key, token, roomLockLease).Result()
+		if err != nil {
+			unlockLocal()
+			return nil, fmt.Errorf("%w: lock room %s: %w", ErrUnavailable, room, err)
+		}
+		if ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			unlockLocal()
+			return nil, fmt.Errorf("%w: room %s stayed locked: %w", ErrUnavailable, room, ctx.Err())
+		case <-time.After(wait/2 + rand.N(wait/2+1)):
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+	return func() {
+		// Released with a context of its own: the caller's may have ended.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := releaseLock.Run(rctx, h.rdb, []string{key}, token).Err(); err != nil {
+			h.log.Warn("releasing room lock failed; it expires by itself", "room", room, "err", err)
+		}
+		unlockLocal()
+	}, nil
+}
