@@ -5,6 +5,7 @@ package service
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -43,6 +44,9 @@ type Config struct {
 	// that falls further behind is closed with 1013 and resumes. Defaults 4096 and 16 MiB.
 	MaxQueueMessages int
 	MaxQueueBytes    int
+	// Assets are the browser app's static files (index.html, admin.html, assets/). Nil
+	// serves no UI.
+	Assets fs.FS
 	// ShutdownTimeout bounds the graceful drain. Default 5s.
 	ShutdownTimeout time.Duration
 	// Logger receives the server's logs. Default slog.Default().
@@ -149,9 +153,14 @@ func (s *Server) routes() chi.Router {
 		r.Post("/rooms/{room}/messages", s.handlePostRoomMessage)
 	})
 	r.Route("/admin", func(r chi.Router) {
-		r.Use(s.requireKey(s.cfg.AdminKey))
-		r.Get("/subscriptions", s.handleAdminSubscriptions)
+		r.Get("/", s.serveFile("admin.html"))
+		r.Group(func(r chi.Router) {
+			r.Use(s.requireKey(s.cfg.AdminKey))
+			r.Get("/subscriptions", s.handleAdminSubscriptions)
+		})
 	})
+	r.Get("/", s.serveFile("index.html"))
+	r.Get("/assets/*", s.handleAsset)
 	return r
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/service"
 	"github.com/switchboard-dev/switchboard/subscriptions"
+	"github.com/switchboard-dev/switchboard/web"
 )
 
 // run builds the node from its configuration and runs it until ctx ends.
@@ -80,6 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		AdminKey:        cfg.AdminKey,
 		AllowedOrigins:  cfg.origins(),
 		MaxMessageBytes: cfg.MaxMessageBytes,
+		Assets:          web.Assets(),
 		Logger:          log,
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
