@@ -20,6 +20,7 @@ const (
 	codeTooLarge     = "too_large"
 	codeUnsupported  = "unsupported_media_type"
 	codeUnavailable  = "unavailable"
+	codeRateLimited  = "rate_limited"
 	codeNotMember    = "not_member"
 	codeUnknownType  = "unknown_type"
 	codeInternal     = "internal"

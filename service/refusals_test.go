@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,8 +99,8 @@ func (b *bystanders) checkUntouched(t *testing.T) {
 	}
 }
 
-// checkError asserts a refusal's status, code and JSON error body.
-func checkError(t *testing.T, r response, status int, code string) {
+// checkRefusal asserts a refusal's status, code and JSON error body.
+func checkRefusal(t *testing.T, r response, status int, code string) {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("status %d, want %d; body %q", r.status, status, r.body)
@@ -118,11 +119,11 @@ type chunkedReader struct{ r io.Reader }
 
 func (c chunkedReader) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-func body(s string) func() io.Reader {
+func plainBody(s string) func() io.Reader {
 	return func() io.Reader { return strings.NewReader(s) }
 }
 
-func chunked(s string) func() io.Reader {
+func chunkedBody(s string) func() io.Reader {
 	return func() io.Reader { return chunkedReader{strings.NewReader(s)} }
 }
 
@@ -140,39 +141,40 @@ func TestHTTPRefusalsAnswerWithErrorAndStoreNothing(t *testing.T) {
 		status       int
 		code         string
 	}{
-		{"a user id with a space is refused", "POST", "/v1/users/b%20ob/messages", "application/json", body(`1`), 400, "invalid_id"},
-		{"a user id that is only a space is refused", "POST", "/v1/users/%20/messages", "application/json", body(`1`), 400, "invalid_id"},
-		{"a user id of 129 characters is refused", "POST", "/v1/users/" + long + "/messages", "application/json", body(`1`), 400, "invalid_id"},
-		{"a user id with a colon is refused", "POST", "/v1/users/bob:x/messages", "application/json", body(`1`), 400, "invalid_id"},
-		{"a user id with braces is refused", "POST", "/v1/users/%7Bbob%7D/messages", "application/json", body(`1`), 400, "invalid_id"},
-		{"a user id with an encoded slash is refused", "POST", "/v1/users/bob%2Fx/messages", "application/json", body(`1`), 400, "invalid_id"},
-		{"a user id with non-ASCII letters is refused", "POST", "/v1/users/b%C3%B6b/messages", "application/json", body(`1`), 400, "invalid_id"},
-		{"an empty user id is not a route", "POST", "/v1/users//messages", "application/json", body(`1`), 404, "not_found"},
+		{"a user id with a space is refused", "POST", "/v1/users/b%20ob/messages", "application/json", plainBody(`1`), 400, "invalid_id"},
+		{"a user id that is only a space is refused", "POST", "/v1/users/%20/messages", "application/json", plainBody(`1`), 400, "invalid_id"},
+		{"a user id of 129 characters is refused", "POST", "/v1/users/" + long + "/messages", "application/json", plainBody(`1`), 400, "invalid_id"},
+		{"a user id with a colon is refused", "POST", "/v1/users/bob:x/messages", "application/json", plainBody(`1`), 400, "invalid_id"},
+		{"a user id with braces is refused", "POST", "/v1/users/%7Bbob%7D/messages", "application/json", plainBody(`1`), 400, "invalid_id"},
+		{"a user id with an encoded slash is refused", "POST", "/v1/users/bob%2Fx/messages", "application/json", plainBody(`1`), 400, "invalid_id"},
+		{"a user id with non-ASCII letters is refused", "POST", "/v1/users/b%C3%B6b/messages", "application/json", plainBody(`1`), 400, "invalid_id"},
+		{"an empty user id is refused", "POST", "/v1/users//messages", "application/json", plainBody(`1`), 400, "invalid_id"},
 		{"history of an invalid user id is refused", "GET", "/v1/users/bob:x/messages", "", nil, 400, "invalid_id"},
-		{"a from with a space is refused", "POST", "/v1/users/bob/messages?from=a%20b", "application/json", body(`1`), 400, "invalid_id"},
-		{"a from with a colon is refused", "POST", "/v1/users/bob/messages?from=svc:x", "application/json", body(`1`), 400, "invalid_id"},
-		{"a from of 129 characters is refused", "POST", "/v1/users/bob/messages?from=" + long, "application/json", body(`1`), 400, "invalid_id"},
-		{"malformed JSON is refused", "POST", "/v1/users/bob/messages", "application/json", body(`{"a":`), 400, "bad_json"},
-		{"JSON with trailing garbage is refused", "POST", "/v1/users/bob/messages", "application/json", body(`{} x`), 400, "bad_json"},
-		{"an empty body declared as JSON is refused", "POST", "/v1/users/bob/messages", "application/json", body(``), 400, "bad_json"},
-		{"malformed vendor JSON is refused", "POST", "/v1/users/bob/messages", "application/vnd.x+json", body(`nope`), 400, "bad_json"},
-		{"text that is not UTF-8 is refused", "POST", "/v1/users/bob/messages", "text/plain", body("caf\xe9"), 400, "bad_request"},
-		{"text in latin1 is refused as unsupported", "POST", "/v1/users/bob/messages", "text/plain; charset=latin1", body("caf\xe9"), 415, "unsupported_media_type"},
-		{"a Content-Type with a broken parameter is refused", "POST", "/v1/users/bob/messages", "text/plain; charset", body("hi"), 415, "unsupported_media_type"},
-		{"a Content-Type without a subtype is refused", "POST", "/v1/users/bob/messages", "application/", body("hi"), 415, "unsupported_media_type"},
-		{"a body over the limit with a Content-Length is refused", "POST", "/v1/users/bob/messages", "application/octet-stream", body(over), 413, "too_large"},
-		{"a chunked body over the limit is refused", "POST", "/v1/users/bob/messages", "application/octet-stream", chunked(over), 413, "too_large"},
-		{"a chunked JSON body over the limit is refused", "POST", "/v1/users/bob/messages", "application/json", chunked(`"` + over + `"`), 413, "too_large"},
-		{"PUT on a user's messages is not allowed", "PUT", "/v1/users/bob/messages", "application/json", body(`1`), 405, "method_not_allowed"},
+		{"a from with a space is refused", "POST", "/v1/users/bob/messages?from=a%20b", "application/json", plainBody(`1`), 400, "invalid_id"},
+		{"a from with a colon is refused", "POST", "/v1/users/bob/messages?from=svc:x", "application/json", plainBody(`1`), 400, "invalid_id"},
+		{"a from of 129 characters is refused", "POST", "/v1/users/bob/messages?from=" + long, "application/json", plainBody(`1`), 400, "invalid_id"},
+		{"malformed JSON is refused", "POST", "/v1/users/bob/messages", "application/json", plainBody(`{"a":`), 400, "bad_json"},
+		{"JSON with trailing garbage is refused", "POST", "/v1/users/bob/messages", "application/json", plainBody(`{} x`), 400, "bad_json"},
+		{"an empty body declared as JSON is refused", "POST", "/v1/users/bob/messages", "application/json", plainBody(``), 400, "bad_json"},
+		{"malformed vendor JSON is refused", "POST", "/v1/users/bob/messages", "application/vnd.x+json", plainBody(`nope`), 400, "bad_json"},
+		{"text that is not UTF-8 is refused", "POST", "/v1/users/bob/messages", "text/plain", plainBody("caf\xe9"), 400, "bad_request"},
+		{"text in latin1 is refused as unsupported", "POST", "/v1/users/bob/messages", "text/plain; charset=latin1", plainBody("caf\xe9"), 415, "unsupported_media_type"},
+		{"a Content-Type with a broken parameter is refused", "POST", "/v1/users/bob/messages", "text/plain; charset", plainBody("hi"), 415, "unsupported_media_type"},
+		{"a Content-Type without a subtype is refused", "POST", "/v1/users/bob/messages", "application/", plainBody("hi"), 415, "unsupported_media_type"},
+		{"a body over the limit with a Content-Length is refused", "POST", "/v1/users/bob/messages", "application/octet-stream", plainBody(over), 413, "too_large"},
+		{"a chunked body over the limit is refused", "POST", "/v1/users/bob/messages", "application/octet-stream", chunkedBody(over), 413, "too_large"},
+		{"a chunked JSON body over the limit is refused", "POST", "/v1/users/bob/messages", "application/json", chunkedBody(`"` + over + `"`), 413, "too_large"},
+		{"PUT on a user's messages is not allowed", "PUT", "/v1/users/bob/messages", "application/json", plainBody(`1`), 405, "method_not_allowed"},
 		{"DELETE on a user's messages is not allowed", "DELETE", "/v1/users/bob/messages", "", nil, 405, "method_not_allowed"},
-		{"PATCH on a user's messages is not allowed", "PATCH", "/v1/users/bob/messages", "application/json", body(`1`), 405, "method_not_allowed"},
+		{"PATCH on a user's messages is not allowed", "PATCH", "/v1/users/bob/messages", "application/json", plainBody(`1`), 405, "method_not_allowed"},
 		{"an unknown path under /v1 is not found", "GET", "/v1/nope", "", nil, 404, "not_found"},
 		{"an unknown top-level path is not found", "GET", "/nope", "", nil, 404, "not_found"},
-		{"a POST to a user without messages is not found", "POST", "/v1/users/bob", "application/json", body(`1`), 404, "not_found"},
-		{"a path past a user's messages is not found", "POST", "/v1/users/bob/messages/x", "application/json", body(`1`), 404, "not_found"},
+		{"a POST to a user without messages is not found", "POST", "/v1/users/bob", "application/json", plainBody(`1`), 404, "not_found"},
+		{"a path past a user's messages is not found", "POST", "/v1/users/bob/messages/x", "application/json", plainBody(`1`), 404, "not_found"},
 		{"history since a word is refused", "GET", "/v1/users/bob/messages?since=abc", "", nil, 400, "bad_request"},
 		{"history since an id of three parts is refused", "GET", "/v1/users/bob/messages?since=1-2-3", "", nil, 400, "bad_request"},
 		{"history since a negative id is refused", "GET", "/v1/users/bob/messages?since=-1", "", nil, 400, "bad_request"},
+		{"history since an id past the 64-bit range is refused", "GET", "/v1/users/bob/messages?since=18446744073709551616-0", "", nil, 400, "bad_request"},
 		{"history with limit 0 is refused", "GET", "/v1/users/bob/messages?limit=0", "", nil, 400, "bad_request"},
 		{"history with limit 1001 is refused", "GET", "/v1/users/bob/messages?limit=1001", "", nil, 400, "bad_request"},
 		{"history with a negative limit is refused", "GET", "/v1/users/bob/messages?limit=-1", "", nil, 400, "bad_request"},
@@ -185,7 +187,7 @@ func TestHTTPRefusalsAnswerWithErrorAndStoreNothing(t *testing.T) {
 				rd = tc.body()
 			}
 			r := do(t, tc.method, n.base+tc.path, tc.contentType, rd)
-			checkError(t, r, tc.status, tc.code)
+			checkRefusal(t, r, tc.status, tc.code)
 			b.checkUntouched(t)
 		})
 	}
@@ -195,10 +197,9 @@ func TestMethodNotAllowedNamesTheAllowedMethods(t *testing.T) {
 	srv, _ := startRedis(t)
 	n := startNode(t, srv.URL(), "a")
 	r := do(t, "PUT", n.base+"/v1/users/bob/messages", "application/json", strings.NewReader(`1`))
-	checkError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
-	if r.header.Get("Allow") == "" {
-		t.Skip("BUG: service/service.go routes(): the custom MethodNotAllowed handler ignores the methods chi " +
-			"found, so a 405 has no Allow header (RFC 9110 §15.5.6: the server MUST send one)")
+	checkRefusal(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
+	if got := r.header.Values("Allow"); !slices.Equal(got, []string{"GET", "POST"}) {
+		t.Fatalf("Allow %v, want [GET POST] (RFC 9110 §15.5.6: a 405 must name the allowed methods)", got)
 	}
 }
 
@@ -211,8 +212,8 @@ func TestPayloadOfExactlyMaxMessageBytesIsAccepted(t *testing.T) {
 		name string
 		body func() io.Reader
 	}{
-		{"with a Content-Length", body(exact)},
-		{"with chunked transfer encoding", chunked(exact)},
+		{"with a Content-Length", plainBody(exact)},
+		{"with chunked transfer encoding", chunkedBody(exact)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -275,7 +276,7 @@ func TestKeysGuardV1AndAdmin(t *testing.T) {
 			r := do(t, tc.method, n.base+tc.path, "application/json", rd, hdr...)
 			switch tc.status {
 			case http.StatusUnauthorized:
-				checkError(t, r, 401, "unauthorized")
+				checkRefusal(t, r, 401, "unauthorized")
 				if h := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(h, "Bearer") {
 					t.Fatalf("WWW-Authenticate %q, want a Bearer challenge", h)
 				}
@@ -302,38 +303,55 @@ func TestKeysGuardV1AndAdmin(t *testing.T) {
 }
 
 func TestPostWhileRedisIsDownIsRefusedAndLeavesNoTrace(t *testing.T) {
-	// Append-only with fsync on every write, so that what Redis held before it died is
-	// back after the restart and "nothing was stored" is a real check, not a wiped database.
-	srv := redistest.Start(t, redistest.WithArgs("--appendonly", "yes", "--appendfsync", "always"))
-	n := startNode(t, srv.URL(), "a")
-	b := &bystanders{n: n}
-	before := b.post(t, "bob", `{"n":1}`)
+	cases := []struct {
+		name   string
+		down   func(*redistest.Server)
+		up     func(*testing.T, *redistest.Server)
+		within time.Duration // how soon the refusal must come
+	}{
+		{"a killed Redis refuses at once", (*redistest.Server).Stop,
+			func(t *testing.T, s *redistest.Server) { s.Restart(t) }, 3 * time.Second},
+		{"a frozen Redis refuses after the read timeout", (*redistest.Server).Freeze,
+			func(_ *testing.T, s *redistest.Server) { s.Thaw() }, 5 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// Append-only with fsync on every write, so that what Redis held before it died
+			// is back after a restart and "nothing was stored" is a real check, not a wiped
+			// database.
+			srv := redistest.Start(t, redistest.WithArgs("--appendonly", "yes", "--appendfsync", "always"))
+			n := startNode(t, srv.URL(), "a")
+			b := &bystanders{n: n}
+			before := b.post(t, "bob", `{"n":1}`)
 
-	srv.Stop()
-	start := time.Now()
-	r := do(t, "POST", n.base+"/v1/users/bob/messages", "application/json", strings.NewReader(`{"n":2}`))
-	checkError(t, r, http.StatusServiceUnavailable, "unavailable")
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("the refusal took %s; a backend must learn promptly that nothing was accepted", d)
-	}
-	waitFor(t, 5*time.Second, func() bool {
-		return do(t, "GET", n.base+"/readyz", "", nil).status == http.StatusServiceUnavailable
-	}, "/readyz to turn 503 while Redis is down")
+			tc.down(srv)
+			start := time.Now()
+			r := do(t, "POST", n.base+"/v1/users/bob/messages", "application/json", strings.NewReader(`{"n":2}`))
+			checkRefusal(t, r, http.StatusServiceUnavailable, "unavailable")
+			if d := time.Since(start); d > tc.within {
+				t.Fatalf("the refusal took %s; a backend must learn within %s that nothing was accepted", d, tc.within)
+			}
+			waitFor(t, 5*time.Second, func() bool {
+				return do(t, "GET", n.base+"/readyz", "", nil).status == http.StatusServiceUnavailable
+			}, "/readyz to turn 503 while Redis is down")
 
-	srv.Restart(t)
-	waitFor(t, 10*time.Second, func() bool {
-		return do(t, "GET", n.base+"/readyz", "", nil).status == http.StatusOK
-	}, "/readyz to turn 200 after Redis came back")
-	if got := b.history(t, "bob", ""); len(got) != 1 || got[0] != before {
-		t.Fatalf("bob's stream holds %v, want only %s from before the outage", got, before)
-	}
-	bob, _ := connect(t, n, "bob", "since", before)
-	after := b.post(t, "bob", `{"n":3}`)
-	if m := next(t, bob, "message"); m.ID != after || string(m.Data) != `{"n":3}` {
-		t.Fatalf("after the outage bob got %s, want message %s", m.Raw, after)
-	}
-	if got := b.history(t, "bob", ""); len(got) != 2 || got[0] != before || got[1] != after {
-		t.Fatalf("bob's stream holds %v, want [%s %s]", got, before, after)
+			tc.up(t, srv)
+			waitFor(t, 10*time.Second, func() bool {
+				return do(t, "GET", n.base+"/readyz", "", nil).status == http.StatusOK
+			}, "/readyz to turn 200 after Redis came back")
+			got := b.history(t, "bob", "")
+			if len(got) != 1 || got[0] != before {
+				t.Fatalf("bob's stream holds %v, want only %s from before the outage", got, before)
+			}
+			bob, _ := connect(t, n, "bob", "since", before)
+			after := b.post(t, "bob", `{"n":3}`)
+			if m := next(t, bob, "message"); m.ID != after || string(m.Data) != `{"n":3}` {
+				t.Fatalf("after the outage bob got %s, want message %s", m.Raw, after)
+			}
+			if got := b.history(t, "bob", ""); len(got) != 2 || got[0] != before || got[1] != after {
+				t.Fatalf("bob's stream holds %v, want [%s %s]", got, before, after)
+			}
+		})
 	}
 }
 
@@ -355,7 +373,7 @@ func refusedDial(t *testing.T, u string, header http.Header) *wsclient.ErrRefuse
 // checkRefusedUpgrade asserts a refused upgrade's status and JSON error code.
 func checkRefusedUpgrade(t *testing.T, refused *wsclient.ErrRefused, status int, code string) {
 	t.Helper()
-	checkError(t, response{status: refused.Status, body: []byte(refused.Body),
+	checkRefusal(t, response{status: refused.Status, body: []byte(refused.Body),
 		header: http.Header{"Content-Type": {"application/json"}}}, status, code)
 }
 
@@ -390,6 +408,7 @@ func TestWebSocketUpgradeRefusalsInDevMode(t *testing.T) {
 		{"since an id of three parts is refused", "user=dave&since=1-2-3", 400, "bad_request"},
 		{"since a negative id is refused", "user=dave&since=-1", 400, "bad_request"},
 		{"since an id with a letter is refused", "user=dave&since=1-x", 400, "bad_request"},
+		{"since an id past the 64-bit range is refused", "user=dave&since=1-18446744073709551616", 400, "bad_request"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -399,8 +418,8 @@ func TestWebSocketUpgradeRefusalsInDevMode(t *testing.T) {
 	}
 }
 
-// mint signs claims with secret by method.
-func mint(t *testing.T, method jwt.SigningMethod, secret any, claims jwt.MapClaims) string {
+// mintToken signs claims with secret by method.
+func mintToken(t *testing.T, method jwt.SigningMethod, secret any, claims jwt.MapClaims) string {
 	t.Helper()
 	s, err := jwt.NewWithClaims(method, claims).SignedString(secret)
 	if err != nil {
@@ -417,7 +436,7 @@ func TestWebSocketTokens(t *testing.T) {
 	b := &bystanders{n: n}
 	hour := time.Now().Add(time.Hour).Unix()
 	valid := func(sub string) string {
-		return mint(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": sub, "exp": hour})
+		return mintToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": sub, "exp": hour})
 	}
 	for _, u := range []string{"bob", "carol"} {
 		c, err := wsclient.Dial(n.wsURL("token="+valid(u)), wsclient.Options{})
@@ -441,13 +460,13 @@ func TestWebSocketTokens(t *testing.T) {
 		{"no token is unauthorized", "", ""},
 		{"a dev user without a token is unauthorized", "user=dave", ""},
 		{"a garbage token is unauthorized", "token=not.a.jwt", ""},
-		{"a token signed with another secret is unauthorized", "token=" + mint(t, jwt.SigningMethodHS256, []byte("other"), jwt.MapClaims{"sub": "dave", "exp": hour}), ""},
-		{"an expired token is unauthorized", "token=" + mint(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "dave", "exp": time.Now().Add(-5 * time.Minute).Unix()}), ""},
-		{"a token not valid yet is unauthorized", "token=" + mint(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "dave", "nbf": time.Now().Add(5 * time.Minute).Unix()}), ""},
+		{"a token signed with another secret is unauthorized", "token=" + mintToken(t, jwt.SigningMethodHS256, []byte("other"), jwt.MapClaims{"sub": "dave", "exp": hour}), ""},
+		{"an expired token is unauthorized", "token=" + mintToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "dave", "exp": time.Now().Add(-5 * time.Minute).Unix()}), ""},
+		{"a token not valid yet is unauthorized", "token=" + mintToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "dave", "nbf": time.Now().Add(5 * time.Minute).Unix()}), ""},
 		{"a token whose sub is not a valid id is unauthorized", "token=" + valid("dave:x"), ""},
-		{"a token without sub is unauthorized", "token=" + mint(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"exp": hour}), ""},
-		{"a token with alg none is unauthorized", "token=" + mint(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, jwt.MapClaims{"sub": "dave", "exp": hour}), ""},
-		{"a token signed with HS512 is unauthorized", "token=" + mint(t, jwt.SigningMethodHS512, secret, jwt.MapClaims{"sub": "dave", "exp": hour}), ""},
+		{"a token without sub is unauthorized", "token=" + mintToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"exp": hour}), ""},
+		{"a token with alg none is unauthorized", "token=" + mintToken(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, jwt.MapClaims{"sub": "dave", "exp": hour}), ""},
+		{"a token signed with HS512 is unauthorized", "token=" + mintToken(t, jwt.SigningMethodHS512, secret, jwt.MapClaims{"sub": "dave", "exp": hour}), ""},
 		{"a garbage bearer header is unauthorized", "", "Bearer not.a.jwt"},
 		{"a valid token under the Basic scheme is unauthorized", "", "Basic " + valid("dave")},
 	}
@@ -470,7 +489,7 @@ func TestWebSocketTokens(t *testing.T) {
 	}{
 		{"a valid token in the query opens the socket as its sub", "token=" + valid("dave"), "", "dave"},
 		{"a valid token in a bearer header opens the socket as its sub", "", "Bearer " + valid("erin"), "erin"},
-		{"a token within the clock-skew leeway is accepted", "token=" + mint(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "frank", "exp": time.Now().Add(-5 * time.Second).Unix()}), "", "frank"},
+		{"a token within the clock-skew leeway is accepted", "token=" + mintToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "frank", "exp": time.Now().Add(-5 * time.Second).Unix()}), "", "frank"},
 		{"a dev user parameter cannot override the token's sub", "user=mallory&token=" + valid("gina"), "", "gina"},
 	}
 	for _, tc := range accepted {
@@ -488,11 +507,14 @@ func TestWebSocketTokens(t *testing.T) {
 }
 
 func TestWebSocketOrigins(t *testing.T) {
-	srv, _ := startRedis(t)
-	sameOrigin := startNode(t, srv.URL(), "same")
-	listed := startNode(t, srv.URL(), "listed", func(o *nodeOptions) {
+	// One Redis each, so that the bystanders of one node are not the users of the other.
+	srv1, _ := startRedis(t)
+	srv2, _ := startRedis(t)
+	sameOrigin := startNode(t, srv1.URL(), "same")
+	listed := startNode(t, srv2.URL(), "listed", func(o *nodeOptions) {
 		o.service.AllowedOrigins = []string{"https://app.example"}
 	})
+	watching := map[*node]*bystanders{sameOrigin: newBystanders(t, sameOrigin), listed: newBystanders(t, listed)}
 	cases := []struct {
 		name   string
 		n      *node
@@ -513,7 +535,6 @@ func TestWebSocketOrigins(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			b := newBystanders(t, tc.n)
 			h := http.Header{}
 			if tc.origin != "" {
 				h.Set("Origin", tc.origin)
@@ -526,7 +547,7 @@ func TestWebSocketOrigins(t *testing.T) {
 			} else {
 				checkRefusedUpgrade(t, refusedDial(t, u, h), 403, "forbidden")
 			}
-			b.checkUntouched(t)
+			watching[tc.n].checkUntouched(t)
 		})
 	}
 }
@@ -631,6 +652,35 @@ func TestWebSocketFramesThatBreakTheProtocolCloseOnlyTheirConnection(t *testing.
 				t.Fatalf("close code %d (%v), want %d", code, err, tc.code)
 			}
 			waitFor(t, 5*time.Second, func() bool { return n.hub.Stats().Connections == before }, "the node to release the closed connection")
+			b.checkUntouched(t)
+		})
+	}
+}
+
+func TestPlainRequestsToTheWebSocketEndpointAreRefusedWithJSON(t *testing.T) {
+	srv, _ := startRedis(t)
+	n := startNode(t, srv.URL(), "a")
+	b := newBystanders(t, n)
+	cases := []struct {
+		name   string
+		method string
+		header []string
+		status []int // acceptable statuses
+		code   string
+	}{
+		{"a POST is not allowed", "POST", nil, []int{405}, "method_not_allowed"},
+		{"a GET without the upgrade headers is refused", "GET", nil, []int{400, 426}, "bad_request"},
+		{"an upgrade of an unsupported WebSocket version is refused", "GET", []string{
+			"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "8", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==",
+		}, []int{400, 426}, "bad_request"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := do(t, tc.method, n.base+"/ws?user=dave", "", nil, tc.header...)
+			if !slices.Contains(tc.status, r.status) {
+				t.Fatalf("status %d, want one of %v: %q", r.status, tc.status, r.body)
+			}
+			checkRefusal(t, r, r.status, tc.code)
 			b.checkUntouched(t)
 		})
 	}

@@ -47,6 +47,14 @@ type Config struct {
 	// Assets are the browser app's static files (index.html, admin.html, assets/). Nil
 	// serves no UI.
 	Assets fs.FS
+	// MaxConnsPerUser caps one user's WebSockets on this node; more are refused with 429.
+	// Default 32.
+	MaxConnsPerUser int
+	// FrameRate and FrameBurst rate-limit each connection's frames (a token bucket): frames
+	// over the limit get an error frame with code rate_limited, and a connection that keeps
+	// going past FrameBurst refusals in a row is closed with 1008. Defaults 50/s and 100.
+	FrameRate  float64
+	FrameBurst int
 	// ShutdownTimeout bounds the graceful drain. Default 5s.
 	ShutdownTimeout time.Duration
 	// Logger receives the server's logs. Default slog.Default().
@@ -71,6 +79,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxQueueBytes <= 0 {
 		c.MaxQueueBytes = 16 << 20
+	}
+	if c.MaxConnsPerUser <= 0 {
+		c.MaxConnsPerUser = 32
+	}
+	if c.FrameRate <= 0 {
+		c.FrameRate = 50
+	}
+	if c.FrameBurst <= 0 {
+		c.FrameBurst = 100
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 5 * time.Second
@@ -132,7 +149,14 @@ func (s *Server) routes() chi.Router {
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, &apiError{status: http.StatusNotFound, code: codeNotFound, message: "no such endpoint"})
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		// chi keeps the allowed methods to itself once a custom handler is set; ask the
+		// router again, so that the 405 carries the Allow header HTTP requires.
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if r.Match(chi.NewRouteContext(), m, req.URL.Path) {
+				w.Header().Add("Allow", m)
+			}
+		}
 		writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: codeNotAllowed, message: "method not allowed on this endpoint"})
 	})
 	r.Use(s.recoverer)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ const (
 	closeTryAgainLater = 1013 // slow consumer, or Redis unavailable: reconnect and resume
 	closeRestarting    = 1012 // the node drains: reconnect elsewhere and resume
 	closeInternalError = 1011
+	closePolicy        = 1008 // sustained abuse: do not reconnect by yourself
 )
 
 // subscribeTimeout bounds how long a new connection waits for Redis to confirm its channel.
@@ -38,6 +40,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusForbidden, code: codeForbidden, message: "origin not allowed"})
 		return
 	}
+	if !isUpgrade(r) {
+		// gws would answer in plain text; every refusal here is a JSON error.
+		w.Header().Set("Upgrade", "websocket")
+		writeError(w, &apiError{status: http.StatusUpgradeRequired, code: codeBadRequest, message: "this endpoint speaks WebSocket (version 13) only"})
+		return
+	}
 	since := r.URL.Query().Get("since")
 	if since != "" {
 		if _, err := subscriptions.ParseStreamID(since); err != nil {
@@ -45,7 +53,11 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	c := &client{s: s, user: user, since: since}
+	if s.hub.LocalConnections(user) >= s.cfg.MaxConnsPerUser {
+		writeError(w, &apiError{status: http.StatusTooManyRequests, code: codeRateLimited, message: "too many connections for this user"})
+		return
+	}
+	c := &client{s: s, user: user, since: since, tokens: float64(s.cfg.FrameBurst)}
 	conn, err := s.upgrader.Upgrade(w, r)
 	if err != nil {
 		s.log.Debug("websocket upgrade failed", "err", err)
@@ -64,6 +76,25 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 }
 
 const sessionKey = "c"
+
+// isUpgrade reports whether r is a WebSocket version 13 upgrade request.
+func isUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") &&
+		headerHasToken(r.Header, "Upgrade", "websocket") &&
+		r.Header.Get("Sec-WebSocket-Version") == "13" &&
+		r.Header.Get("Sec-WebSocket-Key") != ""
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // register adds c to the node's clients unless the node is draining.
 func (s *Server) register(c *client) bool {
@@ -134,6 +165,11 @@ type client struct {
 	user  string
 	since string
 	sub   *subscriptions.Subscription // set in OnOpen, read in OnClose: same goroutine
+
+	// Frame rate limiting; touched only on the read loop goroutine.
+	tokens  float64
+	refill  time.Time
+	limited int // frames refused in a row
 
 	mu      sync.Mutex
 	queue   [][]byte
@@ -259,6 +295,13 @@ func clientOf(conn *gws.Conn) *client {
 func (h *wsHandler) OnOpen(conn *gws.Conn) {
 	c := clientOf(conn)
 	s := h.s
+	// gws recovers panics only in OnMessage.
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("panic opening a connection", "user", c.user, "panic", v)
+			c.close(closeInternalError, "internal error")
+		}
+	}()
 	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
 	ctx, cancel := context.WithTimeout(s.ctx, subscribeTimeout)
 	defer cancel()
@@ -299,6 +342,14 @@ func (h *wsHandler) OnMessage(conn *gws.Conn, msg *gws.Message) {
 	defer msg.Close()
 	c := clientOf(conn)
 	_ = conn.SetReadDeadline(time.Now().Add(h.s.cfg.ReadTimeout))
+	if !c.allowFrame() {
+		if c.limited > h.s.cfg.FrameBurst {
+			c.close(closePolicy, "rate limit exceeded")
+			return
+		}
+		c.send(encodeFrame(errorFrame{Type: "error", Code: codeRateLimited, Message: "too many frames; slow down"}))
+		return
+	}
 	if msg.Opcode != gws.OpcodeText {
 		c.send(encodeFrame(errorFrame{Type: "error", Code: codeBadRequest, Message: "frames must be JSON text frames"}))
 		return
@@ -312,6 +363,22 @@ func (h *wsHandler) OnMessage(conn *gws.Conn, msg *gws.Message) {
 		return
 	}
 	h.s.handleFrame(c, f)
+}
+
+// allowFrame takes a token from the connection's bucket.
+func (c *client) allowFrame() bool {
+	now := time.Now()
+	if !c.refill.IsZero() {
+		c.tokens = min(float64(c.s.cfg.FrameBurst), c.tokens+now.Sub(c.refill).Seconds()*c.s.cfg.FrameRate)
+	}
+	c.refill = now
+	if c.tokens < 1 {
+		c.limited++
+		return false
+	}
+	c.tokens--
+	c.limited = 0
+	return true
 }
 
 // handleFrame carries out one valid client frame and answers it with an ack or an error.

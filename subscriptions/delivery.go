@@ -40,6 +40,7 @@ var deliveryPool = sync.Pool{New: func() any { return &delivery{done: make(chan 
 // call may have run, and running it again would store the message twice.
 type publisher struct {
 	rdb         redis.UniversalClient
+	deadline    func() string // the script's deadline for a call made now
 	publishCmd  string
 	historySize string
 	historyTTL  string
@@ -49,9 +50,10 @@ type publisher struct {
 	queue  chan *delivery
 }
 
-func newPublisher(rdb redis.UniversalClient, cfg Config, publishCmd string) *publisher {
+func newPublisher(rdb redis.UniversalClient, cfg Config, publishCmd string, deadline func() string) *publisher {
 	return &publisher{
 		rdb:         rdb,
+		deadline:    deadline,
 		publishCmd:  publishCmd,
 		historySize: strconv.FormatInt(cfg.HistorySize, 10),
 		historyTTL:  strconv.FormatInt(cfg.HistoryTTL.Milliseconds(), 10),
@@ -121,9 +123,10 @@ func (p *publisher) exec(ctx context.Context, batch []*delivery) {
 	for attempt := 0; ; attempt++ {
 		pipe := p.rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(todo))
+		deadline := p.deadline()
 		for i, d := range todo {
 			cmds[i] = pipe.EvalSha(ctx, deliveryScript.Hash(), []string{d.stream, d.channel},
-				p.historySize, p.historyTTL, d.tail, p.publishCmd)
+				p.historySize, p.historyTTL, d.tail, p.publishCmd, deadline)
 		}
 		_, _ = pipe.Exec(ctx)
 		// A command that failed with NOSCRIPT did not run, so running exactly those again is

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,6 +104,11 @@ type Hub struct {
 	// delivered from streams by catch-up after a rebuild.
 	reconnects atomic.Int64
 	caughtUp   atomic.Int64
+	// clockOffset is Redis's clock minus ours, in ms, measured every heartbeat; callTimeout
+	// is how long the client waits for an answer. Together they give the delivery script a
+	// deadline in Redis's clock.
+	clockOffset atomic.Int64
+	callTimeout time.Duration
 	running    atomic.Bool
 	catchups   *catchupQueue
 	roomLocks  roomLocks
@@ -126,7 +132,8 @@ type channel struct {
 // go-redis retries replay the delivery script, and a replayed script stores a message twice.
 func New(rdb redis.UniversalClient, cfg Config) (*Hub, error) {
 	cfg.setDefaults()
-	if err := checkNoRetries(rdb); err != nil {
+	callTimeout, err := clientTimeout(rdb)
+	if err != nil {
 		return nil, err
 	}
 	if !ValidID(cfg.Node) {
@@ -141,26 +148,42 @@ func New(rdb redis.UniversalClient, cfg Config) (*Hub, error) {
 		flush:    make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		ctx:      context.Background(),
+
+		callTimeout: callTimeout,
 	}
-	h.pub = newPublisher(rdb, cfg, "PUBLISH")
+	h.pub = newPublisher(rdb, cfg, "PUBLISH", h.scriptDeadline)
 	h.catchups = newCatchupQueue(h)
 	return h, nil
 }
 
-func checkNoRetries(rdb redis.UniversalClient) error {
+// clientTimeout checks that the client does not retry and returns how long it waits for an
+// answer (its read timeout).
+func clientTimeout(rdb redis.UniversalClient) (time.Duration, error) {
 	var retries int
+	var timeout time.Duration
 	switch c := rdb.(type) {
 	case *redis.Client:
-		retries = c.Options().MaxRetries
+		retries, timeout = c.Options().MaxRetries, c.Options().ReadTimeout
 	case *redis.ClusterClient:
-		retries = c.Options().MaxRetries
+		retries, timeout = c.Options().MaxRetries, c.Options().ReadTimeout
 	default:
-		return nil
+		return 3 * time.Second, nil
 	}
 	if retries > 0 { // go-redis stores -1 as 0
-		return errors.New("subscriptions: the redis client must have MaxRetries -1 (retries replay the delivery script)")
+		return 0, errors.New("subscriptions: the redis client must have MaxRetries -1 (retries replay the delivery script)")
 	}
-	return nil
+	if timeout <= 0 {
+		timeout = 3 * time.Second // go-redis's default; -1 (no timeout) gets it too
+	}
+	return timeout, nil
+}
+
+// scriptDeadline returns, in Redis's clock, the last moment a delivery sent now may run:
+// a little before the client gives up waiting for its answer.
+func (h *Hub) scriptDeadline() string {
+	margin := min(h.callTimeout/4, 250*time.Millisecond)
+	ms := time.Now().Add(h.callTimeout-margin).UnixMilli() + h.clockOffset.Load()
+	return strconv.FormatInt(ms, 10)
 }
 
 // Node returns this node's id.
@@ -488,7 +511,14 @@ func (h *Hub) healthLoop(ctx context.Context) {
 func (h *Hub) checkRedis(ctx context.Context) {
 	pctx, cancel := context.WithTimeout(ctx, h.cfg.Heartbeat)
 	defer cancel()
-	ok := h.rdb.Ping(pctx).Err() == nil
+	sent := time.Now()
+	now, err := h.rdb.Time(pctx).Result()
+	ok := err == nil
+	if ok {
+		// Redis read its clock about halfway through the round trip.
+		local := sent.Add(time.Since(sent) / 2)
+		h.clockOffset.Store(now.UnixMilli() - local.UnixMilli())
+	}
 	if h.redisOK.Swap(ok) != ok {
 		if ok {
 			h.log.Info("redis is reachable")

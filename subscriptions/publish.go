@@ -42,6 +42,16 @@ type Stats struct {
 	CaughtUp int64 `json:"caught_up"`
 }
 
+// LocalConnections returns how many of user's connections this node holds.
+func (h *Hub) LocalConnections(user string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if c := h.channels[h.keys.userChannel(user)]; c != nil {
+		return len(c.subs)
+	}
+	return 0
+}
+
 // Stats returns the node's current subscriptions, sorted by user.
 func (h *Hub) Stats() Stats {
 	st := Stats{Node: h.cfg.Node, Channels: []ChannelStats{}}

@@ -140,9 +140,10 @@ func (h *Hub) deliverChunk(ctx context.Context, users []string, tail string) err
 	for attempt := 0; ; attempt++ {
 		pipe := h.rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(todo))
+		deadline := h.pub.deadline()
 		for i, u := range todo {
 			cmds[i] = pipe.EvalSha(ctx, deliveryScript.Hash(), []string{h.keys.userStream(u), h.keys.userChannel(u)},
-				h.pub.historySize, h.pub.historyTTL, tail, h.pub.publishCmd)
+				h.pub.historySize, h.pub.historyTTL, tail, h.pub.publishCmd, deadline)
 		}
 		_, _ = pipe.Exec(ctx)
 		var again []string

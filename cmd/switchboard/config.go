@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ type config struct {
 	WebhookURL      string
 	WebhookSecret   string
 	LogLevel        string
+	InsecureDev     bool
 }
 
 // parseConfig reads flags; each flag's default comes from its environment variable when set,
@@ -61,6 +63,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.WebhookURL, "webhook-url", env("SWITCHBOARD_WEBHOOK_URL", ""), "backend URL that receives events; empty means no events (env SWITCHBOARD_WEBHOOK_URL)")
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", env("SWITCHBOARD_WEBHOOK_SECRET", ""), "HMAC-SHA256 key that signs event requests (env SWITCHBOARD_WEBHOOK_SECRET)")
 	fs.StringVar(&c.LogLevel, "log-level", env("SWITCHBOARD_LOG_LEVEL", "info"), "debug, info, warn or error (env SWITCHBOARD_LOG_LEVEL)")
+	insecure := env("SWITCHBOARD_INSECURE_DEV", "")
+	fs.BoolVar(&c.InsecureDev, "insecure-dev", insecure == "1" || strings.EqualFold(insecure, "true"), "allow dev mode (no --jwt-secret) on a non-loopback --addr (env SWITCHBOARD_INSECURE_DEV)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -83,7 +87,23 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	if c.AdminKey == "" {
 		c.AdminKey = c.APIKey
 	}
+	if c.JWTSecret == "" && !c.InsecureDev && !loopback(c.Addr) {
+		return c, fmt.Errorf("refusing dev mode (no --jwt-secret: anyone could connect as anyone) on non-loopback address %q; set --jwt-secret, or --insecure-dev if you really mean it", c.Addr)
+	}
 	return c, nil
+}
+
+// loopback reports whether a listen address only accepts connections from this machine.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // sanitizeNode maps a hostname-pid default onto the id alphabet.

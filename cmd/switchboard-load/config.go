@@ -1,0 +1,286 @@
+package main
+
+import (
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of the flags, named so that the usage text, the tests and the docs agree.
+const (
+	defaultURL          = "http://127.0.0.1:8080"
+	defaultUsers        = 1000
+	defaultMembers      = 1000
+	defaultConns        = 10000
+	defaultPublishers   = 16
+	defaultRoomPosters  = 4
+	defaultDialers      = 200
+	defaultDuration     = 10 * time.Second
+	defaultGrace        = 5 * time.Second
+	defaultHold         = 2 * time.Second
+	defaultPayloadBytes = 100
+	defaultHTTPTimeout  = 10 * time.Second
+	defaultDialTimeout  = 10 * time.Second
+	// countOnlyDuration bounds a run given --count without --duration, so that a server that
+	// stops answering cannot keep the tool running forever.
+	countOnlyDuration = 10 * time.Minute
+	// maxPayloadBytes is far above the server's default limit (64 KiB) so that a user can
+	// probe the limit, but stops typos like 10000000.
+	maxPayloadBytes = 1 << 20
+)
+
+// scenarios lists the scenario names in the order the usage text shows them.
+var scenarios = []string{"dm", "fanout", "conns"}
+
+// config is everything the command line sets for one run.
+type config struct {
+	scenario string
+
+	// Common to every scenario.
+	urls         []string // base URLs of the nodes, http(s)://host:port
+	apiKey       string
+	jwtSecret    string
+	userPrefix   string
+	json         bool
+	quiet        bool
+	payloadBytes int
+	dialers      int
+	dialTimeout  time.Duration
+	httpTimeout  time.Duration
+	grace        time.Duration
+	pid          int // the server's pid, for RSS and CPU; 0 = not measured
+	redisPID     int // redis-server's pid, for CPU; 0 = not measured
+
+	// dm and fanout.
+	publishers int
+	rate       float64 // messages per second over all publishers; 0 = as fast as possible
+	duration   time.Duration
+	count      int64 // messages to send; 0 = until duration
+
+	users   int    // dm: connected users, one connection each
+	members int    // fanout: room members, one connection each
+	room    string // fanout
+
+	conns int           // conns: connections to open
+	hold  time.Duration // conns: how long to keep them open
+}
+
+// errHelp is returned by parseArgs when the user asked for the usage text.
+var errHelp = errors.New("help requested")
+
+// idPattern is the contract's pattern for user ids and room names.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9._@+-]{1,128}$`)
+
+// userSuffixLen is the longest suffix the tool appends to --user-prefix ("-m0000001").
+const userSuffixLen = 10
+
+// parseArgs parses "<scenario> [flags]". Usage and flag errors are written to stderr.
+func parseArgs(args []string, stderr io.Writer) (config, error) {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return config{}, errors.New("no scenario given")
+		}
+		return config{}, errHelp
+	}
+	c := config{scenario: args[0]}
+	fs := flag.NewFlagSet("switchboard-load "+c.scenario, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+
+	var urls string
+	fs.StringVar(&urls, "url", defaultURL, "base URL of a node; comma-separated to spread connections and requests over several nodes")
+	fs.StringVar(&c.apiKey, "api-key", "", "bearer key for /v1 (the server's --api-key)")
+	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "HS256 secret to mint user tokens (the server's --jwt-secret); empty uses dev auth ?user=")
+	fs.StringVar(&c.userPrefix, "user-prefix", "", `prefix of the user ids (and room) of this run; default "load-<random>" so that runs never share users`)
+	fs.BoolVar(&c.json, "json", false, "print the result as one JSON object instead of the table")
+	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
+	fs.IntVar(&c.dialers, "dialers", defaultDialers, "concurrent WebSocket dials")
+	fs.DurationVar(&c.dialTimeout, "dial-timeout", defaultDialTimeout, "how long one connection may take to receive its welcome")
+	fs.IntVar(&c.pid, "pid", 0, "the server's process id: report its RSS and CPU time (Linux /proc)")
+	fs.IntVar(&c.redisPID, "redis-pid", 0, "redis-server's process id: report its CPU time")
+
+	switch c.scenario {
+	case "dm", "fanout":
+		publishers := defaultPublishers
+		if c.scenario == "fanout" {
+			publishers = defaultRoomPosters
+		}
+		fs.IntVar(&c.publishers, "publishers", publishers, "concurrent HTTP publishers")
+		fs.Float64Var(&c.rate, "rate", 0, "target messages per second over all publishers; 0 = as fast as possible")
+		fs.DurationVar(&c.duration, "duration", defaultDuration, "how long to send; with --count alone, a safety bound of "+countOnlyDuration.String())
+		fs.Int64Var(&c.count, "count", 0, "how many messages to send; 0 = as many as --duration allows")
+		fs.DurationVar(&c.grace, "grace", defaultGrace, "how long to wait after sending for the last deliveries; a message not delivered by then is lost")
+		fs.DurationVar(&c.httpTimeout, "http-timeout", defaultHTTPTimeout, "timeout of one HTTP request")
+		fs.IntVar(&c.payloadBytes, "payload-bytes", defaultPayloadBytes, "size of each JSON message body, padded (at least what the timestamp and sequence need)")
+		if c.scenario == "dm" {
+			fs.IntVar(&c.users, "users", defaultUsers, "connected users, one WebSocket each; messages go to them in turn")
+		} else {
+			fs.IntVar(&c.members, "members", defaultMembers, "room members, one WebSocket each")
+			fs.StringVar(&c.room, "room", "", `room name; default "<user-prefix>-room"`)
+		}
+	case "conns":
+		fs.IntVar(&c.conns, "conns", defaultConns, "connections to open, one user each")
+		fs.DurationVar(&c.hold, "hold", defaultHold, "how long to hold the connections open before closing them")
+	default:
+		usage(stderr)
+		return c, fmt.Errorf("unknown scenario %q (want one of %s)", c.scenario, strings.Join(scenarios, ", "))
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: switchboard-load %s [flags]\n\n%s\n\nFlags:\n", c.scenario, scenarioHelp[c.scenario])
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, errHelp
+		}
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (flags go after the scenario)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if c.count > 0 && !set["duration"] {
+		c.duration = countOnlyDuration
+	}
+	if c.userPrefix == "" {
+		c.userPrefix = "load-" + randomSuffix()
+	}
+	if c.scenario == "fanout" && c.room == "" {
+		c.room = c.userPrefix + "-room"
+	}
+	var err error
+	if c.urls, err = parseURLs(urls); err != nil {
+		return c, err
+	}
+	return c, c.validate()
+}
+
+// validate checks the values that flag parsing cannot.
+func (c *config) validate() error {
+	positive := func(name string, v int) error {
+		if v < 1 {
+			return fmt.Errorf("--%s must be at least 1, got %d", name, v)
+		}
+		return nil
+	}
+	checks := []error{positive("dialers", c.dialers)}
+	if !idPattern.MatchString(c.userPrefix) || len(c.userPrefix)+userSuffixLen > 128 {
+		checks = append(checks, fmt.Errorf("--user-prefix %q must match ^[A-Za-z0-9._@+-]+$ and be at most %d characters", c.userPrefix, 128-userSuffixLen))
+	}
+	if c.dialTimeout <= 0 {
+		checks = append(checks, errors.New("--dial-timeout must be positive"))
+	}
+	if c.pid < 0 || c.redisPID < 0 {
+		checks = append(checks, errors.New("--pid and --redis-pid must be process ids"))
+	}
+	switch c.scenario {
+	case "dm", "fanout":
+		checks = append(checks, positive("publishers", c.publishers))
+		if c.rate < 0 {
+			checks = append(checks, fmt.Errorf("--rate must be 0 (as fast as possible) or positive, got %g", c.rate))
+		}
+		if c.duration <= 0 {
+			checks = append(checks, errors.New("--duration must be positive: every run is bounded"))
+		}
+		if c.count < 0 {
+			checks = append(checks, errors.New("--count must be 0 (until --duration) or positive"))
+		}
+		if c.grace < 0 {
+			checks = append(checks, errors.New("--grace must not be negative"))
+		}
+		if c.httpTimeout <= 0 {
+			checks = append(checks, errors.New("--http-timeout must be positive"))
+		}
+		if c.payloadBytes < 0 || c.payloadBytes > maxPayloadBytes {
+			checks = append(checks, fmt.Errorf("--payload-bytes must be from 0 to %d, got %d", maxPayloadBytes, c.payloadBytes))
+		}
+		if c.scenario == "dm" {
+			checks = append(checks, positive("users", c.users))
+		} else {
+			checks = append(checks, positive("members", c.members))
+			if !idPattern.MatchString(c.room) {
+				checks = append(checks, fmt.Errorf("--room %q must match ^[A-Za-z0-9._@+-]{1,128}$", c.room))
+			}
+		}
+	case "conns":
+		checks = append(checks, positive("conns", c.conns))
+		if c.hold < 0 {
+			checks = append(checks, errors.New("--hold must not be negative"))
+		}
+	}
+	return errors.Join(checks...)
+}
+
+// parseURLs splits a comma-separated list of http(s) base URLs.
+func parseURLs(s string) ([]string, error) {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		u, err := url.Parse(part)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("--url %q: want http://host:port or https://host:port", part)
+		}
+		if u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("--url %q: a base URL has no query or fragment", part)
+		}
+		out = append(out, strings.TrimSuffix(u.String(), "/"))
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--url: at least one URL is needed")
+	}
+	return out, nil
+}
+
+// randomSuffix returns 6 random base-36 characters.
+func randomSuffix() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	var n uint64
+	for _, x := range b {
+		n = n<<8 | uint64(x)
+	}
+	s := strconv.FormatUint(n, 36)
+	return s[len(s)-6:]
+}
+
+// scenarioHelp is the one-paragraph description of each scenario.
+var scenarioHelp = map[string]string{
+	"dm": `dm: connect --users users over WebSockets, wait for every welcome, then send direct
+messages (POST /v1/users/{u}/messages) from --publishers concurrent HTTP clients at --rate
+for --duration or --count. Reports accepted/s, delivered/s, latency from the send
+timestamp in each payload, and every message lost, duplicated or out of order.`,
+	"fanout": `fanout: add --members users to one room (PUT /v1/rooms/{room}/members/{u}), connect
+them, then post room messages (POST /v1/rooms/{room}/messages) at --rate for --duration or
+--count. Reports deliveries/s, the time from post to the last member's delivery, and every
+delivery lost, duplicated or out of order.`,
+	"conns": `conns: open --conns WebSockets, one user each, from --dialers concurrent dialers, as fast
+as possible. Reports connections/s with the welcome received (the subscription confirmed),
+failures, and with --pid the server's RSS per connection; holds them --hold, then closes.`,
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `switchboard-load sizes a Switchboard deployment: it drives real WebSockets and HTTP
+requests against running nodes and checks that nothing is lost, duplicated or reordered.
+
+Usage: switchboard-load <scenario> [flags]
+
+`)
+	for _, s := range scenarios {
+		fmt.Fprintf(w, "%s\n\n", scenarioHelp[s])
+	}
+	fmt.Fprintf(w, `Run "switchboard-load <scenario> --help" for the flags of a scenario.
+Exit status: 0 pass, 1 a guarantee failed (loss, duplicate, reordering, failed
+connections), 2 bad usage or the run could not be set up.
+`)
+}

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/subscriptions"
+)
+
+// fakeEnv returns a getenv for the given variables.
+func fakeEnv(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// contractDefaults is the configuration the contract's table gives with no flags and no
+// environment. NodeID depends on the machine and is checked on its own.
+var contractDefaults = config{
+	Addr:            "127.0.0.1:8080",
+	HistorySize:     1000,
+	HistoryTTL:      24 * time.Hour,
+	MaxMessageBytes: 65536,
+	LogLevel:        "info",
+}
+
+func TestParseConfig(t *testing.T) {
+	with := func(f func(*config)) config {
+		c := contractDefaults
+		f(&c)
+		return c
+	}
+	cases := []struct {
+		name   string
+		args   []string
+		getenv func(string) string
+		want   config
+	}{
+		{"nothing set gives the contract's defaults", nil, fakeEnv(), contractDefaults},
+		{"flags set every field", []string{
+			"--addr", "0.0.0.0:9000",
+			"--redis", "redis://r:6379/2",
+			"--jwt-secret", "jwt",
+			"--api-key", "api",
+			"--admin-key", "admin",
+			"--allowed-origins", "https://a.example,https://b.example",
+			"--node-id", "n1",
+			"--history-size", "50",
+			"--history-ttl", "90m",
+			"--max-message-bytes", "4096",
+			"--webhook-url", "https://backend.example/hook",
+			"--webhook-secret", "hook",
+			"--log-level", "debug",
+		}, fakeEnv(), config{
+			Addr: "0.0.0.0:9000", Redis: "redis://r:6379/2", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
+			AllowedOrigins: "https://a.example,https://b.example", NodeID: "n1", HistorySize: 50,
+			HistoryTTL: 90 * time.Minute, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
+			WebhookSecret: "hook", LogLevel: "debug",
+		}},
+		{"environment variables set every field", nil, fakeEnv(
+			"SWITCHBOARD_ADDR", "0.0.0.0:9000",
+			"SWITCHBOARD_REDIS_CLUSTER", "r1:7000,r2:7000",
+			"SWITCHBOARD_JWT_SECRET", "jwt",
+			"SWITCHBOARD_API_KEY", "api",
+			"SWITCHBOARD_ADMIN_KEY", "admin",
+			"SWITCHBOARD_ALLOWED_ORIGINS", "https://a.example",
+			"SWITCHBOARD_NODE_ID", "n1",
+			"SWITCHBOARD_HISTORY_SIZE", "50",
+			"SWITCHBOARD_HISTORY_TTL", "1h",
+			"SWITCHBOARD_MAX_MESSAGE_BYTES", "4096",
+			"SWITCHBOARD_WEBHOOK_URL", "https://backend.example/hook",
+			"SWITCHBOARD_WEBHOOK_SECRET", "hook",
+			"SWITCHBOARD_LOG_LEVEL", "warn",
+		), config{
+			Addr: "0.0.0.0:9000", RedisCluster: "r1:7000,r2:7000", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
+			AllowedOrigins: "https://a.example", NodeID: "n1", HistorySize: 50,
+			HistoryTTL: time.Hour, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
+			WebhookSecret: "hook", LogLevel: "warn",
+		}},
+		{"the redis URL comes from the environment", nil, fakeEnv("SWITCHBOARD_REDIS", "redis://r:6379/0"),
+			with(func(c *config) { c.Redis = "redis://r:6379/0" })},
+		{"a flag wins over its environment variable", []string{"--addr", "127.0.0.1:1", "--history-size", "7", "--api-key", "flag"},
+			fakeEnv("SWITCHBOARD_ADDR", ":2", "SWITCHBOARD_HISTORY_SIZE", "8", "SWITCHBOARD_API_KEY", "env"),
+			with(func(c *config) { c.Addr, c.HistorySize, c.APIKey, c.AdminKey = "127.0.0.1:1", 7, "flag", "flag" })},
+		{"flags take the --name=value form", []string{"--max-message-bytes=100", "-history-ttl=2s"}, fakeEnv(),
+			with(func(c *config) { c.MaxMessageBytes, c.HistoryTTL = 100, 2*time.Second })},
+		{"the admin key defaults to the API key", []string{"--api-key", "k"}, fakeEnv(),
+			with(func(c *config) { c.APIKey, c.AdminKey = "k", "k" })},
+		{"the admin key defaults to the API key from the environment", nil, fakeEnv("SWITCHBOARD_API_KEY", "k"),
+			with(func(c *config) { c.APIKey, c.AdminKey = "k", "k" })},
+		{"an admin key of its own is kept", []string{"--api-key", "k", "--admin-key", "a"}, fakeEnv(),
+			with(func(c *config) { c.APIKey, c.AdminKey = "k", "a" })},
+		{"an admin key from the environment is kept beside an API key flag", []string{"--api-key", "k"}, fakeEnv("SWITCHBOARD_ADMIN_KEY", "a"),
+			with(func(c *config) { c.APIKey, c.AdminKey = "k", "a" })},
+		{"an admin key without an API key guards only admin", []string{"--admin-key", "a"}, fakeEnv(),
+			with(func(c *config) { c.AdminKey = "a" })},
+		{"the smallest limits are accepted", []string{"--history-size", "1", "--history-ttl", "1s", "--max-message-bytes", "1"}, fakeEnv(),
+			with(func(c *config) { c.HistorySize, c.HistoryTTL, c.MaxMessageBytes = 1, time.Second, 1 })},
+		{"the largest message size is accepted", []string{"--max-message-bytes", "16777216"}, fakeEnv(),
+			with(func(c *config) { c.MaxMessageBytes = 16 << 20 })},
+		{"an empty environment variable counts as unset", nil, fakeEnv("SWITCHBOARD_ADDR", "", "SWITCHBOARD_HISTORY_SIZE", ""), contractDefaults},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseConfig(tc.args, tc.getenv, io.Discard)
+			if err != nil {
+				t.Fatalf("parseConfig(%q): %v", tc.args, err)
+			}
+			if tc.want.NodeID == "" {
+				if !subscriptions.ValidID(got.NodeID) {
+					t.Fatalf("default node id %q is not a valid id", got.NodeID)
+				}
+				got.NodeID = ""
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("parseConfig(%q):\n got %+v\nwant %+v", tc.args, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDevModeOffLoopbackNeedsJWTSecretOrInsecureDev(t *testing.T) {
+	cases := []struct {
+		name   string
+		args   []string
+		getenv func(string) string
+	}{
+		{"loopback IPv4", []string{"--addr", "127.0.0.1:8080"}, fakeEnv()},
+		{"loopback IPv6", []string{"--addr", "[::1]:8080"}, fakeEnv()},
+		{"localhost", []string{"--addr", "localhost:8080"}, fakeEnv()},
+		{"every interface with a JWT secret", []string{"--addr", ":8080", "--jwt-secret", "s"}, fakeEnv()},
+		{"every interface with --insecure-dev", []string{"--addr", ":8080", "--insecure-dev"}, fakeEnv()},
+		{"every interface with SWITCHBOARD_INSECURE_DEV=1", []string{"--addr", ":8080"}, fakeEnv("SWITCHBOARD_INSECURE_DEV", "1")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name+" is allowed", func(t *testing.T) {
+			if _, err := parseConfig(tc.args, tc.getenv, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestParseConfigRefusesBadValues(t *testing.T) {
+	cases := []struct {
+		name     string
+		args     []string
+		getenv   func(string) string
+		wantText []string // the error names the setting and the value
+	}{
+		{"a history size of zero is refused", []string{"--history-size", "0"}, fakeEnv(), []string{"--history-size", `"0"`}},
+		{"a negative history size is refused", []string{"--history-size", "-5"}, fakeEnv(), []string{"--history-size", `"-5"`}},
+		{"a history size that is not a number is refused", []string{"--history-size", "lots"}, fakeEnv(), []string{"--history-size", `"lots"`}},
+		{"a fractional history size is refused", []string{"--history-size", "1.5"}, fakeEnv(), []string{"--history-size", `"1.5"`}},
+		{"a bad history size from the environment is refused", nil, fakeEnv("SWITCHBOARD_HISTORY_SIZE", "x"), []string{"--history-size", `"x"`}},
+		{"a history ttl without a unit is refused", []string{"--history-ttl", "24"}, fakeEnv(), []string{"--history-ttl", `"24"`}},
+		{"a history ttl that is not a duration is refused", []string{"--history-ttl", "a day"}, fakeEnv(), []string{"--history-ttl", `"a day"`}},
+		{"a history ttl of zero is refused", []string{"--history-ttl", "0s"}, fakeEnv(), []string{"--history-ttl", `"0s"`}},
+		{"a negative history ttl is refused", []string{"--history-ttl", "-1h"}, fakeEnv(), []string{"--history-ttl", `"-1h"`}},
+		{"a history ttl under a second is refused", []string{"--history-ttl", "500ms"}, fakeEnv(), []string{"--history-ttl", `"500ms"`}},
+		{"a bad history ttl from the environment is refused", nil, fakeEnv("SWITCHBOARD_HISTORY_TTL", "soon"), []string{"--history-ttl", `"soon"`}},
+		{"a max message size of zero is refused", []string{"--max-message-bytes", "0"}, fakeEnv(), []string{"--max-message-bytes", `"0"`}},
+		{"a negative max message size is refused", []string{"--max-message-bytes", "-1"}, fakeEnv(), []string{"--max-message-bytes", `"-1"`}},
+		{"a max message size that is not a number is refused", []string{"--max-message-bytes", "64k"}, fakeEnv(), []string{"--max-message-bytes", `"64k"`}},
+		{"a max message size over 16 MiB is refused", []string{"--max-message-bytes", "16777217"}, fakeEnv(), []string{"--max-message-bytes", `"16777217"`}},
+		{"a bad max message size from the environment is refused", nil, fakeEnv("SWITCHBOARD_MAX_MESSAGE_BYTES", "big"), []string{"--max-message-bytes", `"big"`}},
+		{"--redis with --redis-cluster is refused", []string{"--redis", "redis://r:6379/0", "--redis-cluster", "r1:7000"}, fakeEnv(), []string{"--redis", "--redis-cluster"}},
+		{"--redis with a cluster from the environment is refused", []string{"--redis", "redis://r:6379/0"}, fakeEnv("SWITCHBOARD_REDIS_CLUSTER", "r1:7000"), []string{"--redis", "--redis-cluster"}},
+		{"an unknown flag is refused", []string{"--redis-url", "x"}, fakeEnv(), []string{"redis-url"}},
+		{"a stray argument is refused", []string{"serve"}, fakeEnv(), []string{`"serve"`}},
+		{"a flag without its value is refused", []string{"--addr"}, fakeEnv(), []string{"addr"}},
+		{"dev mode on every interface is refused", []string{"--addr", ":8080"}, fakeEnv(), []string{"dev mode", `":8080"`, "--insecure-dev"}},
+		{"dev mode on a public address is refused", []string{"--addr", "10.1.2.3:8080"}, fakeEnv(), []string{"dev mode", `"10.1.2.3:8080"`}},
+		{"dev mode on 0.0.0.0 from the environment is refused", nil, fakeEnv("SWITCHBOARD_ADDR", "0.0.0.0:80"), []string{"dev mode", `"0.0.0.0:80"`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr strings.Builder
+			_, err := parseConfig(tc.args, tc.getenv, &stderr)
+			if err == nil {
+				t.Fatalf("parseConfig(%q) accepted it", tc.args)
+			}
+			for _, s := range tc.wantText {
+				if !strings.Contains(err.Error(), s) {
+					t.Fatalf("error %q does not mention %s", err, s)
+				}
+			}
+		})
+	}
+}
+
+func TestParseConfigHelpListsEveryFlagWithItsVariable(t *testing.T) {
+	var stderr strings.Builder
+	_, err := parseConfig([]string{"--help"}, fakeEnv(), &stderr)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("--help: %v, want flag.ErrHelp", err)
+	}
+	for _, name := range []string{
+		"addr", "redis", "redis-cluster", "jwt-secret", "api-key", "admin-key", "allowed-origins", "node-id",
+		"history-size", "history-ttl", "max-message-bytes", "webhook-url", "webhook-secret",
+	} {
+		v := "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		if !strings.Contains(stderr.String(), "-"+name) || !strings.Contains(stderr.String(), v) {
+			t.Errorf("usage does not list -%s with %s:\n%s", name, v, stderr.String())
+		}
+	}
+}
+
+func TestAllowedOriginsSplitOnCommas(t *testing.T) {
+	cases := []struct {
+		name, in string
+		want     []string
+	}{
+		{"an empty list allows only the same origin", "", nil},
+		{"one origin is kept", "https://a.example", []string{"https://a.example"}},
+		{"spaces and empty items are dropped", " https://a.example , ,https://b.example,", []string{"https://a.example", "https://b.example"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := (config{AllowedOrigins: tc.in}).origins(); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("origins(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDefaultNodeIDIsAValidID(t *testing.T) {
+	cases := []struct {
+		name, in, want string
+	}{
+		{"a plain host name is kept", "web-1.local-42", "web-1.local-42"},
+		{"characters outside the id alphabet become dashes", "my host:x/y-42", "my-host-x-y-42"},
+		{"a long host name is cut to 128 characters", strings.Repeat("h", 200) + "-1", strings.Repeat("h", 128)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := sanitizeNode(tc.in)
+			if got != tc.want || !subscriptions.ValidID(got) {
+				t.Fatalf("sanitizeNode(%q) = %q, want the valid id %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
