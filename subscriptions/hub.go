@@ -109,11 +109,11 @@ type Hub struct {
 	// deadline in Redis's clock.
 	clockOffset atomic.Int64
 	callTimeout time.Duration
-	running    atomic.Bool
-	catchups   *catchupQueue
-	roomLocks  roomLocks
-	done       chan struct{} // closed when Run has returned
-	ctx        context.Context
+	running     atomic.Bool
+	catchups    *catchupQueue
+	roomLocks   roomLocks
+	done        chan struct{} // closed when Run has returned
+	ctx         context.Context
 }
 
 // channel is the node's state of one user channel.
