@@ -34,8 +34,9 @@ func BenchmarkDispatch(b *testing.B) {
 				b.Fatal(err)
 			}
 			name := h.keys.userChannel("bob")
-			c := &channel{name: name, user: "bob", ready: true, readyCh: make(chan struct{})}
-			h.channels[name] = c
+			l := h.newLink(-1)
+			c := &channel{name: name, user: "bob", link: l, ready: true, readyCh: make(chan struct{})}
+			l.channels[name] = c
 			for range conns {
 				c.subs = append(c.subs, &Subscription{hub: h, user: "bob", sink: &nopSink{}, ch: c, state: stateLive})
 			}
@@ -46,7 +47,7 @@ func BenchmarkDispatch(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				// Ids must grow or the dedupe drops the message; rewrite the sequence part.
 				msg.Payload = payload[:len(`{"type":"message","id":"1732483200000-`)] + strconv.Itoa(i+1) + payload[len(`{"type":"message","id":"1732483200000-0`):]
-				h.dispatch(msg)
+				l.dispatch(msg)
 			}
 			b.ReportMetric(float64(b.N*conns)/b.Elapsed().Seconds(), "deliveries/s")
 		})
@@ -87,7 +88,7 @@ func BenchmarkConnectStorm(b *testing.B) {
 				s.Close()
 			}
 		}
-		waitFor(b, 30*time.Second, func() bool { h.mu.RLock(); defer h.mu.RUnlock(); return len(h.channels) == 0 }, "unsubscribes")
+		waitFor(b, 30*time.Second, func() bool { return h.channelCount() == 0 }, "unsubscribes")
 		b.StartTimer()
 	}
 }

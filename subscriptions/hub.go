@@ -72,34 +72,26 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Hub is a node's view of the per-user channels: it owns the node's one shared Pub/Sub
-// connection, subscribes a user's channel while the user has a connection here, dispatches
-// what arrives to the user's local subscriptions, and delivers messages through the
-// append+publish script. Build it with New and run it with Run.
+// Hub is a node's view of the per-user channels: it owns the node's shared Pub/Sub
+// connection (one per bucket in use on Redis Cluster), subscribes a user's channel while
+// the user has a connection here, dispatches what arrives to the user's local
+// subscriptions, and delivers messages through the append+publish script. Build it with New
+// and run it with Run.
 type Hub struct {
-	rdb  redis.UniversalClient
-	cfg  Config
-	keys keys
-	log  *slog.Logger
-	pub  *publisher
+	rdb     redis.UniversalClient
+	cluster bool // Redis Cluster: sharded Pub/Sub, a link per bucket
+	cfg     Config
+	keys    keys
+	log     *slog.Logger
+	pub     *publisher
 
-	// mu guards the channel table and the Pub/Sub connection state. Lock order: mu, then a
-	// Subscription's mu.
-	mu        sync.RWMutex
-	channels  map[string]*channel
-	ps        *redis.PubSub // current connection; nil while there is none
-	psStarted time.Time     // when ps was created, for the watchdog
-	connected bool          // the node channel is confirmed on ps
-	dirty     []*channel    // channels whose wanted state changed since the last flush
-	// unconfirmed counts the confirmations still due for the last flush. The flusher waits
-	// for them before writing again, so that under a connect storm each SUBSCRIBE carries
-	// everything that queued up during one round trip.
-	unconfirmed int
-	conns       int // local subscriptions, for stats
+	// mu guards the links, their channel tables and their connection state. Lock order: mu,
+	// then a Subscription's mu.
+	mu    sync.RWMutex
+	links map[int]*link // by bucket; -1 is the one link on a single Redis
+	conns int           // local subscriptions, for stats
 
-	flush    chan struct{} // wakes the flusher
-	lastRecv atomic.Int64  // unix nanos of the last thing read from ps
-	redisOK  atomic.Bool   // the last PING on the command client succeeded
+	redisOK atomic.Bool // the last round trip on the command client succeeded
 	// Counters for operators: Pub/Sub connections built after the first, and messages
 	// delivered from streams by catch-up after a rebuild.
 	reconnects atomic.Int64
@@ -112,20 +104,22 @@ type Hub struct {
 	running     atomic.Bool
 	catchups    *catchupQueue
 	roomLocks   roomLocks
-	done        chan struct{} // closed when Run has returned
+	wg          sync.WaitGroup // link goroutines
+	done        chan struct{}  // closed when Run has returned
 	ctx         context.Context
 }
 
 // channel is the node's state of one user channel.
 type channel struct {
 	name, user  string
+	link        *link
 	subs        []*Subscription
 	subscribed  bool          // the last command written for it was SUBSCRIBE
 	inflight    int           // commands written and not yet confirmed
 	ready       bool          // Redis confirmed the current subscription
 	readyCh     chan struct{} // closed when ready turns true
 	needCatchup bool          // the Pub/Sub connection was rebuilt since subs went live
-	queued      bool          // in Hub.dirty
+	queued      bool          // in link.dirty
 }
 
 // New builds a hub on a go-redis client. The client must be configured with MaxRetries -1:
@@ -139,19 +133,23 @@ func New(rdb redis.UniversalClient, cfg Config) (*Hub, error) {
 	if !ValidID(cfg.Node) {
 		return nil, fmt.Errorf("node id %q: %w", cfg.Node, ErrInvalidID)
 	}
+	_, cluster := rdb.(*redis.ClusterClient)
 	h := &Hub{
-		rdb:      rdb,
-		cfg:      cfg,
-		keys:     keys{prefix: cfg.Prefix},
-		log:      cfg.Logger.With("node", cfg.Node),
-		channels: make(map[string]*channel),
-		flush:    make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		ctx:      context.Background(),
-
+		rdb:         rdb,
+		cluster:     cluster,
+		cfg:         cfg,
+		keys:        keys{prefix: cfg.Prefix},
+		log:         cfg.Logger.With("node", cfg.Node),
+		links:       make(map[int]*link),
+		done:        make(chan struct{}),
+		ctx:         context.Background(),
 		callTimeout: callTimeout,
 	}
-	h.pub = newPublisher(rdb, cfg, "PUBLISH", h.scriptDeadline)
+	publishCmd := "PUBLISH"
+	if cluster {
+		publishCmd = "SPUBLISH"
+	}
+	h.pub = newPublisher(rdb, cfg, publishCmd, h.scriptDeadline)
 	h.catchups = newCatchupQueue(h)
 	return h, nil
 }
@@ -205,264 +203,83 @@ func (h *Hub) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	pubCtx := context.WithoutCancel(ctx) // queued deliveries finish after ctx ends
 	wg.Go(func() { h.pub.run(pubCtx, 4) })
-	wg.Go(func() { h.readLoop(ctx) })
-	wg.Go(func() { h.flushLoop(ctx) })
 	wg.Go(func() { h.watchdog(ctx) })
 	wg.Go(func() { h.healthLoop(ctx) })
 	wg.Go(func() { h.catchups.run(ctx, 4) })
+	if !h.cluster {
+		h.mu.Lock()
+		h.startLink(-1)
+		h.mu.Unlock()
+	}
 	<-ctx.Done()
 	h.pub.close()
 	h.mu.Lock()
-	if h.ps != nil {
-		_ = h.ps.Close()
+	h.running.Store(false) // no new links
+	for _, l := range h.links {
+		if l.ps != nil {
+			_ = l.ps.Close() // releases every subscription of the node
+		}
 	}
 	h.mu.Unlock()
+	h.wg.Wait()
 	wg.Wait()
 	return nil
 }
 
-// Ready reports whether the node can serve: Redis answers and the shared Pub/Sub connection
-// is up and has answered within three heartbeats.
+// startLink creates and runs the link of bucket b; mu must be held.
+func (h *Hub) startLink(b int) *link {
+	l := h.newLink(b)
+	h.links[b] = l
+	h.wg.Go(func() { l.run(h.ctx) })
+	return l
+}
+
+// linkFor returns the link that carries user's channel, starting it if needed; mu held.
+func (h *Hub) linkFor(user string) *link {
+	b := -1
+	if h.cluster {
+		b = bucketOf(user)
+	}
+	if l := h.links[b]; l != nil {
+		return l
+	}
+	return h.startLink(b)
+}
+
+// subscribeCmd writes SUBSCRIBE (or UNSUBSCRIBE), sharded on Redis Cluster.
+func (h *Hub) subscribeCmd(ctx context.Context, ps *redis.PubSub, subscribe bool, channels ...string) error {
+	switch {
+	case h.cluster && subscribe:
+		return ps.SSubscribe(ctx, channels...)
+	case h.cluster:
+		return ps.SUnsubscribe(ctx, channels...)
+	case subscribe:
+		return ps.Subscribe(ctx, channels...)
+	default:
+		return ps.Unsubscribe(ctx, channels...)
+	}
+}
+
+// Ready reports whether the node can serve: Redis answers and every Pub/Sub connection of
+// the node is up and has answered within three heartbeats.
 func (h *Hub) Ready() error {
 	if !h.redisOK.Load() {
 		return fmt.Errorf("%w: redis does not answer", ErrUnavailable)
 	}
 	h.mu.RLock()
-	connected := h.connected
-	h.mu.RUnlock()
-	if !connected {
-		return fmt.Errorf("%w: pubsub connection is down", ErrUnavailable)
+	defer h.mu.RUnlock()
+	for _, l := range h.links {
+		if !l.healthy() {
+			return fmt.Errorf("%w: pubsub connection is down or quiet", ErrUnavailable)
+		}
 	}
-	if time.Since(time.Unix(0, h.lastRecv.Load())) > 3*h.cfg.Heartbeat {
-		return fmt.Errorf("%w: pubsub connection is quiet", ErrUnavailable)
+	if !h.cluster && len(h.links) == 0 {
+		return fmt.Errorf("%w: pubsub connection not started", ErrUnavailable)
 	}
 	return nil
 }
 
-// readLoop owns the Pub/Sub connection: it builds one, reads everything from it, and builds a
-// new one whenever it fails. It never blocks on a connection's socket: dispatch only queues.
-func (h *Hub) readLoop(ctx context.Context) {
-	backoff := 50 * time.Millisecond
-	for ctx.Err() == nil {
-		ps, err := h.connect(ctx)
-		if err != nil {
-			h.log.Warn("pubsub connect failed", "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 2*time.Second)
-			continue
-		}
-		for {
-			m, err := ps.Receive(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					h.log.Warn("pubsub connection lost; rebuilding it", "err", err)
-				}
-				break
-			}
-			h.lastRecv.Store(time.Now().UnixNano())
-			switch m := m.(type) {
-			case *redis.Message:
-				h.dispatch(m)
-			case *redis.Subscription:
-				if h.confirm(ps, m) {
-					backoff = 50 * time.Millisecond
-				}
-			}
-		}
-		h.disconnect(ps)
-	}
-}
-
-// connect builds a new Pub/Sub connection and subscribes the node channel on it. Every user
-// channel is subscribed again (and its connections caught up) once that is confirmed.
-func (h *Hub) connect(ctx context.Context) (*redis.PubSub, error) {
-	ps := h.rdb.Subscribe(ctx)
-	h.mu.Lock()
-	if !h.psStarted.IsZero() {
-		h.reconnects.Add(1)
-	}
-	h.ps, h.psStarted, h.connected = ps, time.Now(), false
-	h.unconfirmed = 0
-	for _, c := range h.channels {
-		c.inflight, c.subscribed = 0, false
-		if c.ready {
-			c.ready, c.readyCh = false, make(chan struct{})
-			c.needCatchup = true
-		}
-	}
-	h.mu.Unlock()
-	if err := ps.Subscribe(ctx, h.keys.nodeChannel(h.cfg.Node)); err != nil {
-		h.disconnect(ps)
-		return nil, err
-	}
-	return ps, nil
-}
-
-// disconnect forgets ps and closes it.
-func (h *Hub) disconnect(ps *redis.PubSub) {
-	h.mu.Lock()
-	if h.ps == ps {
-		h.ps, h.connected = nil, false
-	}
-	h.mu.Unlock()
-	_ = ps.Close()
-}
-
-// confirm handles a subscribe or unsubscribe confirmation. It reports whether it was the
-// node channel's, which means the connection is up.
-func (h *Hub) confirm(ps *redis.PubSub, m *redis.Subscription) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.ps != ps {
-		return false
-	}
-	if m.Channel == h.keys.nodeChannel(h.cfg.Node) {
-		if m.Kind != "subscribe" {
-			return false
-		}
-		if h.connected {
-			// go-redis reconnected by itself inside a call and resubscribed; what was
-			// published meanwhile is missing, so rebuild and catch everyone up.
-			h.log.Warn("pubsub connection was re-established underneath; rebuilding it")
-			go ps.Close()
-			return false
-		}
-		h.connected = true
-		for _, c := range h.channels {
-			h.markDirty(c)
-		}
-		h.wakeFlusher()
-		return true
-	}
-	if h.unconfirmed > 0 {
-		if h.unconfirmed--; h.unconfirmed == 0 && len(h.dirty) > 0 {
-			h.wakeFlusher()
-		}
-	}
-	c := h.channels[m.Channel]
-	if c == nil {
-		return false
-	}
-	if c.inflight > 0 {
-		c.inflight--
-	}
-	if c.inflight > 0 {
-		return false // a later command on this channel decides its state
-	}
-	switch {
-	case c.subscribed && m.Kind == "subscribe":
-		if !c.ready {
-			c.ready = true
-			close(c.readyCh)
-		}
-		if c.needCatchup {
-			c.needCatchup = false
-			for _, s := range c.subs {
-				s.requestCatchup()
-			}
-		}
-	case !c.subscribed && len(c.subs) == 0:
-		delete(h.channels, c.name)
-	}
-	return false
-}
-
-// dispatch hands a published message to the local subscriptions of its channel.
-func (h *Hub) dispatch(m *redis.Message) {
-	msg, ok := decodeMessage(m.Payload)
-	if !ok {
-		return
-	}
-	h.mu.RLock()
-	if c := h.channels[m.Channel]; c != nil {
-		for _, s := range c.subs {
-			s.offer(msg)
-		}
-	}
-	h.mu.RUnlock()
-}
-
-// markDirty queues c for the flusher; mu must be held.
-func (h *Hub) markDirty(c *channel) {
-	if !c.queued {
-		c.queued = true
-		h.dirty = append(h.dirty, c)
-	}
-}
-
-func (h *Hub) wakeFlusher() {
-	select {
-	case h.flush <- struct{}{}:
-	default:
-	}
-}
-
-// flushLoop writes subscription changes to the Pub/Sub connection. Changes that pile up
-// while a write is in flight go out together, so a connect storm of thousands of users
-// costs a few SUBSCRIBE commands, not one each.
-func (h *Hub) flushLoop(ctx context.Context) {
-	const chunk = 1024
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-h.flush:
-		}
-		h.mu.Lock()
-		ps := h.ps
-		if ps == nil || !h.connected {
-			h.mu.Unlock()
-			continue // the next connection re-queues every channel
-		}
-		if h.unconfirmed > 0 {
-			h.mu.Unlock()
-			continue // the last confirmation wakes us
-		}
-		var subs, unsubs []string
-		for _, c := range h.dirty {
-			c.queued = false
-			want := len(c.subs) > 0
-			switch {
-			case want && !c.subscribed:
-				c.subscribed = true
-				c.inflight++
-				subs = append(subs, c.name)
-			case !want && c.subscribed:
-				c.subscribed = false
-				c.inflight++
-				c.ready, c.readyCh = false, make(chan struct{})
-				unsubs = append(unsubs, c.name)
-			case !want && c.inflight == 0:
-				delete(h.channels, c.name)
-			}
-		}
-		clear(h.dirty)
-		h.dirty = h.dirty[:0]
-		h.unconfirmed = len(subs) + len(unsubs)
-		h.mu.Unlock()
-
-		var err error
-		for i := 0; i < len(unsubs) && err == nil; i += chunk {
-			err = ps.Unsubscribe(ctx, unsubs[i:min(i+chunk, len(unsubs))]...)
-		}
-		for i := 0; i < len(subs) && err == nil; i += chunk {
-			err = ps.Subscribe(ctx, subs[i:min(i+chunk, len(subs))]...)
-		}
-		if err != nil && ctx.Err() == nil {
-			// The reader sees the closed connection and builds a new one, which subscribes
-			// every wanted channel again.
-			h.log.Warn("pubsub write failed; rebuilding the connection", "err", err)
-			_ = ps.Close()
-		}
-	}
-}
-
-// watchdog pings through the Pub/Sub connection and rebuilds it when it stays quiet: a
-// frozen or black-holed Redis is not noticed by go-redis (LIBS.md B4).
+// watchdog checks every link each heartbeat and rebuilds the quiet ones.
 func (h *Hub) watchdog(ctx context.Context) {
 	t := time.NewTicker(h.cfg.Heartbeat)
 	defer t.Stop()
@@ -473,22 +290,13 @@ func (h *Hub) watchdog(ctx context.Context) {
 		case <-t.C:
 		}
 		h.mu.RLock()
-		ps, started := h.ps, h.psStarted
+		links := make([]*link, 0, len(h.links))
+		for _, l := range h.links {
+			links = append(links, l)
+		}
 		h.mu.RUnlock()
-		if ps == nil {
-			continue
-		}
-		last := time.Unix(0, h.lastRecv.Load())
-		if started.After(last) {
-			last = started
-		}
-		if time.Since(last) > 3*h.cfg.Heartbeat {
-			h.log.Warn("pubsub connection quiet; rebuilding it", "quiet_for", time.Since(last).Round(time.Millisecond))
-			_ = ps.Close()
-			continue
-		}
-		if err := ps.Ping(ctx); err != nil && ctx.Err() == nil {
-			_ = ps.Close()
+		for _, l := range links {
+			l.checkQuiet(ctx)
 		}
 	}
 }

@@ -53,8 +53,7 @@ func (s *sink) count() int {
 	return len(s.msgs)
 }
 
-// startHub runs a hub on a fresh redis-server and returns it with a plain client for
-// looking at Redis.
+// startHub runs a hub on a redis-server.
 func startHub(t testing.TB, srv *redistest.Server, mods ...func(*Config)) *Hub {
 	t.Helper()
 	opts, err := redis.ParseURL(srv.URL())
@@ -64,7 +63,12 @@ func startHub(t testing.TB, srv *redistest.Server, mods ...func(*Config)) *Hub {
 	opts.MaxRetries = -1
 	opts.ContextTimeoutEnabled = true
 	opts.ReadTimeout = 2 * time.Second
-	rdb := redis.NewClient(opts)
+	return startHubOn(t, redis.NewClient(opts), mods...)
+}
+
+// startHubOn runs a hub on rdb (a single Redis or a cluster) and closes rdb after it.
+func startHubOn(t testing.TB, rdb redis.UniversalClient, mods ...func(*Config)) *Hub {
+	t.Helper()
 	cfg := Config{Node: "n1", Prefix: "t", Heartbeat: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, m := range mods {
 		m(&cfg)
@@ -305,7 +309,7 @@ func TestConnectStormCoalescesSubscribes(t *testing.T) {
 		s.Close()
 	}
 	waitFor(t, 10*time.Second, func() bool { return len(rdb.PubSubChannels(ctx, "{t:*").Val()) == 0 }, "every channel unsubscribed")
-	waitFor(t, 10*time.Second, func() bool { h.mu.RLock(); defer h.mu.RUnlock(); return len(h.channels) == 0 }, "channel table emptied")
+	waitFor(t, 10*time.Second, func() bool { return h.channelCount() == 0 }, "channel table emptied")
 }
 
 // subscribeCalls reads how many SUBSCRIBE commands Redis has run.
@@ -336,4 +340,15 @@ func TestSubscribeRaceWithUnsubscribeKeepsTheChannel(t *testing.T) {
 		}
 		sub.Close()
 	}
+}
+
+// channelCount counts the channels the hub still tracks on all its links.
+func (h *Hub) channelCount() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, l := range h.links {
+		n += len(l.channels)
+	}
+	return n
 }

@@ -17,12 +17,18 @@ type keys struct {
 	prefix string
 }
 
-// bucket returns the hash tag of a user's keys.
-func (k keys) bucket(user string) string {
+// bucketOf returns the bucket of a user's keys.
+func bucketOf(user string) int {
 	h := fnv.New32a()
 	h.Write([]byte(user))
-	return "{" + k.prefix + ":" + strconv.Itoa(int(h.Sum32()%Buckets)) + "}"
+	return int(h.Sum32() % Buckets)
 }
+
+// bucketTag is the hash tag of the keys in bucket b.
+func (k keys) bucketTag(b int) string { return "{" + k.prefix + ":" + strconv.Itoa(b) + "}" }
+
+// bucket returns the hash tag of a user's keys.
+func (k keys) bucket(user string) string { return k.bucketTag(bucketOf(user)) }
 
 // userStream is the stream that keeps a user's recent messages for resume.
 func (k keys) userStream(user string) string { return k.bucket(user) + ":stream:" + user }
@@ -51,9 +57,15 @@ func (k keys) userFromChannel(ch string) (string, bool) {
 	return "", false
 }
 
-// nodeChannel is the node's own channel on the shared Pub/Sub connection: subscribed first
-// on every new connection, it carries the node's heartbeat and control messages.
-func (k keys) nodeChannel(node string) string { return k.prefix + ":node:" + node }
+// nodeChannel is the node's own channel on a Pub/Sub connection: subscribed first on every
+// new connection, its confirmation says the connection is up. On Redis Cluster each
+// bucket's sharded connection has its own, in the bucket's slot (bucket >= 0).
+func (k keys) nodeChannel(node string, bucket int) string {
+	if bucket < 0 {
+		return k.prefix + ":node:" + node
+	}
+	return k.bucketTag(bucket) + ":node:" + node
+}
 
 // ChannelName returns the Redis channel of user under prefix, for operators and tests that
 // look at Redis directly (PUBSUB NUMSUB).

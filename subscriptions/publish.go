@@ -44,10 +44,16 @@ type Stats struct {
 
 // LocalConnections returns how many of user's connections this node holds.
 func (h *Hub) LocalConnections(user string) int {
+	b := -1
+	if h.cluster {
+		b = bucketOf(user)
+	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	if c := h.channels[h.keys.userChannel(user)]; c != nil {
-		return len(c.subs)
+	if l := h.links[b]; l != nil {
+		if c := l.channels[h.keys.userChannel(user)]; c != nil {
+			return len(c.subs)
+		}
 	}
 	return 0
 }
@@ -56,11 +62,12 @@ func (h *Hub) LocalConnections(user string) int {
 func (h *Hub) Stats() Stats {
 	st := Stats{Node: h.cfg.Node, Channels: []ChannelStats{}}
 	h.mu.RLock()
-	for _, c := range h.channels {
-		if len(c.subs) == 0 {
-			continue
+	for _, l := range h.links {
+		for _, c := range l.channels {
+			if len(c.subs) > 0 {
+				st.Channels = append(st.Channels, ChannelStats{User: c.user, Channel: c.name, Connections: len(c.subs)})
+			}
 		}
-		st.Channels = append(st.Channels, ChannelStats{User: c.user, Channel: c.name, Connections: len(c.subs)})
 	}
 	st.Connections = h.conns
 	h.mu.RUnlock()

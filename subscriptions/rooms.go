@@ -28,7 +28,8 @@ const (
 )
 
 // Join adds user to room. It reports whether the user was not a member before. The room's
-// member set and the user's room set change in one MULTI.
+// member set and the user's room set change in one MULTI (on Redis Cluster, where they live
+// in different slots, in one pipeline of idempotent commands).
 func (h *Hub) Join(ctx context.Context, room, user string) (bool, error) {
 	return h.changeMembership(ctx, room, user, true)
 }
@@ -44,7 +45,7 @@ func (h *Hub) changeMembership(ctx context.Context, room, user string, join bool
 		return false, ErrInvalidID
 	}
 	var changed *redis.IntCmd
-	_, err := h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	change := func(p redis.Pipeliner) error {
 		if join {
 			changed = p.SAdd(ctx, h.keys.roomMembers(room), user)
 			p.SAdd(ctx, h.keys.userRooms(user), room)
@@ -53,7 +54,16 @@ func (h *Hub) changeMembership(ctx context.Context, room, user string, join bool
 			p.SRem(ctx, h.keys.userRooms(user), room)
 		}
 		return nil
-	})
+	}
+	var err error
+	if h.cluster {
+		// The two sets live in different slots, so no MULTI spans them. Both changes are
+		// idempotent: a failure between them is repaired by repeating the call, which is
+		// what a client does with a join that got no ack or a PUT that got no 204.
+		_, err = h.rdb.Pipelined(ctx, change)
+	} else {
+		_, err = h.rdb.TxPipelined(ctx, change)
+	}
 	if err != nil {
 		return false, fmt.Errorf("%w: change membership of %s in %s: %w", ErrUnavailable, user, room, err)
 	}

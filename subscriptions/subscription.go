@@ -115,17 +115,18 @@ func (h *Hub) attach(user string, s *Subscription) <-chan struct{} {
 	name := h.keys.userChannel(user)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	c := h.channels[name]
+	l := h.linkFor(user)
+	c := l.channels[name]
 	if c == nil {
-		c = &channel{name: name, user: user, readyCh: make(chan struct{})}
-		h.channels[name] = c
+		c = &channel{name: name, user: user, link: l, readyCh: make(chan struct{})}
+		l.channels[name] = c
 	}
 	c.subs = append(c.subs, s)
 	s.ch = c
 	h.conns++
 	if len(c.subs) == 1 {
-		h.markDirty(c)
-		h.wakeFlusher()
+		l.markDirty(c)
+		l.wakeFlusher()
 	}
 	return c.readyCh
 }
@@ -201,8 +202,8 @@ func (s *Subscription) detach() {
 	}
 	if len(c.subs) == 0 {
 		c.subs = nil
-		h.markDirty(c)
-		h.wakeFlusher()
+		c.link.markDirty(c)
+		c.link.wakeFlusher()
 	}
 }
 

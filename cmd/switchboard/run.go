@@ -30,30 +30,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	if cfg.RedisCluster != "" {
-		return errors.New("--redis-cluster is not supported yet: use --redis")
-	}
 	if cfg.WebhookURL != "" {
 		return errors.New("--webhook-url is not supported yet")
 	}
-	redisURL := cfg.Redis
-	if redisURL == "" {
-		mr := miniredis.NewMiniRedis()
-		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
-			return fmt.Errorf("start embedded redis: %w", err)
-		}
-		defer mr.Close()
-		redisURL = "redis://" + mr.Addr() + "/0"
-		log.Warn("no --redis given: using an embedded in-process Redis; fine for a laptop, not for load or for more than one node", "addr", mr.Addr())
-	}
-	opts, err := redis.ParseURL(redisURL)
+	rdb, redisDesc, closeEmbedded, err := connectRedis(cfg, log)
 	if err != nil {
-		return fmt.Errorf("--redis: %w", err)
+		return err
 	}
-	opts.MaxRetries = -1 // retries would replay the delivery script (store a message twice)
-	opts.ContextTimeoutEnabled = true
-	opts.ClientName = "switchboard-" + cfg.NodeID
-	rdb := redis.NewClient(opts)
+	defer closeEmbedded()
 	defer rdb.Close()
 
 	if cfg.JWTSecret == "" {
@@ -88,7 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	log.Info("switchboard listening", "addr", "http://"+ln.Addr().String(), "node", cfg.NodeID, "redis", redactURL(redisURL))
+	log.Info("switchboard listening", "addr", "http://"+ln.Addr().String(), "node", cfg.NodeID, "redis", redisDesc)
 
 	// The hub outlives the server: the server drains its WebSockets and in-flight requests
 	// first, then the hub releases the subscriptions and finishes queued deliveries.
@@ -107,6 +91,47 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.Info("switchboard stopped")
 	return serveErr
+}
+
+// connectRedis builds the go-redis client the configuration asks for: a Redis Cluster, a
+// single Redis, or an embedded one. Every client runs without retries (a retry would replay
+// the delivery script and store a message twice) and honours context deadlines.
+func connectRedis(cfg config, log *slog.Logger) (rdb redis.UniversalClient, desc string, closeEmbedded func(), err error) {
+	closeEmbedded = func() {}
+	if cfg.RedisCluster != "" {
+		var addrs []string
+		for _, a := range strings.Split(cfg.RedisCluster, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				addrs = append(addrs, a)
+			}
+		}
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:                 addrs,
+			MaxRetries:            -1,
+			ContextTimeoutEnabled: true,
+			ClientName:            "switchboard-" + cfg.NodeID,
+			PoolSize:              64,
+		}), "cluster " + strings.Join(addrs, ","), closeEmbedded, nil
+	}
+	redisURL := cfg.Redis
+	if redisURL == "" {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, "", nil, fmt.Errorf("start embedded redis: %w", err)
+		}
+		closeEmbedded = mr.Close
+		redisURL = "redis://" + mr.Addr() + "/0"
+		log.Warn("no --redis given: using an embedded in-process Redis; fine for a laptop, not for load or for more than one node", "addr", mr.Addr())
+	}
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		closeEmbedded()
+		return nil, "", nil, fmt.Errorf("--redis: %w", err)
+	}
+	opts.MaxRetries = -1
+	opts.ContextTimeoutEnabled = true
+	opts.ClientName = "switchboard-" + cfg.NodeID
+	return redis.NewClient(opts), redactURL(redisURL), closeEmbedded, nil
 }
 
 // redactURL hides a password in a Redis URL for logging.
