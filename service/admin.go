@@ -2,6 +2,7 @@ package service
 
 import (
 	"net/http"
+	"strconv"
 )
 
 // handleAdminSubscriptions shows this node's subscriptions: GET /admin/subscriptions.
@@ -9,8 +10,24 @@ func (s *Server) handleAdminSubscriptions(w http.ResponseWriter, r *http.Request
 	switch r.URL.Query().Get("scope") {
 	case "", "node":
 		writeJSON(w, http.StatusOK, s.hub.Stats())
+	case "cluster":
+		limit := 1000
+		if v := r.URL.Query().Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 100000 {
+				writeError(w, errBadRequest(codeBadRequest, "limit must be an integer from 1 to 100000"))
+				return
+			}
+			limit = n
+		}
+		st, err := s.hub.ClusterStats(r.Context(), limit)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
 	default:
-		writeError(w, errBadRequest(codeBadRequest, "scope must be node"))
+		writeError(w, errBadRequest(codeBadRequest, "scope must be node or cluster"))
 	}
 }
 

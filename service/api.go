@@ -104,3 +104,21 @@ func (s *Server) handleGetUserMessages(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
 }
+
+// handleDeleteConnections closes every connection of a user, on every node, with 4001:
+// DELETE /v1/users/{user}/connections.
+func (s *Server) handleDeleteConnections(w http.ResponseWriter, r *http.Request) {
+	user, err := pathID(r, "user")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	n, err := s.hub.Disconnect(r.Context(), user)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Disconnected int `json:"disconnected"`
+	}{n})
+}

@@ -171,6 +171,7 @@ func (s *Server) routes() chi.Router {
 		r.Post("/users/{user}/messages", s.handlePostUserMessage)
 		r.Get("/users/{user}/messages", s.handleGetUserMessages)
 		r.Get("/users/{user}/rooms", s.handleGetUserRooms)
+		r.Delete("/users/{user}/connections", s.handleDeleteConnections)
 		r.Put("/rooms/{room}/members/{user}", s.handlePutMember)
 		r.Delete("/rooms/{room}/members/{user}", s.handleDeleteMember)
 		r.Get("/rooms/{room}/members", s.handleGetMembers)

@@ -19,6 +19,7 @@ const (
 	closeRestarting    = 1012 // the node drains: reconnect elsewhere and resume
 	closeInternalError = 1011
 	closePolicy        = 1008 // sustained abuse: do not reconnect by yourself
+	closeKicked        = 4001 // DELETE /v1/users/{user}/connections: do not reconnect by yourself
 )
 
 // subscribeTimeout bounds how long a new connection waits for Redis to confirm its channel.
@@ -186,6 +187,10 @@ func (c *client) Deliver(m subscriptions.Message) bool { return c.enqueue(m.Payl
 
 // Drop closes the connection because the hub gave up on it; the client resumes.
 func (c *client) Drop(reason error) {
+	if errors.Is(reason, subscriptions.ErrKicked) {
+		c.close(closeKicked, "disconnected by the service")
+		return
+	}
 	msg := "too slow; reconnect and resume"
 	if errors.Is(reason, subscriptions.ErrSlowConsumer) {
 		c.s.slowCloses.Add(1)

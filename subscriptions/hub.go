@@ -44,6 +44,14 @@ type Config struct {
 	// MaxPending bounds the live messages buffered for one connection while it catches up
 	// from its stream; past it the connection is dropped as a slow consumer. Default 4096.
 	MaxPending int
+	// Advertise is the address this node's clients reach it at, shown in the registry.
+	Advertise string
+	// RegistryInterval is how often the node announces itself in the registry; a node that
+	// stops announcing drops out after three intervals. Default 2s.
+	RegistryInterval time.Duration
+	// OnNodeGone is called, once across the deployment, when a node's registry entry
+	// expired without the node leaving (it crashed): survivors clean up after it.
+	OnNodeGone func(ctx context.Context, node string)
 	// Logger receives the hub's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -66,6 +74,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 4096
+	}
+	if c.RegistryInterval <= 0 {
+		c.RegistryInterval = 2 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -206,6 +217,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	wg.Go(func() { h.watchdog(ctx) })
 	wg.Go(func() { h.healthLoop(ctx) })
 	wg.Go(func() { h.catchups.run(ctx, 4) })
+	wg.Go(func() { h.registryLoop(ctx) })
 	if !h.cluster {
 		h.mu.Lock()
 		h.startLink(-1)

@@ -84,3 +84,9 @@ func (k keys) roomLock(room string) string { return k.roomTag(room) + ":lock" }
 
 // userRooms is the set of rooms a user is in; it lives in the user's bucket.
 func (k keys) userRooms(user string) string { return k.bucket(user) + ":rooms:" + user }
+
+// nodes is the registry: a sorted set of node ids scored by when their entry expires.
+func (k keys) nodes() string { return "{" + k.prefix + ":nodes}" }
+
+// nodeInfo holds a node's announced info, with a TTL, in the registry's slot.
+func (k keys) nodeInfo(node string) string { return k.nodes() + ":info:" + node }

@@ -2,6 +2,7 @@ package subscriptions
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -206,6 +207,9 @@ func (l *link) confirm(ps *redis.PubSub, m *redis.Subscription) bool {
 func (l *link) dispatch(m *redis.Message) {
 	msg, ok := decodeMessage(m.Payload)
 	if !ok {
+		if strings.HasPrefix(m.Payload, controlPrefix) {
+			l.control(m)
+		}
 		return
 	}
 	h := l.hub

@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Node:        cfg.NodeID,
 		HistorySize: cfg.HistorySize,
 		HistoryTTL:  cfg.HistoryTTL,
+		Advertise:   cfg.Addr,
 		Logger:      log,
 	})
 	if err != nil {
