@@ -54,6 +54,7 @@ func (s *Server) handlePostUserMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	s.metrics.messagesIn.WithLabelValues("http", "direct").Inc()
 	writeJSON(w, http.StatusAccepted, idAnswer{ID: id.String()})
 }
 

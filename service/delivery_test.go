@@ -157,7 +157,7 @@ func TestAdminSubscriptionsListsThisNodesUsers(t *testing.T) {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
 	want := `{"node":"a","channels":[{"user":"alice","channel":"` + subscriptions.ChannelName("t", "alice") + `","connections":2},` +
-		`{"user":"bob","channel":"` + subscriptions.ChannelName("t", "bob") + `","connections":1}],"connections":3,"users":2,"pubsub_reconnects":0,"caught_up":0}`
+		`{"user":"bob","channel":"` + subscriptions.ChannelName("t", "bob") + `","connections":1}],"connections":3,"users":2,"pubsub_reconnects":0,"caught_up":0,"replayed":0}`
 	if strings.TrimSpace(string(r.body)) != want {
 		t.Fatalf("got  %s\nwant %s", r.body, want)
 	}

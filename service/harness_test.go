@@ -49,9 +49,10 @@ func startNode(t *testing.T, redisURL, name string, mods ...func(*nodeOptions)) 
 	opts.ReadTimeout = 2 * time.Second
 	rdb := redis.NewClient(opts)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", name)
+	metrics := service.NewMetrics()
 	o := nodeOptions{
-		subscriptions: subscriptions.Config{Node: name, Prefix: "t", Logger: log, Heartbeat: 200 * time.Millisecond},
-		service:       service.Config{Logger: log},
+		subscriptions: subscriptions.Config{Node: name, Prefix: "t", Logger: log, Heartbeat: 200 * time.Millisecond, Observer: metrics},
+		service:       service.Config{Logger: log, Metrics: metrics},
 	}
 	for _, m := range mods {
 		m(&o)

@@ -94,6 +94,7 @@ func (s *Server) handlePostRoomMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	s.metrics.messagesIn.WithLabelValues("http", "room").Inc()
 	writeJSON(w, http.StatusAccepted, struct {
 		Recipients int `json:"recipients"`
 	}{n})

@@ -55,6 +55,9 @@ type Config struct {
 	// going past FrameBurst refusals in a row is closed with 1008. Defaults 50/s and 100.
 	FrameRate  float64
 	FrameBurst int
+	// Metrics are served at /metrics; pass the same value to the hub as its Observer.
+	// Default: metrics of the server's own.
+	Metrics *Metrics
 	// ShutdownTimeout bounds the graceful drain. Default 5s.
 	ShutdownTimeout time.Duration
 	// Logger receives the server's logs. Default slog.Default().
@@ -95,6 +98,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics()
+	}
 }
 
 // Server serves Switchboard's HTTP API and WebSockets for one node.
@@ -104,6 +110,7 @@ type Server struct {
 	log      *slog.Logger
 	upgrader *gws.Upgrader
 	router   chi.Router
+	metrics  *Metrics
 
 	// ctx outlives requests: connection-lifetime work hangs off it, not off r.Context().
 	ctx      context.Context
@@ -134,6 +141,8 @@ func New(hub *subscriptions.Hub, cfg Config) *Server {
 		Recovery:           gws.Recovery,
 		HandshakeTimeout:   5 * time.Second,
 	})
+	s.metrics = cfg.Metrics
+	s.metrics.register(s)
 	s.router = s.routes()
 	return s
 }
@@ -165,6 +174,7 @@ func (s *Server) routes() chi.Router {
 	r.Get("/ws", s.handleWS)
 	r.Get("/healthz", s.handleHealthz)
 	r.Get("/readyz", s.handleReadyz)
+	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(middleware.RequestID, s.requireKey(s.cfg.APIKey))
@@ -233,7 +243,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = hs.Shutdown(sctx) })
-	s.closeClients(1012, "server restarting; reconnect and resume")
+	s.eachClient(func(*client) { s.metrics.rejected.WithLabelValues("draining").Inc() })
+	s.closeClients(closeRestarting, "server restarting; reconnect and resume")
 	wg.Wait()
 	s.cancel()
 	s.waitClients(sctx)

@@ -183,24 +183,32 @@ type client struct {
 var _ subscriptions.Sink = (*client)(nil)
 
 // Deliver queues a message envelope; false means the queue is full.
-func (c *client) Deliver(m subscriptions.Message) bool { return c.enqueue(m.Payload) }
+func (c *client) Deliver(m subscriptions.Message) bool {
+	if !c.enqueue(m.Payload) {
+		return false
+	}
+	c.s.metrics.messagesOut.Inc()
+	return true
+}
 
 // Drop closes the connection because the hub gave up on it; the client resumes.
 func (c *client) Drop(reason error) {
-	if errors.Is(reason, subscriptions.ErrKicked) {
+	closed := c.s.metrics.rejected
+	switch {
+	case errors.Is(reason, subscriptions.ErrKicked):
+		closed.WithLabelValues("kicked").Inc()
 		c.close(closeKicked, "disconnected by the service")
-		return
-	}
-	msg := "too slow; reconnect and resume"
-	if errors.Is(reason, subscriptions.ErrSlowConsumer) {
+	case errors.Is(reason, subscriptions.ErrUnavailable):
+		closed.WithLabelValues("redis_unavailable").Inc()
+		c.close(closeTryAgainLater, "redis unavailable; reconnect and resume")
+	case errors.Is(reason, subscriptions.ErrLagged):
+		closed.WithLabelValues("lagged").Inc()
+		c.close(closeTryAgainLater, "fell behind the history; reconnect and resume")
+	default:
 		c.s.slowCloses.Add(1)
+		closed.WithLabelValues("slow_consumer").Inc()
+		c.close(closeTryAgainLater, "too slow; reconnect and resume")
 	}
-	if errors.Is(reason, subscriptions.ErrUnavailable) {
-		msg = "redis unavailable; reconnect and resume"
-	} else if errors.Is(reason, subscriptions.ErrLagged) {
-		msg = "fell behind the history; reconnect and resume"
-	}
-	c.close(closeTryAgainLater, msg)
 }
 
 // enqueue adds a frame to the outgoing queue. It returns false, queuing nothing, when the
@@ -349,6 +357,7 @@ func (h *wsHandler) OnMessage(conn *gws.Conn, msg *gws.Message) {
 	_ = conn.SetReadDeadline(time.Now().Add(h.s.cfg.ReadTimeout))
 	if !c.allowFrame() {
 		if c.limited > h.s.cfg.FrameBurst {
+			h.s.metrics.rejected.WithLabelValues("rate_limited").Inc()
 			c.close(closePolicy, "rate limit exceeded")
 			return
 		}
@@ -397,6 +406,7 @@ func (s *Server) handleFrame(c *client, f clientFrame) {
 			c.sendError(f.Ref, err)
 			return
 		}
+		s.metrics.messagesIn.WithLabelValues("ws", "direct").Inc()
 		c.send(encodeFrame(ackFrame{Type: "ack", Ref: f.Ref, ID: id.String()}))
 	case f.Type == "send":
 		n, err := s.hub.PublishRoom(ctx, f.Room, subscriptions.Envelope{From: c.user, Data: f.Data}, true)
@@ -404,6 +414,7 @@ func (s *Server) handleFrame(c *client, f clientFrame) {
 			c.sendError(f.Ref, err)
 			return
 		}
+		s.metrics.messagesIn.WithLabelValues("ws", "room").Inc()
 		c.send(encodeFrame(ackFrame{Type: "ack", Ref: f.Ref, Recipients: &n}))
 	case f.Type == "join" || f.Type == "leave":
 		var err error

@@ -96,6 +96,9 @@ func (q *catchupQueue) catchUp(ctx context.Context, batch []*Subscription) {
 		case <-time.After(time.Duration(100<<attempt) * time.Millisecond):
 		}
 	}
+	if err != nil {
+		h.obs.ObserveRedisError()
+	}
 	for i, s := range batch {
 		if err != nil {
 			s.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -40,6 +41,7 @@ var deliveryPool = sync.Pool{New: func() any { return &delivery{done: make(chan 
 // call may have run, and running it again would store the message twice.
 type publisher struct {
 	rdb         redis.UniversalClient
+	obs         Observer
 	deadline    func() string // the script's deadline for a call made now
 	publishCmd  string
 	historySize string
@@ -53,6 +55,7 @@ type publisher struct {
 func newPublisher(rdb redis.UniversalClient, cfg Config, publishCmd string, deadline func() string) *publisher {
 	return &publisher{
 		rdb:         rdb,
+		obs:         cfg.Observer,
 		deadline:    deadline,
 		publishCmd:  publishCmd,
 		historySize: strconv.FormatInt(cfg.HistorySize, 10),
@@ -128,7 +131,9 @@ func (p *publisher) exec(ctx context.Context, batch []*delivery) {
 			cmds[i] = pipe.EvalSha(ctx, deliveryScript.Hash(), []string{d.stream, d.channel},
 				p.historySize, p.historyTTL, d.tail, p.publishCmd, deadline)
 		}
-		_, _ = pipe.Exec(ctx)
+		start := time.Now()
+		_, err := pipe.Exec(ctx)
+		p.obs.ObservePublish(time.Since(start), len(todo), err)
 		// A command that failed with NOSCRIPT did not run, so running exactly those again is
 		// safe; this happens after a Redis restart or failover dropped the script cache.
 		var again []*delivery

@@ -52,6 +52,8 @@ type Config struct {
 	// OnNodeGone is called, once across the deployment, when a node's registry entry
 	// expired without the node leaving (it crashed): survivors clean up after it.
 	OnNodeGone func(ctx context.Context, node string)
+	// Observer receives measurements for metrics. Default: none.
+	Observer Observer
 	// Logger receives the hub's logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -75,6 +77,9 @@ func (c *Config) setDefaults() {
 	if c.MaxPending <= 0 {
 		c.MaxPending = 4096
 	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 	if c.RegistryInterval <= 0 {
 		c.RegistryInterval = 2 * time.Second
 	}
@@ -95,6 +100,7 @@ type Hub struct {
 	keys    keys
 	log     *slog.Logger
 	pub     *publisher
+	obs     Observer
 
 	// mu guards the links, their channel tables and their connection state. Lock order: mu,
 	// then a Subscription's mu.
@@ -107,6 +113,7 @@ type Hub struct {
 	// delivered from streams by catch-up after a rebuild.
 	reconnects atomic.Int64
 	caughtUp   atomic.Int64
+	replayed   atomic.Int64 // messages replayed to connections that resumed with since
 	// clockOffset is Redis's clock minus ours, in ms, measured every heartbeat; callTimeout
 	// is how long the client waits for an answer. Together they give the delivery script a
 	// deadline in Redis's clock.
@@ -161,6 +168,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Hub, error) {
 		publishCmd = "SPUBLISH"
 	}
 	h.pub = newPublisher(rdb, cfg, publishCmd, h.scriptDeadline)
+	h.obs = cfg.Observer
 	h.catchups = newCatchupQueue(h)
 	return h, nil
 }
@@ -334,6 +342,9 @@ func (h *Hub) checkRedis(ctx context.Context) {
 	sent := time.Now()
 	now, err := h.rdb.Time(pctx).Result()
 	ok := err == nil
+	if !ok && ctx.Err() == nil {
+		h.obs.ObserveRedisError()
+	}
 	if ok {
 		// Redis read its clock about halfway through the round trip.
 		local := sent.Add(time.Since(sent) / 2)

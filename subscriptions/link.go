@@ -213,6 +213,7 @@ func (l *link) dispatch(m *redis.Message) {
 		return
 	}
 	h := l.hub
+	h.obs.ObserveDispatch(time.Duration(time.Now().UnixMilli()+h.clockOffset.Load()-int64(msg.ID.MS)) * time.Millisecond)
 	h.mu.RLock()
 	if c := l.channels[m.Channel]; c != nil {
 		for _, s := range c.subs {

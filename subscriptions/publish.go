@@ -40,6 +40,8 @@ type Stats struct {
 	PubSubReconnects int64 `json:"pubsub_reconnects"`
 	// CaughtUp counts messages delivered from streams after a reconnect.
 	CaughtUp int64 `json:"caught_up"`
+	// Replayed counts messages replayed to connections that resumed with since.
+	Replayed int64 `json:"replayed"`
 }
 
 // LocalConnections returns how many of user's connections this node holds.
@@ -72,7 +74,7 @@ func (h *Hub) Stats() Stats {
 	st.Connections = h.conns
 	h.mu.RUnlock()
 	st.Users = len(st.Channels)
-	st.PubSubReconnects, st.CaughtUp = h.reconnects.Load(), h.caughtUp.Load()
+	st.PubSubReconnects, st.CaughtUp, st.Replayed = h.reconnects.Load(), h.caughtUp.Load(), h.replayed.Load()
 	sort.Slice(st.Channels, func(i, j int) bool { return st.Channels[i].User < st.Channels[j].User })
 	return st
 }

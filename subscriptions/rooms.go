@@ -155,7 +155,9 @@ func (h *Hub) deliverChunk(ctx context.Context, users []string, tail string) err
 			cmds[i] = pipe.EvalSha(ctx, deliveryScript.Hash(), []string{h.keys.userStream(u), h.keys.userChannel(u)},
 				h.pub.historySize, h.pub.historyTTL, tail, h.pub.publishCmd, deadline)
 		}
-		_, _ = pipe.Exec(ctx)
+		start := time.Now()
+		_, err := pipe.Exec(ctx)
+		h.obs.ObservePublish(time.Since(start), len(todo), err)
 		var again []string
 		for i, cmd := range cmds {
 			if err := cmd.Err(); err != nil {

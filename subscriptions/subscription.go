@@ -95,6 +95,7 @@ func (h *Hub) Subscribe(ctx context.Context, user, since string, sink Sink) (*Su
 			return nil, Welcome{}, err
 		}
 		replay, w.Recovered, w.Position = msgs, &recovered, from
+		h.replayed.Add(int64(len(msgs)))
 	} else {
 		top, err := h.newest(ctx, user)
 		if err != nil {

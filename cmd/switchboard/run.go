@@ -50,7 +50,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Warn("DEV MODE: no --admin-key; /admin is open to anyone who can reach this address")
 	}
 
+	metrics := service.NewMetrics()
 	hub, err := subscriptions.New(rdb, subscriptions.Config{
+		Observer:    metrics,
 		Node:        cfg.NodeID,
 		HistorySize: cfg.HistorySize,
 		HistoryTTL:  cfg.HistoryTTL,
@@ -67,6 +69,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		AllowedOrigins:  cfg.origins(),
 		MaxMessageBytes: cfg.MaxMessageBytes,
 		Assets:          web.Assets(),
+		Metrics:         metrics,
 		Logger:          log,
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)

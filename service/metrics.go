@@ -1,0 +1,94 @@
+package service
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchboard-dev/switchboard/subscriptions"
+)
+
+// Metrics are the node's Prometheus metrics. Build them with NewMetrics, pass them to the
+// hub as its Observer and to the server in its Config.
+type Metrics struct {
+	reg         *prometheus.Registry
+	messagesIn  *prometheus.CounterVec
+	messagesOut prometheus.Counter
+	publish     prometheus.Histogram
+	dispatch    prometheus.Histogram
+	redisErrors prometheus.Counter
+	rejected    *prometheus.CounterVec
+}
+
+var _ subscriptions.Observer = (*Metrics)(nil)
+
+// NewMetrics registers Switchboard's metrics, with Go runtime and process metrics, on a
+// registry of their own.
+func NewMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	latency := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+	m := &Metrics{
+		reg: reg,
+		messagesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_messages_in_total", Help: "Messages accepted by this node, by source (http, ws) and kind (direct, room).",
+		}, []string{"source", "kind"}),
+		messagesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_messages_out_total", Help: "Messages queued to this node's WebSockets (live, replayed and caught up).",
+		}),
+		publish: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "switchboard_publish_seconds", Help: "Round trips of the append+publish script (one pipeline of deliveries).", Buckets: latency,
+		}),
+		dispatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "switchboard_delivery_lag_seconds", Help: "From Redis storing a message to this node dispatching it to its connections (ms resolution).", Buckets: latency,
+		}),
+		redisErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_redis_errors_total", Help: "Failed Redis calls.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_connections_closed_total", Help: "WebSockets closed by the server, by reason (slow_consumer, rate_limited, kicked, draining, lagged).",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.messagesIn, m.messagesOut, m.publish, m.dispatch, m.redisErrors, m.rejected)
+	return m
+}
+
+// register adds the gauges and counters read from the hub and server at scrape time.
+func (m *Metrics) register(s *Server) {
+	stats := func(f func(subscriptions.Stats) float64) func() float64 {
+		return func() float64 { return f(s.hub.Stats()) }
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_connections", Help: "Open WebSockets on this node."},
+			stats(func(st subscriptions.Stats) float64 { return float64(st.Connections) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_users", Help: "Users with a WebSocket on this node (= subscribed user channels)."},
+			stats(func(st subscriptions.Stats) float64 { return float64(st.Users) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_pubsub_reconnects_total", Help: "Pub/Sub connections rebuilt after a loss or a quiet period."},
+			stats(func(st subscriptions.Stats) float64 { return float64(st.PubSubReconnects) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_caught_up_messages_total", Help: "Messages delivered from streams after a Pub/Sub reconnect."},
+			stats(func(st subscriptions.Stats) float64 { return float64(st.CaughtUp) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_replayed_messages_total", Help: "Messages replayed to connections that resumed with since."},
+			stats(func(st subscriptions.Stats) float64 { return float64(st.Replayed) })),
+	)
+}
+
+// ObservePublish implements subscriptions.Observer.
+func (m *Metrics) ObservePublish(d time.Duration, _ int, err error) {
+	m.publish.Observe(d.Seconds())
+	if err != nil {
+		m.redisErrors.Inc()
+	}
+}
+
+// ObserveDispatch implements subscriptions.Observer.
+func (m *Metrics) ObserveDispatch(lag time.Duration) { m.dispatch.Observe(max(lag, 0).Seconds()) }
+
+// ObserveRedisError implements subscriptions.Observer.
+func (m *Metrics) ObserveRedisError() { m.redisErrors.Inc() }
+
+func (m *Metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
