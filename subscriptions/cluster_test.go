@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -141,6 +142,54 @@ func TestOnRedisCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("a slot moving to another master is followed without loss", func(t *testing.T) {
+		hs := hubs(t, 2)
+		s := &sink{}
+		user := "user3"
+		subscribe(t, hs[0], user, "", s)
+		var ids []StreamID
+		for i := range 10 {
+			ids = append(ids, publish(t, hs[1], user, strconv.Itoa(i)))
+		}
+		key := hs[0].keys.userStream(user)
+		src, err := masterOf(probe, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := cl.Addrs()[0]
+		if dst == src {
+			dst = cl.Addrs()[1]
+		}
+		slot := int(probe.(*redis.ClusterClient).ClusterKeySlot(context.Background(), key).Val())
+		before := hs[0].Stats().PubSubReconnects
+		moveSlot(t, cl, slot, src, dst)
+		waitFor(t, 15*time.Second, func() bool { return hs[0].Stats().PubSubReconnects > before }, "the link of the moved slot to be rebuilt")
+		for i := 10; i < 30; i++ {
+			var id StreamID
+			// The publisher's view of the slots catches up on the first MOVED.
+			for attempt := 0; ; attempt++ {
+				id, err = hs[1].Publish(context.Background(), user, Envelope{Data: []byte(strconv.Itoa(i))})
+				if err == nil {
+					break
+				}
+				if attempt == 50 {
+					t.Fatalf("publish after the move: %v", err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			ids = append(ids, id)
+		}
+		waitFor(t, 15*time.Second, func() bool { return s.count() >= len(ids) }, "deliveries after the move")
+		msgs, dropped := s.snapshot()
+		if dropped != nil {
+			t.Fatalf("dropped: %v", dropped)
+		}
+		checkInOrder(t, msgs, ids)
+		if got, _ := masterOf(probe, key); got != dst {
+			t.Fatalf("slot is on %s, want %s", got, dst)
+		}
+	})
+
 	t.Run("a Pub/Sub drop on one shard loses nothing", func(t *testing.T) {
 		hs := hubs(t, 2)
 		sinks := map[string]*sink{}
@@ -170,6 +219,48 @@ func TestOnRedisCluster(t *testing.T) {
 			t.Fatal("killing one shard's Pub/Sub clients rebuilt no link")
 		}
 	})
+}
+
+// moveSlot migrates slot, with its keys, from the master at src to the master at dst, the
+// way redis-cli --cluster reshard does.
+func moveSlot(t *testing.T, cl *redistest.Cluster, slot int, src, dst string) {
+	t.Helper()
+	ctx := context.Background()
+	node := func(addr string) *redis.Client {
+		for i := range 3 {
+			if cl.Node(i).Addr() == addr {
+				return cl.Node(i).Client(t)
+			}
+		}
+		t.Fatalf("no node %s", addr)
+		return nil
+	}
+	s, d := node(src), node(dst)
+	srcID, dstID := s.ClusterMyID(ctx).Val(), d.ClusterMyID(ctx).Val()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(d.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID).Err())
+	must(s.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID).Err())
+	host, port, _ := strings.Cut(dst, ":")
+	for {
+		ks, err := s.ClusterGetKeysInSlot(ctx, slot, 100).Result()
+		must(err)
+		if len(ks) == 0 {
+			break
+		}
+		args := []any{"MIGRATE", host, port, "", 0, 5000, "KEYS"}
+		for _, k := range ks {
+			args = append(args, k)
+		}
+		must(s.Do(ctx, args...).Err())
+	}
+	for i := range 3 {
+		must(cl.Node(i).Client(t).Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dstID).Err())
+	}
 }
 
 // masterOf returns the address of the master that owns key's slot.

@@ -57,9 +57,7 @@ func (l *link) readLoop(ctx context.Context) {
 		ps, err := l.connect(ctx)
 		if err != nil {
 			h.log.Warn("pubsub connect failed", "bucket", l.bucket, "err", err, "retry_in", backoff)
-			if c, ok := h.rdb.(*redis.ClusterClient); ok {
-				c.ReloadState(ctx) // the slot may have moved to another master
-			}
+			h.reloadSlots(ctx)
 			select {
 			case <-ctx.Done():
 				return
@@ -74,6 +72,7 @@ func (l *link) readLoop(ctx context.Context) {
 				if ctx.Err() == nil {
 					h.log.Warn("pubsub connection lost; rebuilding it", "bucket", l.bucket, "err", err)
 				}
+				h.reloadSlots(ctx)
 				break
 			}
 			l.lastRecv.Store(time.Now().UnixNano())
@@ -313,11 +312,20 @@ func (l *link) checkQuiet(ctx context.Context) {
 	}
 	if quiet := time.Since(last); quiet > 3*h.cfg.Heartbeat {
 		h.log.Warn("pubsub connection quiet; rebuilding it", "bucket", l.bucket, "quiet_for", quiet.Round(time.Millisecond))
+		h.reloadSlots(ctx)
 		_ = ps.Close()
 		return
 	}
 	if err := ps.Ping(ctx); err != nil && ctx.Err() == nil {
 		_ = ps.Close()
+	}
+}
+
+// reloadSlots refreshes a cluster client's slot map: a link is rebuilt on the master the
+// client believes owns its slot, and after a move or failover that belief is stale.
+func (h *Hub) reloadSlots(ctx context.Context) {
+	if c, ok := h.rdb.(*redis.ClusterClient); ok {
+		c.ReloadState(ctx)
 	}
 }
 
