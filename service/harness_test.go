@@ -36,18 +36,24 @@ type nodeOptions struct {
 	subscriptions subscriptions.Config
 }
 
-// startNode runs a node on redisURL. Nodes of one test share the test's key prefix, so
+// startNode runs a node on redisURL, or on a Redis Cluster given as "cluster:addr,addr,...". Nodes of one test share the test's key prefix, so
 // they see each other's messages and nothing of other tests'.
 func startNode(t *testing.T, redisURL, name string, mods ...func(*nodeOptions)) *node {
 	t.Helper()
-	opts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatal(err)
+	var rdb redis.UniversalClient
+	if addrs, ok := strings.CutPrefix(redisURL, "cluster:"); ok {
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ","),
+			MaxRetries: -1, ContextTimeoutEnabled: true, ReadTimeout: 2 * time.Second})
+	} else {
+		opts, err := redis.ParseURL(redisURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.MaxRetries = -1
+		opts.ContextTimeoutEnabled = true
+		opts.ReadTimeout = 2 * time.Second
+		rdb = redis.NewClient(opts)
 	}
-	opts.MaxRetries = -1
-	opts.ContextTimeoutEnabled = true
-	opts.ReadTimeout = 2 * time.Second
-	rdb := redis.NewClient(opts)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", name)
 	metrics := service.NewMetrics()
 	o := nodeOptions{
