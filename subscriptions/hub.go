@@ -280,21 +280,29 @@ func (h *Hub) subscribeCmd(ctx context.Context, ps *redis.PubSub, subscribe bool
 	}
 }
 
-// Ready reports whether the node can serve: Redis answers and every Pub/Sub connection of
-// the node is up and has answered within three heartbeats.
+// Ready reports whether the node can serve: Redis answers and its Pub/Sub connections are up
+// and answered within three heartbeats. On a single Redis that is the one connection. On
+// Redis Cluster a node is ready while at least half of its bucket links are healthy: one
+// master failing over affects the users of its slots on every node, and taking every node
+// out of the load balancer for it would turn a partial outage into a total one; the links
+// of that master are rebuilt and caught up meanwhile.
 func (h *Hub) Ready() error {
 	if !h.redisOK.Load() {
 		return fmt.Errorf("%w: redis does not answer", ErrUnavailable)
 	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for _, l := range h.links {
-		if !l.healthy() {
-			return fmt.Errorf("%w: pubsub connection is down or quiet", ErrUnavailable)
-		}
-	}
 	if !h.cluster && len(h.links) == 0 {
 		return fmt.Errorf("%w: pubsub connection not started", ErrUnavailable)
+	}
+	down := 0
+	for _, l := range h.links {
+		if !l.healthy() {
+			down++
+		}
+	}
+	if down > 0 && (!h.cluster || 2*down > len(h.links)) {
+		return fmt.Errorf("%w: %d of %d pubsub connections down or quiet", ErrUnavailable, down, len(h.links))
 	}
 	return nil
 }

@@ -103,19 +103,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 func connectRedis(cfg config, log *slog.Logger) (rdb redis.UniversalClient, desc string, closeEmbedded func(), err error) {
 	closeEmbedded = func() {}
 	if cfg.RedisCluster != "" {
-		var addrs []string
-		for _, a := range strings.Split(cfg.RedisCluster, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				addrs = append(addrs, a)
-			}
+		opts, err := clusterOptions(cfg.RedisCluster)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("--redis-cluster: %w", err)
 		}
-		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:                 addrs,
-			MaxRetries:            -1,
-			ContextTimeoutEnabled: true,
-			ClientName:            "switchboard-" + cfg.NodeID,
-			PoolSize:              64,
-		}), "cluster " + strings.Join(addrs, ","), closeEmbedded, nil
+		opts.MaxRetries = -1 // redirects (MOVED, ASK) are still followed: MaxRedirects
+		opts.ContextTimeoutEnabled = true
+		opts.ClientName = "switchboard-" + cfg.NodeID
+		opts.PoolSize = max(opts.PoolSize, 64)
+		return redis.NewClusterClient(opts), "cluster " + strings.Join(opts.Addrs, ","), closeEmbedded, nil
 	}
 	redisURL := cfg.Redis
 	if redisURL == "" {
@@ -136,6 +132,24 @@ func connectRedis(cfg config, log *slog.Logger) (rdb redis.UniversalClient, desc
 	opts.ContextTimeoutEnabled = true
 	opts.ClientName = "switchboard-" + cfg.NodeID
 	return redis.NewClient(opts), redactURL(redisURL), closeEmbedded, nil
+}
+
+// clusterOptions reads --redis-cluster: comma-separated seed addresses, or a URL that
+// carries credentials and TLS too, redis[s]://user:pass@host:port?addr=host2:port2.
+func clusterOptions(v string) (*redis.ClusterOptions, error) {
+	if strings.Contains(v, "://") {
+		return redis.ParseClusterURL(v)
+	}
+	var addrs []string
+	for _, a := range strings.Split(v, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, errors.New("no seed address")
+	}
+	return &redis.ClusterOptions{Addrs: addrs}, nil
 }
 
 // redactURL hides a password in a Redis URL for logging.
