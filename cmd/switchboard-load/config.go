@@ -55,8 +55,9 @@ type config struct {
 	dialTimeout  time.Duration
 	httpTimeout  time.Duration
 	grace        time.Duration
-	pid          int // the server's pid, for RSS and CPU; 0 = not measured
-	redisPID     int // redis-server's pid, for CPU; 0 = not measured
+	pid          int    // the server's pid, for RSS and CPU; 0 = not measured
+	redisPID     int    // redis-server's pid, for CPU; 0 = not measured
+	cpuProfile   string // file for a CPU profile of the tool itself
 
 	// dm and fanout.
 	publishers int
@@ -105,6 +106,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.dialTimeout, "dial-timeout", defaultDialTimeout, "how long one connection may take to receive its welcome")
 	fs.IntVar(&c.pid, "pid", 0, "the server's process id: report its RSS and CPU time (Linux /proc)")
 	fs.IntVar(&c.redisPID, "redis-pid", 0, "redis-server's process id: report its CPU time")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the load tool itself to this file")
 
 	switch c.scenario {
 	case "dm", "fanout":
