@@ -38,7 +38,7 @@ type nodeOptions struct {
 
 // startNode runs a node on redisURL, or on a Redis Cluster given as "cluster:addr,addr,...". Nodes of one test share the test's key prefix, so
 // they see each other's messages and nothing of other tests'.
-func startNode(t *testing.T, redisURL, name string, mods ...func(*nodeOptions)) *node {
+func startNode(t testing.TB, redisURL, name string, mods ...func(*nodeOptions)) *node {
 	t.Helper()
 	var rdb redis.UniversalClient
 	if addrs, ok := strings.CutPrefix(redisURL, "cluster:"); ok {
@@ -230,7 +230,7 @@ func numsub(t *testing.T, rdb *redis.Client, user string) int64 {
 	return m[ch]
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
@@ -238,7 +238,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func startRedis(t *testing.T) (*redistest.Server, *redis.Client) {
+func startRedis(t testing.TB) (*redistest.Server, *redis.Client) {
 	srv := redistest.Start(t)
 	return srv, srv.Client(t)
 }
