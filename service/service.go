@@ -178,6 +178,7 @@ func (s *Server) routes() chi.Router {
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(middleware.RequestID, s.requireKey(s.cfg.APIKey))
+		r.Post("/messages", s.handlePostBatch)
 		r.Post("/users/{user}/messages", s.handlePostUserMessage)
 		r.Get("/users/{user}/messages", s.handleGetUserMessages)
 		r.Get("/users/{user}/rooms", s.handleGetUserRooms)

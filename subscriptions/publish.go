@@ -78,3 +78,56 @@ func (h *Hub) Stats() Stats {
 	sort.Slice(st.Channels, func(i, j int) bool { return st.Channels[i].User < st.Channels[j].User })
 	return st
 }
+
+// Direct is one direct message of a batch.
+type Direct struct {
+	User     string
+	Envelope Envelope
+}
+
+// PublishMany delivers a batch of direct messages in as few round trips as it can
+// (pipelines of up to 512, one after the other). It returns one id or one error per
+// message, in order; messages to one user are stored in batch order.
+func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []error) {
+	ids := make([]StreamID, len(msgs))
+	errs := make([]error, len(msgs))
+	ds := make([]*delivery, 0, len(msgs))
+	for i, m := range msgs {
+		if !ValidID(m.User) || (m.Envelope.From != "" && !ValidID(m.Envelope.From)) || (m.Envelope.Room != "" && !ValidID(m.Envelope.Room)) {
+			errs[i] = ErrInvalidID
+			ds = append(ds, nil)
+			continue
+		}
+		ds = append(ds, &delivery{stream: h.keys.userStream(m.User), channel: h.keys.userChannel(m.User),
+			tail: string(m.Envelope.tail()), done: make(chan struct{}, 1)})
+	}
+	if err := ctx.Err(); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return ids, errs
+	}
+	// Its own pipelines, one after the other, rather than the shared queue: the shared
+	// workers run in parallel and would not keep a user's messages in batch order.
+	var live []*delivery
+	for _, d := range ds {
+		if d != nil {
+			live = append(live, d)
+		}
+	}
+	for start := 0; start < len(live); start += maxPipeline {
+		h.pub.exec(ctx, live[start:min(start+maxPipeline, len(live))])
+	}
+	for i, d := range ds {
+		if d == nil {
+			continue
+		}
+		<-d.done
+		if d.err != nil {
+			errs[i] = d.err
+			continue
+		}
+		ids[i], errs[i] = ParseStreamID(d.id)
+	}
+	return ids, errs
+}
