@@ -162,4 +162,3 @@ func (s *Server) decodeBatch(body []byte) ([]validItem, error) {
 	}
 	return items, nil
 }
-
