@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/wsclient"
+)
+
+var built struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// binary builds the switchboard binary once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "switchboard-bin")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.path = filepath.Join(dir, "switchboard")
+		out, err := exec.Command("go", "build", "-o", built.path, ".").CombinedOutput()
+		if err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.path
+}
+
+// osProcess is the switchboard binary running as a real process.
+type osProcess struct {
+	base string
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *lockedBuffer
+}
+
+func startOSProcess(t *testing.T, args ...string) *osProcess {
+	t.Helper()
+	addr := freeAddr(t)
+	p := &osProcess{base: "http://" + addr, done: make(chan struct{}), log: &lockedBuffer{}}
+	p.cmd = exec.Command(binary(t), append([]string{"--addr", addr}, args...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("log of %s:\n%s", addr, p.log.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res, err := http.Get(p.base + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node on %s never became ready:\n%s", addr, p.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (p *osProcess) ws(query url.Values) string {
+	return "ws" + strings.TrimPrefix(p.base, "http") + "/ws?" + query.Encode()
+}
+
+func (p *osProcess) postDM(t *testing.T, user, data string) string {
+	t.Helper()
+	res, err := http.Post(p.base+"/v1/users/"+user+"/messages", "application/json", strings.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var ans struct{ ID string }
+	if res.StatusCode != http.StatusAccepted || json.NewDecoder(res.Body).Decode(&ans) != nil {
+		t.Fatalf("POST DM: %s", res.Status)
+	}
+	return ans.ID
+}
+
+func TestSIGTERMDrainsWith1012AndClientsResumeOnAnotherNode(t *testing.T) {
+	srv := redistest.Start(t)
+	n1 := startOSProcess(t, "--redis", srv.URL(), "--node-id", "n1")
+	n2 := startOSProcess(t, "--redis", srv.URL(), "--node-id", "n2")
+	nodes := []*osProcess{n1, n2}
+	bob := &wsclient.Resumer{URL: func(attempt int, since string) string {
+		q := url.Values{"user": {"bob"}}
+		if since != "" {
+			q.Set("since", since)
+		}
+		return nodes[attempt%2].ws(q)
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); _ = bob.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	wait := func(what string, cond func(*wsclient.Resumer) bool) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+		defer wcancel()
+		if err := bob.WaitFor(wctx, cond); err != nil {
+			t.Fatalf("waiting for %s: %v (closes %v, %d messages)", what, err, bob.Closes(), len(bob.Messages()))
+		}
+	}
+	wait("the first welcome", func(r *wsclient.Resumer) bool { return len(r.Welcomes()) == 1 })
+
+	var ids []string
+	var exited time.Duration
+	for i := range 300 {
+		if i == 100 {
+			start := time.Now()
+			if err := n1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-n1.done:
+				exited = time.Since(start)
+			case <-time.After(10 * time.Second):
+				t.Fatal("SIGTERM: the node did not exit within 10s")
+			}
+			if code := n1.cmd.ProcessState.ExitCode(); code != 0 {
+				t.Fatalf("exit code %d after SIGTERM", code)
+			}
+		}
+		ids = append(ids, n2.postDM(t, "bob", fmt.Sprintf("%d", i)))
+	}
+	wait("every message", func(r *wsclient.Resumer) bool { return len(r.Messages()) >= len(ids) })
+	var got []string
+	for _, m := range bob.Messages() {
+		got = append(got, m.ID)
+	}
+	if !slices.Equal(got, ids) {
+		t.Fatalf("got %d messages, want exactly the %d sent, in order", len(got), len(ids))
+	}
+	if closes := bob.Closes(); len(closes) != 1 || closes[0] != 1012 {
+		t.Fatalf("closes %v, want [1012]", closes)
+	}
+	if exited > 5*time.Second {
+		t.Fatalf("drain took %s, want under 5s", exited)
+	}
+	t.Logf("SIGTERM to exit: %s; %d messages, none lost or repeated", exited, len(ids))
+}
+
+func TestSIGKILLedNodeDropsOutOfTheClusterView(t *testing.T) {
+	srv := redistest.Start(t)
+	n1 := startOSProcess(t, "--redis", srv.URL(), "--node-id", "n1")
+	n2 := startOSProcess(t, "--redis", srv.URL(), "--node-id", "n2")
+	bob, err := wsclient.Dial(n1.ws(url.Values{"user": {"bob"}}), wsclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	if f, err := bob.NextWithin(10 * time.Second); err != nil || f.Type != "welcome" {
+		t.Fatalf("welcome: %v %v", f, err)
+	}
+	view := func() (nodes []string, bobSubscribers int64) {
+		res, err := http.Get(n2.base + "/admin/subscriptions?scope=cluster")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var v struct {
+			Nodes    []struct{ Node string }
+			Channels []struct {
+				User        string
+				Subscribers int64
+			}
+		}
+		if err := json.NewDecoder(res.Body).Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range v.Nodes {
+			nodes = append(nodes, n.Node)
+		}
+		for _, c := range v.Channels {
+			if c.User == "bob" {
+				bobSubscribers = c.Subscribers
+			}
+		}
+		return nodes, bobSubscribers
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for nodes, subs := view(); !slices.Equal(nodes, []string{"n1", "n2"}) || subs != 1; nodes, subs = view() {
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster view %v, bob's subscribers %d", nodes, subs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := n1.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-n1.done
+	start := time.Now()
+	deadline = time.Now().Add(20 * time.Second)
+	for nodes, subs := view(); !slices.Equal(nodes, []string{"n2"}) || subs != 0; nodes, subs = view() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGKILL the cluster view still shows %v, bob's subscribers %d", nodes, subs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("the killed node left the view after %s", time.Since(start).Round(time.Millisecond))
+}
