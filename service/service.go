@@ -168,7 +168,7 @@ func (s *Server) routes() chi.Router {
 		}
 		writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: codeNotAllowed, message: "method not allowed on this endpoint"})
 	})
-	r.Use(s.recoverer)
+	r.Use(s.recoverer, middleware.GetHead)
 
 	// /ws stays out of any middleware that wraps the ResponseWriter: gws hijacks it.
 	r.Get("/ws", s.handleWS)

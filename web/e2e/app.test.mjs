@@ -1,0 +1,389 @@
+// End-to-end tests of the web app in a real headless Chromium (Debian's /usr/bin/chromium,
+// driven by playwright-core; no browser is ever downloaded). The test builds the server,
+// runs it on a free port with its embedded Redis, and drives users through the app: in dev
+// mode, sign in, a room conversation, a direct message sent over HTTP, a reload that must
+// lose nothing, the admin page, a phone-sized screen and a server restart; with a JWT secret
+// and an API key, signing in with a token. Screenshots of every step go to
+// web/e2e/test-results/.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '../..');
+const results = path.join(here, 'test-results');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const WAIT = 15_000; // ms for anything the UI must show
+
+let bin; // the server binary, built once
+let server; // the running server: { proc, port, base, exited, log() }
+let browser;
+const pages = {}; // name -> { page, errors, context }
+let workdir;
+
+// --- the server -------------------------------------------------------------------------
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function goBinary() {
+  for (const candidate of ['go', '/usr/local/go/bin/go']) {
+    try {
+      execFileSync(candidate, ['version'], { stdio: 'ignore' });
+      return candidate;
+    } catch {
+      // try the next
+    }
+  }
+  throw new Error('go is not installed');
+}
+
+async function startServer({ port, args = [] } = {}) {
+  port ??= await freePort();
+  const env = { ...process.env };
+  // The embedded Redis and only the flags given, whatever the caller's environment says.
+  for (const name of Object.keys(env)) if (name.startsWith('SWITCHBOARD_')) delete env[name];
+  const proc = spawn(bin, ['--addr', `127.0.0.1:${port}`, '--node-id', 'e2e-node', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  proc.stdout.on('data', (d) => (output += d));
+  proc.stderr.on('data', (d) => (output += d));
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`switchboard exited with ${proc.exitCode}:\n${output}`);
+    try {
+      if ((await fetch(`${base}/readyz`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`switchboard was not ready within 20 s:\n${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { proc, port, base, exited, log: () => output };
+}
+
+async function stopServer() {
+  if (!server || server.proc.exitCode !== null) return;
+  server.proc.kill('SIGTERM');
+  const timer = setTimeout(() => server.proc.kill('SIGKILL'), 10_000);
+  await server.exited;
+  clearTimeout(timer);
+}
+
+// --- browser helpers -----------------------------------------------------------------------
+
+async function openPage(name, options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 }, ...options });
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT);
+  const errors = [];
+  // Console errors include CSP violations: an inline style or script would show up here.
+  page.on('console', (msg) => msg.type() === 'error' && errors.push(msg.text()));
+  page.on('pageerror', (err) => errors.push(err.message));
+  pages[name] = { page, errors, context };
+  return page;
+}
+
+const shot = (page, name, options = {}) => page.screenshot({ path: path.join(results, `${name}.png`), ...options });
+
+// jwt returns an HS256 token for user, as a backend would issue it.
+function jwt(secret, user) {
+  const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub: user, exp: Math.floor(Date.now() / 1000) + 3600 })}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+async function signIn(page, user) {
+  await page.goto(server.base);
+  await page.locator('#signin-name').fill(user);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await waitLive(page);
+}
+
+const waitLive = (page) => page.locator('#conn[data-state="live"]').waitFor();
+
+async function joinRoom(page, room) {
+  await page.getByLabel('Room to join').fill(room);
+  await page.getByRole('button', { name: 'Join' }).click();
+  await page.locator('#conv-title', { hasText: `#${room}` }).waitFor();
+}
+
+async function say(page, text) {
+  await page.getByLabel('Message', { exact: true }).fill(text);
+  await page.keyboard.press('Enter');
+}
+
+const message = (page, text) => page.locator('#messages .msg', { hasText: text });
+
+const openConv = (page, key) => page.locator(`nav button.conv[data-conv="${key}"]`).click();
+
+// shown returns what the app shows in each conversation of the sidebar.
+async function shown(page) {
+  const keys = await page.locator('nav button.conv').evaluateAll((bs) => bs.map((b) => b.dataset.conv));
+  const out = {};
+  for (const key of keys) {
+    await openConv(page, key);
+    out[key] = await page
+      .locator('#messages .msg')
+      .evaluateAll((lis) => lis.map((li) => ({ id: li.dataset.id, key: li.dataset.key, text: li.querySelector('.text')?.textContent })));
+  }
+  return out;
+}
+
+async function postJSON(url, body) {
+  const res = await fetch(`${server.base}${url}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  const text = await res.text();
+  assert.equal(res.status, 202, text);
+  return JSON.parse(text);
+}
+
+// --- the tests -----------------------------------------------------------------------------
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
+  mkdirSync(results, { recursive: true });
+  workdir = mkdtempSync(path.join(tmpdir(), 'switchboard-e2e-'));
+  bin = path.join(workdir, 'switchboard');
+  execFileSync(goBinary(), ['build', '-o', bin, './cmd/switchboard'], { cwd: repo, stdio: 'inherit' });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await stopServer();
+  if (workdir) rmSync(workdir, { recursive: true, force: true });
+});
+
+describe('the web app in a browser, dev mode', { timeout: 180_000 }, () => {
+  before(async () => {
+    server = await startServer();
+  });
+
+  after(async () => {
+    for (const { context } of Object.values(pages)) await context.close();
+    await stopServer();
+  });
+
+  test('alice and bob sign in with a dev name', async () => {
+    const alice = await openPage('alice');
+    await alice.goto(server.base);
+    await alice.locator('#signin-name').fill('alice');
+    await shot(alice, '01-sign-in');
+    await alice.getByRole('button', { name: 'Sign in' }).click();
+    await waitLive(alice);
+    assert.equal(await alice.locator('#who-name').textContent(), 'alice');
+    await shot(alice, '02-alice-signed-in');
+
+    const bob = await openPage('bob');
+    await signIn(bob, 'bob');
+  });
+
+  test('they join a room and talk', async () => {
+    const { page: alice } = pages.alice;
+    const { page: bob } = pages.bob;
+    await joinRoom(alice, 'lobby');
+    await joinRoom(bob, 'lobby');
+    await say(alice, 'Hello from alice');
+    await message(bob, 'Hello from alice').waitFor();
+    await say(bob, 'Hi alice, bob here');
+    await message(alice, 'Hi alice, bob here').waitFor();
+    await message(bob, 'Hi alice, bob here').waitFor(); // the sender's copy comes back too
+    assert.equal(await alice.locator('#messages .msg.mine').count(), 1);
+    await shot(alice, '03-alice-in-lobby');
+    await shot(bob, '04-bob-in-lobby');
+  });
+
+  test('bob receives a direct message sent over HTTP, and one from alice', async () => {
+    const { page: alice } = pages.alice;
+    const { page: bob } = pages.bob;
+    await postJSON('/v1/users/bob/messages', { text: 'Your order #42 has shipped' });
+    // It lands in the Backend conversation, flagged unread while bob reads the lobby.
+    await bob.locator('nav button.conv[data-conv="backend"] .badge', { hasText: '1' }).waitFor();
+    await shot(bob, '05-bob-unread-backend-message');
+    await openConv(bob, 'backend');
+    await message(bob, 'Your order #42 has shipped').waitFor();
+
+    await alice.getByLabel('User to message').fill('bob');
+    await alice.getByRole('button', { name: 'Open' }).click();
+    await say(alice, 'psst, bob');
+    await alice.locator('#messages .msg.mine', { hasText: 'psst, bob' }).waitFor();
+    await openConv(bob, 'user:alice');
+    await message(bob, 'psst, bob').waitFor();
+    await shot(bob, '06-bob-direct-message');
+  });
+
+  test('bob loses nothing while away and across a reload, and sees nothing twice', async () => {
+    const { page: alice } = pages.alice;
+    const { page: bob } = pages.bob;
+    await openConv(bob, 'room:lobby');
+    await bob.goto('about:blank'); // bob closes the app
+
+    await openConv(alice, 'room:lobby');
+    await say(alice, 'Said while bob was away');
+    await message(alice, 'Said while bob was away').waitFor(); // accepted: it came back to alice
+    await postJSON('/v1/users/bob/messages', { text: 'Missed delivery notice' });
+
+    await bob.goto(server.base); // same tab: the session is kept; the app resumes
+    await waitLive(bob);
+    await message(bob, 'Said while bob was away').waitFor();
+    await openConv(bob, 'backend');
+    await message(bob, 'Missed delivery notice').waitFor();
+
+    await bob.reload();
+    await waitLive(bob);
+    const seen = await shown(bob);
+    await openConv(bob, 'room:lobby');
+    await shot(bob, '07-bob-after-reload');
+
+    // Everything in bob's stream is shown, each message exactly once.
+    const res = await fetch(`${server.base}/v1/users/bob/messages?limit=1000`);
+    const { messages } = await res.json();
+    const fromStream = Object.values(seen)
+      .flat()
+      .filter((m) => !m.key.startsWith('sent:'))
+      .map((m) => m.id);
+    assert.equal(new Set(fromStream).size, fromStream.length, `duplicates in ${fromStream}`);
+    assert.deepEqual([...fromStream].sort(), messages.map((m) => m.id).sort());
+    assert.deepEqual(
+      seen['room:lobby'].map((m) => m.text),
+      ['Hello from alice', 'Hi alice, bob here', 'Said while bob was away'],
+    );
+    assert.deepEqual(
+      seen.backend.map((m) => m.text),
+      ['Your order #42 has shipped', 'Missed delivery notice'],
+    );
+    assert.deepEqual(seen['user:alice'].map((m) => m.text), ['psst, bob']);
+  });
+
+  test('the admin page lists both users', async () => {
+    const admin = await openPage('admin');
+    await admin.goto(`${server.base}/admin`);
+    const rows = admin.locator('#node-table tbody tr');
+    await rows.filter({ hasText: 'alice' }).waitFor();
+    await rows.filter({ hasText: 'bob' }).waitFor();
+    await admin.locator('#conn[data-state="live"]').waitFor();
+    assert.notEqual(await admin.locator('#updated').textContent(), 'never');
+    // The cluster view shows when the server offers it, and a quiet note when it does not.
+    await admin.locator('#cluster-note:not([hidden]), #cluster-body:not([hidden])').first().waitFor();
+    assert.equal(await admin.locator('#error').textContent(), '');
+    await shot(admin, '08-admin', { fullPage: true });
+  });
+
+  test('the app fits a phone (in dark mode), and a new device gets the history from the server', async () => {
+    const phone = await openPage('phone', { viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true, colorScheme: 'dark' });
+    await signIn(phone, 'bob');
+    // Nothing kept on this device: the app resumed from 0-0 and the server replayed it all.
+    await phone.locator('nav button.conv[data-conv="room:lobby"]').waitFor();
+    await phone.locator('nav button.conv[data-conv="backend"]').waitFor();
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.equal(overflow, 0, 'no horizontal scrolling at 375 px');
+    await shot(phone, '09-phone-conversations');
+    await openConv(phone, 'room:lobby');
+    await message(phone, 'Said while bob was away').waitFor();
+    assert.equal(await phone.locator('nav').isVisible(), false, 'one pane at a time');
+    await say(phone, 'Typed on my phone');
+    await message(pages.alice.page, 'Typed on my phone').waitFor();
+    await shot(phone, '10-phone-conversation');
+    await phone.getByRole('button', { name: 'Back to conversations' }).click();
+    assert.equal(await phone.locator('nav').isVisible(), true);
+  });
+
+  test('alice leaves a room, and sees a structured payload as JSON', async () => {
+    const { page: alice } = pages.alice;
+    await joinRoom(alice, 'scratch');
+    await alice.getByRole('button', { name: 'Leave room' }).click();
+    await alice.locator('nav button.conv[data-conv="room:scratch"]').waitFor({ state: 'detached' });
+    const { members } = await (await fetch(`${server.base}/v1/rooms/scratch/members`)).json();
+    assert.deepEqual(members, []);
+
+    await postJSON('/v1/users/alice/messages?from=billing', { invoice: 7, status: 'paid' });
+    await openConv(alice, 'user:billing');
+    await alice.locator('#messages .msg pre.json', { hasText: '"invoice": 7' }).waitFor();
+  });
+
+  test('no page logged an error (a CSP violation would)', () => {
+    for (const [name, { errors }] of Object.entries(pages)) {
+      assert.deepEqual(errors, [], `${name} logged errors`);
+    }
+  });
+
+  test('the indicator follows the server going away and coming back', async () => {
+    const { page: alice } = pages.alice;
+    const { port } = server;
+    await stopServer(); // SIGTERM: the server closes its sockets with 1012 and exits
+    await alice.locator('#conn[data-state="reconnecting"]').waitFor();
+    assert.equal(await alice.locator('#conn-text').textContent(), 'Reconnecting…');
+    await shot(alice, '11-reconnecting');
+    server = await startServer({ port });
+    await waitLive(alice);
+    await shot(alice, '12-live-again');
+  });
+});
+
+describe('the web app in a browser, with tokens and an API key', { timeout: 120_000 }, () => {
+  const secret = 'e2e-secret';
+  let page;
+
+  before(async () => {
+    server = await startServer({ args: ['--jwt-secret', secret, '--api-key', 'e2e-api-key'] });
+    page = await openPage('carol');
+  });
+
+  after(async () => {
+    await pages.carol?.context.close();
+    await stopServer();
+  });
+
+  test('a name is refused, and the form asks for a token', async () => {
+    await page.goto(server.base);
+    await page.locator('#signin-name').fill('carol');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('#signin-error', { hasText: 'not in development mode' }).waitFor();
+    assert.equal(await page.locator('#mode-token').isChecked(), true);
+    assert.equal(await page.locator('#signin-token').isVisible(), true);
+    await shot(page, '13-token-required');
+  });
+
+  test('carol signs in with a token; her rooms and messages survive a reload', async () => {
+    await page.locator('#signin-token').fill(jwt(secret, 'carol'));
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await waitLive(page);
+    assert.equal(await page.locator('#who-name').textContent(), 'carol');
+    await joinRoom(page, 'ops');
+    await say(page, 'Deploy at noon');
+    await message(page, 'Deploy at noon').waitFor();
+    // /v1 wants the API key, which the browser does not have: the room list is this
+    // browser's, and the messages come back from what it kept plus the resume.
+    await page.reload();
+    await waitLive(page);
+    await page.locator('nav button.conv[data-conv="room:ops"]').waitFor();
+    await message(page, 'Deploy at noon').waitFor();
+    assert.equal(await message(page, 'Deploy at noon').count(), 1);
+    await shot(page, '14-token-mode');
+  });
+
+  test('only refused requests were logged, no script or CSP error', () => {
+    // The refused name and the refused /v1 call are logged by the browser as failed loads.
+    const unexpected = pages.carol.errors.filter((e) => !/Failed to load resource|WebSocket connection to .* failed/.test(e));
+    assert.deepEqual(unexpected, []);
+  });
+});
