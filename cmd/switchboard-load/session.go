@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/wsclient"
+)
+
+// streamID is a message id, "<ms>-<seq>", parsed so that ids compare as the server orders
+// them and fit in a map key without a string.
+type streamID struct{ ms, seq uint64 }
+
+// parseStreamID parses "<ms>-<seq>".
+func parseStreamID(s string) (streamID, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '-' {
+			ms, err1 := strconv.ParseUint(s[:i], 10, 64)
+			seq, err2 := strconv.ParseUint(s[i+1:], 10, 64)
+			return streamID{ms, seq}, err1 == nil && err2 == nil
+		}
+	}
+	return streamID{}, false
+}
+
+func (a streamID) after(b streamID) bool { return a.ms > b.ms || (a.ms == b.ms && a.seq > b.seq) }
+
+func (a streamID) String() string {
+	return strconv.FormatUint(a.ms, 10) + "-" + strconv.FormatUint(a.seq, 10)
+}
+
+// delivery is one message frame, as the scenarios see it.
+type delivery struct {
+	id      streamID
+	at      int64 // arrival, unix nanoseconds
+	sent    int64 // the payload's send timestamp, unix nanoseconds; 0 if it had none
+	seq     int64 // the payload's sequence number; -1 if it had none
+	inOrder bool  // id is above every id this user received before
+}
+
+// sessionStats counts what happened to the connections during a run, beyond messages.
+type sessionStats struct {
+	closes         tally // connections the server ended, by close code
+	resumeFailures tally // failed reconnections, by error class
+	frames         tally // frames other than messages, by type
+	resumes        atomic.Int64
+	notRecovered   atomic.Int64 // resumes whose welcome said history was trimmed
+	badFrames      atomic.Int64 // message frames without a valid id
+}
+
+func (s *sessionStats) report() *SessionReport {
+	r := &SessionReport{
+		Closes:         s.closes.snapshot(),
+		Resumes:        s.resumes.Load(),
+		NotRecovered:   s.notRecovered.Load(),
+		ResumeFailures: s.resumeFailures.snapshot(),
+		OtherFrames:    s.frames.snapshot(),
+		BadFrames:      s.badFrames.Load(),
+	}
+	if r.Closes == nil && r.ResumeFailures == nil && r.OtherFrames == nil && r.Resumes == 0 && r.BadFrames == 0 {
+		return nil
+	}
+	return r
+}
+
+// session is one user's connection over a run. Like a real client, when the server closes
+// it (1013 slow consumer, 1012 restart) it reconnects and resumes after the last message it
+// saw, so that "lost" means what the contract means: a message the server accepted and
+// never delivered, even to a client that did what it was told.
+type session struct {
+	user string
+	node int
+	conn *wsclient.Conn // owned by run once it starts
+	last string         // the highest message id seen, to resume after
+	max  streamID
+}
+
+// sessionOptions are what every session of a run shares.
+type sessionOptions struct {
+	nodes   *nodes
+	buffer  int
+	timeout time.Duration
+	stats   *sessionStats
+}
+
+// newSession wraps a connection that has received its welcome.
+func newSession(user string, node int, c *wsclient.Conn, welcome wsclient.Frame) *session {
+	s := &session{user: user, node: node, conn: c}
+	// A client that has seen nothing resumes from the stream position the welcome gave it,
+	// so that messages sent while it reconnects are replayed, not missed.
+	if id, ok := parseStreamID(welcome.LastID); ok {
+		s.last, s.max = welcome.LastID, id
+	}
+	return s
+}
+
+// run reads frames until ctx ends, handing each message to handle in arrival order. It is
+// the only goroutine reading this user's connection.
+func (s *session) run(ctx context.Context, o sessionOptions, handle func(delivery)) {
+	defer func() {
+		if s.conn != nil {
+			s.conn.Close()
+		}
+	}()
+	for {
+		f, err := s.conn.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			code, _ := s.conn.CloseCode()
+			o.stats.closes.add(closeKey(code))
+			s.conn.Abort()
+			s.conn = nil
+			if code == 4001 || code == 1008 {
+				return // the server said not to come back
+			}
+			if !s.resume(ctx, o) {
+				return
+			}
+			continue
+		}
+		if f.Type != "message" {
+			o.stats.frames.add(f.Type)
+			continue
+		}
+		d := delivery{at: time.Now().UnixNano(), seq: -1}
+		id, ok := parseStreamID(f.ID)
+		if !ok {
+			o.stats.badFrames.Add(1)
+			continue
+		}
+		d.id = id
+		d.sent, d.seq, _ = parsePayload(f.Data)
+		if d.inOrder = id.after(s.max); d.inOrder {
+			s.max, s.last = id, f.ID
+		}
+		handle(d)
+	}
+}
+
+// resume reconnects with backoff until it is welcomed again or ctx ends.
+func (s *session) resume(ctx context.Context, o sessionOptions) bool {
+	backoff := 10 * time.Millisecond
+	for ctx.Err() == nil {
+		c, w, err := o.nodes.dial(s.node, s.user, s.last, o.buffer, o.timeout)
+		if err == nil {
+			o.stats.resumes.Add(1)
+			if w.Recovered != nil && !*w.Recovered {
+				o.stats.notRecovered.Add(1)
+			}
+			s.conn = c
+			return true
+		}
+		o.stats.resumeFailures.add(errorClass(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+	return false
+}
+
+// closeKey names a close code for counting; 0 means the connection dropped without one.
+func closeKey(code uint16) string {
+	switch code {
+	case 0:
+		return "dropped (no close frame)"
+	case 1012:
+		return "1012 (node restarting)"
+	case 1013:
+		return "1013 (slow consumer or Redis unavailable)"
+	case 4001:
+		return "4001 (disconnected by the API)"
+	}
+	return strconv.Itoa(int(code))
+}
