@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
@@ -53,7 +54,9 @@ func classify(err error) *apiError {
 		return &apiError{status: http.StatusForbidden, code: codeNotMember, message: "join the room before posting to it"}
 	case errors.Is(err, subscriptions.ErrBadStreamID):
 		return errBadRequest(codeBadRequest, "message ids are of the form <ms>-<seq>")
-	case errors.Is(err, subscriptions.ErrUnavailable), errors.Is(err, subscriptions.ErrClosed):
+	case errors.Is(err, events.ErrInvalidEvent):
+		return errBadRequest(codeBadRequest, err.Error())
+	case errors.Is(err, subscriptions.ErrUnavailable), errors.Is(err, subscriptions.ErrClosed), errors.Is(err, events.ErrUnavailable):
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: "redis is unavailable; nothing was accepted"}
 	default:
 		return &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error"}

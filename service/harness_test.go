@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/internal/redistest"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 	"github.com/switchboard-dev/switchboard/service"
@@ -34,6 +35,7 @@ type node struct {
 type nodeOptions struct {
 	service       service.Config
 	subscriptions subscriptions.Config
+	events        events.Config // the queue runs always, as in main: it counts presence
 }
 
 // startNode runs a node on redisURL, or on a Redis Cluster given as "cluster:addr,addr,...". Nodes of one test share the test's key prefix, so
@@ -59,14 +61,23 @@ func startNode(t testing.TB, redisURL, name string, mods ...func(*nodeOptions)) 
 	o := nodeOptions{
 		subscriptions: subscriptions.Config{Node: name, Prefix: "t", Logger: log, Heartbeat: 200 * time.Millisecond, Observer: metrics},
 		service:       service.Config{Logger: log, Metrics: metrics},
+		events:        events.Config{Node: name, Prefix: "t", Logger: log},
 	}
 	for _, m := range mods {
 		m(&o)
+	}
+	queue, err := events.New(rdb, o.events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.subscriptions.OnNodeGone == nil {
+		o.subscriptions.OnNodeGone = func(ctx context.Context, node string) { _, _ = queue.Presence().NodeGone(ctx, node) }
 	}
 	hub, err := subscriptions.New(rdb, o.subscriptions)
 	if err != nil {
 		t.Fatal(err)
 	}
+	o.service.Events = queue
 	srv := service.New(hub, o.service)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -75,9 +86,15 @@ func startNode(t testing.TB, redisURL, name string, mods ...func(*nodeOptions)) 
 	ctx, cancel := context.WithCancel(context.Background())
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	n := &node{srv: srv, name: name, base: "http://" + ln.Addr().String(), hub: hub, stop: cancel, done: make(chan struct{}), hubOK: make(chan struct{})}
+	queueDone := make(chan struct{})
+	go func() {
+		defer close(queueDone)
+		_ = queue.Run(hubCtx)
+	}()
 	go func() {
 		defer close(n.hubOK)
 		_ = hub.Run(hubCtx)
+		<-queueDone
 	}()
 	go func() {
 		defer close(n.done)

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
@@ -73,6 +74,23 @@ func (m *Metrics) register(s *Server) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_replayed_messages_total", Help: "Messages replayed to connections that resumed with since."},
 			stats(func(st subscriptions.Stats) float64 { return float64(st.Replayed) })),
 	)
+	if q := s.cfg.Events; q != nil {
+		ev := func(f func(events.Stats) float64) func() float64 { return func() float64 { return f(q.Stats()) } }
+		m.reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_events_queued_total", Help: "Backend events this node queued."},
+				ev(func(st events.Stats) float64 { return float64(st.Queued) })),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_events_sent_total", Help: "Backend events the webhook acknowledged (2xx) from this node."},
+				ev(func(st events.Stats) float64 { return float64(st.Sent) })),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_events_retried_total", Help: "Webhook requests that failed and will be retried."},
+				ev(func(st events.Stats) float64 { return float64(st.Retried) })),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_events_dropped_total", Help: "Backend events dropped: older than 24h, or trimmed from a full queue."},
+				ev(func(st events.Stats) float64 {
+					return float64(st.DroppedExpired + st.DroppedTrimmed + st.DroppedMalformed)
+				})),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_events_lag_seconds", Help: "Age of the oldest event in the last request the webhook acknowledged."},
+				ev(func(st events.Stats) float64 { return st.Lag.Seconds() })),
+		)
+	}
 }
 
 // ObservePublish implements subscriptions.Observer.

@@ -1,7 +1,10 @@
 package service
 
 import (
+	"context"
 	"net/http"
+
+	"github.com/switchboard-dev/switchboard/events"
 )
 
 // handlePutMember adds a user to a room: PUT /v1/rooms/{room}/members/{user}. Idempotent.
@@ -25,16 +28,31 @@ func (s *Server) changeMember(w http.ResponseWriter, r *http.Request, join bool)
 		writeError(w, err)
 		return
 	}
-	if join {
-		_, err = s.hub.Join(r.Context(), room, user)
-	} else {
-		_, err = s.hub.Leave(r.Context(), room, user)
-	}
-	if err != nil {
+	if err := s.changeMembership(r.Context(), room, user, join, events.ByAPI); err != nil {
 		writeError(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// changeMembership joins or leaves a room and, when that changed anything, queues the
+// room.joined or room.left event. If queuing fails the change stands and the caller gets an
+// error; repeating the call changes nothing and queues nothing, so that event is lost —
+// both steps need Redis, which has just failed.
+func (s *Server) changeMembership(ctx context.Context, room, user string, join bool, by string) error {
+	var changed bool
+	var err error
+	typ := events.RoomJoined
+	if join {
+		changed, err = s.hub.Join(ctx, room, user)
+	} else {
+		changed, err = s.hub.Leave(ctx, room, user)
+		typ = events.RoomLeft
+	}
+	if err != nil || !changed || s.cfg.Events == nil {
+		return err
+	}
+	return s.cfg.Events.Emit(ctx, events.Event{Type: typ, User: user, Room: room, By: by})
 }
 
 // handleGetMembers lists a room's members: GET /v1/rooms/{room}/members.

@@ -17,6 +17,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/lxzan/gws"
 
+	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
@@ -55,6 +56,9 @@ type Config struct {
 	// going past FrameBurst refusals in a row is closed with 1008. Defaults 50/s and 100.
 	FrameRate  float64
 	FrameBurst int
+	// Events queues backend events (webhook) and counts presence. Nil: no events, and
+	// presence answers from the Pub/Sub subscriber count alone.
+	Events *events.Queue
 	// Metrics are served at /metrics; pass the same value to the hub as its Observer.
 	// Default: metrics of the server's own.
 	Metrics *Metrics
@@ -118,6 +122,7 @@ type Server struct {
 	draining atomic.Bool
 
 	slowCloses atomic.Int64 // connections closed with 1013 for falling behind
+	connSeq    atomic.Int64 // numbers this node's connections for presence
 
 	mu      sync.Mutex
 	clients map[*client]struct{}
@@ -183,6 +188,7 @@ func (s *Server) routes() chi.Router {
 		r.Get("/users/{user}/messages", s.handleGetUserMessages)
 		r.Get("/users/{user}/rooms", s.handleGetUserRooms)
 		r.Delete("/users/{user}/connections", s.handleDeleteConnections)
+		r.Get("/users/{user}/presence", s.handleGetPresence)
 		r.Put("/rooms/{room}/members/{user}", s.handlePutMember)
 		r.Delete("/rooms/{room}/members/{user}", s.handleDeleteMember)
 		r.Get("/rooms/{room}/members", s.handleGetMembers)
@@ -232,6 +238,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	go s.heartbeat(s.ctx)
+	if s.cfg.Events != nil {
+		go s.presenceJanitor(s.ctx)
+	}
 	select {
 	case err := <-errc:
 		s.closeClients(1011, "server error")

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/lxzan/gws"
 
+	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
@@ -166,6 +168,10 @@ type client struct {
 	user  string
 	since string
 	sub   *subscriptions.Subscription // set in OnOpen, read in OnClose: same goroutine
+	id    string                      // this connection's id in presence counts
+	// counted is set once presence counted the connection, so that only a counted
+	// connection is uncounted; OnOpen and OnClose run on the same goroutine.
+	counted bool
 
 	// Frame rate limiting; touched only on the read loop goroutine.
 	tokens  float64
@@ -325,6 +331,15 @@ func (h *wsHandler) OnOpen(conn *gws.Conn) {
 		return
 	}
 	c.sub = sub
+	// Counted before the welcome, so that user.online precedes anything the client does.
+	if q := s.cfg.Events; q != nil {
+		c.id = s.hub.Node() + "-" + strconv.FormatInt(s.connSeq.Add(1), 10)
+		if err := q.Presence().Connected(ctx, c.user, s.hub.Node(), c.id); err != nil {
+			s.log.Warn("counting a connection failed; its user.online may be missing", "user", c.user, "err", err)
+		} else {
+			c.counted = true
+		}
+	}
 	c.send(encodeFrame(welcomeFrame{Type: "welcome", User: c.user, Node: s.hub.Node(), Recovered: w.Recovered, LastID: w.Position.String()}))
 	sub.Start()
 }
@@ -337,6 +352,13 @@ func (h *wsHandler) OnClose(conn *gws.Conn, err error) {
 	c.mu.Unlock()
 	if c.sub != nil {
 		c.sub.Close()
+	}
+	if c.counted {
+		ctx, cancel := context.WithTimeout(h.s.ctx, 10*time.Second)
+		if err := h.s.cfg.Events.Presence().Disconnected(context.WithoutCancel(ctx), c.user, h.s.hub.Node(), c.id); err != nil {
+			h.s.log.Warn("uncounting a connection failed; the user stays online until this node's entry expires", "user", c.user, "err", err)
+		}
+		cancel()
 	}
 	h.s.unregister(c)
 }
@@ -417,16 +439,22 @@ func (s *Server) handleFrame(c *client, f clientFrame) {
 		s.metrics.messagesIn.WithLabelValues("ws", "room").Inc()
 		c.send(encodeFrame(ackFrame{Type: "ack", Ref: f.Ref, Recipients: &n}))
 	case f.Type == "join" || f.Type == "leave":
-		var err error
-		if f.Type == "join" {
-			_, err = s.hub.Join(ctx, f.Room, c.user)
-		} else {
-			_, err = s.hub.Leave(ctx, f.Room, c.user)
+		if err := s.changeMembership(ctx, f.Room, c.user, f.Type == "join", events.ByClient); err != nil {
+			c.sendError(f.Ref, err)
+			return
 		}
+		c.send(encodeFrame(ackFrame{Type: "ack", Ref: f.Ref}))
+	case f.Type == "event":
+		if s.cfg.Events == nil {
+			c.send(encodeFrame(errorFrame{Type: "error", Ref: f.Ref, Code: codeBadRequest, Message: "this server has no backend for events (--webhook-url)"}))
+			return
+		}
+		err := s.cfg.Events.Emit(ctx, events.Event{Type: events.ClientEvent, User: c.user, Name: f.Name, Data: f.Data})
 		if err != nil {
 			c.sendError(f.Ref, err)
 			return
 		}
+		// The ack means the event is queued in Redis, not that the backend saw it.
 		c.send(encodeFrame(ackFrame{Type: "ack", Ref: f.Ref}))
 	default:
 		c.send(encodeFrame(errorFrame{Type: "error", Ref: f.Ref, Code: codeBadRequest, Message: f.Type + " frames are not supported yet"}))

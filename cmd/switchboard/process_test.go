@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -16,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/internal/redistest"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 )
@@ -228,4 +231,147 @@ func TestSIGKILLedNodeDropsOutOfTheClusterView(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("the killed node left the view after %s", time.Since(start).Round(time.Millisecond))
+}
+
+// webhook is a backend receiving events: it checks every signature and keeps each event
+// once by id. While failing, it answers 500 to everything.
+type webhook struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	seen    map[string]bool
+	events  []map[string]any
+	failing bool
+}
+
+func startWebhook(t *testing.T, secret string) *webhook {
+	w := &webhook{seen: map[string]bool{}}
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.failing {
+			http.Error(rw, "down", http.StatusInternalServerError)
+			return
+		}
+		if err := events.Verify(secret, r.Header, body, time.Now(), time.Minute); err != nil {
+			t.Errorf("bad signature: %v", err)
+			http.Error(rw, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		var b struct{ Events []map[string]any }
+		_ = json.Unmarshal(body, &b)
+		for _, e := range b.Events {
+			if id, _ := e["id"].(string); !w.seen[id] {
+				w.seen[id] = true
+				w.events = append(w.events, e)
+			}
+		}
+	}))
+	t.Cleanup(w.srv.Close)
+	return w
+}
+
+func (w *webhook) count(user, typ string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, e := range w.events {
+		if e["user"] == user && e["type"] == typ {
+			n++
+		}
+	}
+	return n
+}
+
+func TestKilledNodesEventsAreSentByAnotherAndItsUsersGoOffline(t *testing.T) {
+	srv := redistest.Start(t)
+	hook := startWebhook(t, "s3cret")
+	args := func(node string) []string {
+		return []string{"--redis", srv.URL(), "--node-id", node, "--webhook-url", hook.srv.URL, "--webhook-secret", "s3cret"}
+	}
+	n1 := startOSProcess(t, args("n1")...)
+	n2 := startOSProcess(t, args("n2")...)
+	alice, err := wsclient.Dial(n2.ws(url.Values{"user": {"alice"}}), wsclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	bob, err := wsclient.Dial(n1.ws(url.Values{"user": {"bob"}}), wsclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	for _, c := range []*wsclient.Conn{alice, bob} {
+		if f, err := c.NextWithin(10 * time.Second); err != nil || f.Type != "welcome" {
+			t.Fatalf("welcome: %v %v", f, err)
+		}
+	}
+	waitUntil := func(d time.Duration, what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(d)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out after %s waiting for %s", d, what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitUntil(10*time.Second, "both users online", func() bool { return hook.count("bob", "user.online") == 1 && hook.count("alice", "user.online") == 1 })
+
+	// The webhook fails while bob's client events queue up on n1; then n1 dies.
+	hook.mu.Lock()
+	hook.failing = true
+	hook.mu.Unlock()
+	const pending = 50
+	for i := range pending {
+		if err := bob.Send(map[string]any{"type": "event", "name": "tap", "data": i}); err != nil {
+			t.Fatal(err)
+		}
+		if f, err := bob.NextWithin(10 * time.Second); err != nil || f.Type != "ack" {
+			t.Fatalf("event %d: %v %v", i, f, err)
+		}
+	}
+	if err := n1.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-n1.done
+	killed := time.Now()
+	hook.mu.Lock()
+	hook.failing = false
+	hook.mu.Unlock()
+
+	waitUntil(90*time.Second, "every event queued on the killed node", func() bool { return hook.count("bob", "client.event") == pending })
+	waitUntil(90*time.Second, "bob's user.offline", func() bool { return hook.count("bob", "user.offline") == 1 })
+	t.Logf("after SIGKILL: events delivered and bob offline within %s", time.Since(killed).Round(time.Millisecond))
+	if hook.count("alice", "user.offline") != 0 {
+		t.Fatal("alice, on the surviving node, went offline")
+	}
+	res, err := http.Get(n2.base + "/v1/users/bob/presence")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(body) != `{"online":false,"connections":0}`+"\n" {
+		t.Fatalf("bob's presence after his node died: %s", body)
+	}
+	// Presence stays right when he reconnects elsewhere.
+	again, err := wsclient.Dial(n2.ws(url.Values{"user": {"bob"}}), wsclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if f, err := again.NextWithin(10 * time.Second); err != nil || f.Type != "welcome" {
+		t.Fatalf("welcome: %v %v", f, err)
+	}
+	waitUntil(10*time.Second, "bob online again", func() bool { return hook.count("bob", "user.online") == 2 })
+	res, err = http.Get(n2.base + "/v1/users/bob/presence")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(body) != `{"online":true,"connections":1}`+"\n" {
+		t.Fatalf("bob's presence after reconnecting: %s", body)
+	}
 }

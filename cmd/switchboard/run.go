@@ -13,6 +13,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/service"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 	"github.com/switchboard-dev/switchboard/web"
@@ -30,9 +31,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	if cfg.WebhookURL != "" {
-		return errors.New("--webhook-url is not supported yet")
-	}
 	rdb, redisDesc, closeEmbedded, err := connectRedis(cfg, log)
 	if err != nil {
 		return err
@@ -50,9 +48,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Warn("DEV MODE: no --admin-key; /admin is open to anyone who can reach this address")
 	}
 
+	// The event queue also counts presence, so it runs without a webhook too.
+	queue, err := events.New(rdb, events.Config{
+		URL:    cfg.WebhookURL,
+		Secret: cfg.WebhookSecret,
+		Node:   cfg.NodeID,
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
 	metrics := service.NewMetrics()
 	hub, err := subscriptions.New(rdb, subscriptions.Config{
-		Observer:    metrics,
+		Observer: metrics,
+		OnNodeGone: func(ctx context.Context, node string) {
+			// A node that died without a goodbye leaves its users counted online.
+			if n, err := queue.Presence().NodeGone(ctx, node); err != nil {
+				log.Warn("clearing a dead node's presence failed", "gone", node, "err", err)
+			} else if n > 0 {
+				log.Info("users of a dead node went offline", "gone", node, "users", n)
+			}
+		},
 		Node:        cfg.NodeID,
 		HistorySize: cfg.HistorySize,
 		HistoryTTL:  cfg.HistoryTTL,
@@ -70,6 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxMessageBytes: cfg.MaxMessageBytes,
 		Assets:          web.Assets(),
 		Metrics:         metrics,
+		Events:          queue,
 		Logger:          log,
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -81,17 +98,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// The hub outlives the server: the server drains its WebSockets and in-flight requests
 	// first, then the hub releases the subscriptions and finishes queued deliveries.
 	hubCtx, stopHub := context.WithCancel(context.Background())
-	hubDone := make(chan error, 1)
+	hubDone := make(chan error, 2)
 	go func() { hubDone <- hub.Run(hubCtx) }()
+	go func() { hubDone <- queue.Run(hubCtx) }()
 	serveErr := srv.Serve(ctx, ln)
 	stopHub()
-	select {
-	case err := <-hubDone:
-		if err != nil && serveErr == nil {
-			serveErr = err
+	for range 2 {
+		select {
+		case err := <-hubDone:
+			if err != nil && serveErr == nil {
+				serveErr = err
+			}
+		case <-time.After(10 * time.Second):
+			log.Warn("hub or event queue did not stop within 10s")
 		}
-	case <-time.After(10 * time.Second):
-		log.Warn("hub did not stop within 10s")
 	}
 	log.Info("switchboard stopped")
 	return serveErr

@@ -1,0 +1,10 @@
+-- Shared by the scripts that queue events; Go prepends it to each of them.
+
+-- emit appends an event to a shard stream, trims the stream to about maxlen entries, and
+-- returns how many entries the trim removed, so that what the bound drops is counted.
+-- Entries already delivered were deleted (XDEL), so whatever a trim removes was not sent.
+local function emit(stream, maxlen, event)
+  local before = redis.call('XLEN', stream)
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e', event)
+  return before + 1 - redis.call('XLEN', stream)
+end

@@ -1,0 +1,74 @@
+package events
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Stats is a snapshot of one node's event counters, for metrics: counters only grow, so a
+// deployment's totals are the sums over its nodes.
+type Stats struct {
+	// Queued counts events this node added to the queue (Emit and presence changes).
+	Queued int64
+	// Sent counts events the webhook acknowledged with a 2xx in a request from this node.
+	Sent int64
+	// Retried counts failed requests (non-2xx, no answer in Timeout, connection errors),
+	// each of which is retried later.
+	Retried int64
+	// DroppedExpired counts events dropped unsent because they were older than MaxAge.
+	DroppedExpired int64
+	// DroppedTrimmed counts events this node's appends trimmed from a full shard stream.
+	// A trimmed event that a sender had already read may still be delivered, so this is an
+	// upper bound of what the bound lost.
+	DroppedTrimmed int64
+	// DroppedMalformed counts stream entries without an event, written by something else.
+	DroppedMalformed int64
+	// Claimed counts events this node took over from another consumer: a dead or departed
+	// node's pending events, or its own from an earlier process with the same node id.
+	Claimed int64
+	// Lag is the age of the oldest event of the last acknowledged request.
+	Lag time.Duration
+	// Shards is how many shards this node sends now.
+	Shards int
+}
+
+// Dropped is every event dropped unsent, the "dropped" of the contract's metrics.
+func (s Stats) Dropped() int64 { return s.DroppedExpired + s.DroppedTrimmed + s.DroppedMalformed }
+
+// Attempt describes one webhook request, for Config.OnAttempt.
+type Attempt struct {
+	// Shard is the stream the events came from.
+	Shard int
+	// Events is how many events the request carried.
+	Events int
+	// Status is the HTTP status, 0 when there was no answer.
+	Status int
+	// Err is nil when the webhook acknowledged the request (2xx), else why it failed.
+	Err error
+	// Duration is how long the request took.
+	Duration time.Duration
+	// Lag is the age of the request's oldest event when it was sent.
+	Lag time.Duration
+}
+
+type counters struct {
+	queued, sent, retried, expired, trimmed, malformed, claimed atomic.Int64
+	lag                                                         atomic.Int64 // nanoseconds
+	shards                                                      atomic.Int64
+}
+
+// Stats returns a snapshot of this node's counters.
+func (q *Queue) Stats() Stats {
+	c := &q.stats
+	return Stats{
+		Queued:           c.queued.Load(),
+		Sent:             c.sent.Load(),
+		Retried:          c.retried.Load(),
+		DroppedExpired:   c.expired.Load(),
+		DroppedTrimmed:   c.trimmed.Load(),
+		DroppedMalformed: c.malformed.Load(),
+		Claimed:          c.claimed.Load(),
+		Lag:              time.Duration(c.lag.Load()),
+		Shards:           int(c.shards.Load()),
+	}
+}

@@ -1,0 +1,229 @@
+package service_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/events"
+)
+
+const webhookSecret = "test-webhook-secret"
+
+// receiver is a backend's webhook: it verifies every signature and records every event once
+// (by id), in the order they arrived.
+type receiver struct {
+	t      *testing.T
+	srv    *httptest.Server
+	mu     sync.Mutex
+	seen   map[string]bool
+	events []map[string]any
+	down   bool
+}
+
+func startReceiver(t *testing.T) *receiver {
+	r := &receiver{t: t, seen: map[string]bool{}}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		down := r.down
+		r.mu.Unlock()
+		if down {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		if err := events.Verify(webhookSecret, req.Header, body, time.Now(), 5*time.Minute); err != nil {
+			r.t.Errorf("webhook request with a bad signature: %v", err)
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		var batch struct{ Events []map[string]any }
+		if err := json.Unmarshal(body, &batch); err != nil || len(batch.Events) == 0 || len(batch.Events) > 100 {
+			r.t.Errorf("webhook body %q: %v", body, err)
+		}
+		r.mu.Lock()
+		for _, e := range batch.Events {
+			id, _ := e["id"].(string)
+			if !r.seen[id] {
+				r.seen[id] = true
+				r.events = append(r.events, e)
+			}
+		}
+		r.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) setDown(down bool) {
+	r.mu.Lock()
+	r.down = down
+	r.mu.Unlock()
+}
+
+// of returns the events of a type for a user, as "type[/room/by|/name]" strings, in order.
+func (r *receiver) of(user string, types ...string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, e := range r.events {
+		typ, _ := e["type"].(string)
+		if e["user"] != user || (len(types) > 0 && !contains(types, typ)) {
+			continue
+		}
+		s := typ
+		if room, ok := e["room"].(string); ok {
+			s += "/" + room + "/" + fmt.Sprint(e["by"])
+		}
+		if name, ok := e["name"].(string); ok {
+			d, _ := json.Marshal(e["data"])
+			s += "/" + name + "/" + string(d)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// withWebhook points a node's event queue at the receiver, with quick polling.
+func withWebhook(r *receiver) func(*nodeOptions) {
+	return func(o *nodeOptions) {
+		o.events.URL, o.events.Secret = r.srv.URL, webhookSecret
+		o.events.PollInterval = 20 * time.Millisecond
+		o.events.RetryMin, o.events.RetryMax = 20*time.Millisecond, 200*time.Millisecond
+		o.events.ClaimIdle = 3 * time.Second
+	}
+}
+
+func waitEvents(t *testing.T, r *receiver, user string, want []string, types ...string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := r.of(user, types...)
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			return
+		}
+		if time.Now().After(deadline) || len(got) > len(want) {
+			t.Fatalf("%s's events %v, want %v", user, got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestOnlineAndOfflineCountDevicesOnEveryNodeAsOneUser(t *testing.T) {
+	srv, _ := startRedis(t)
+	rcv := startReceiver(t)
+	a := startNode(t, srv.URL(), "a", withWebhook(rcv))
+	b := startNode(t, srv.URL(), "b", withWebhook(rcv))
+	phone, _ := connect(t, a, "bob")
+	laptop, _ := connect(t, b, "bob")
+	waitEvents(t, rcv, "bob", []string{"user.online"})
+	if r := do(t, "GET", b.base+"/v1/users/bob/presence", "", nil); string(r.body) != `{"online":true,"connections":2}`+"\n" {
+		t.Fatalf("presence: %s", r.body)
+	}
+	phone.Close()
+	waitFor(t, 5*time.Second, func() bool { return a.hub.Stats().Connections == 0 }, "the phone's close")
+	if r := do(t, "GET", a.base+"/v1/users/bob/presence", "", nil); string(r.body) != `{"online":true,"connections":1}`+"\n" {
+		t.Fatalf("presence with one device left: %s", r.body)
+	}
+	laptop.Close()
+	waitEvents(t, rcv, "bob", []string{"user.online", "user.offline"})
+	waitFor(t, 5*time.Second, func() bool {
+		return string(do(t, "GET", a.base+"/v1/users/bob/presence", "", nil).body) == `{"online":false,"connections":0}`+"\n"
+	}, "bob to be offline")
+	// Each event carries the node that saw it and a millisecond RFC 3339 time.
+	rcv.mu.Lock()
+	for _, e := range rcv.events {
+		if ts, _ := e["time"].(string); !strings.HasSuffix(ts, "Z") || len(ts) != len("2006-01-02T15:04:05.000Z") || (e["node"] != "a" && e["node"] != "b") {
+			t.Errorf("event %v: node and time", e)
+		}
+	}
+	rcv.mu.Unlock()
+}
+
+func TestRoomEventsFromTheWebSocketAndTheAPI(t *testing.T) {
+	srv, _ := startRedis(t)
+	rcv := startReceiver(t)
+	a := startNode(t, srv.URL(), "a", withWebhook(rcv))
+	alice, _ := connect(t, a, "alice")
+	ack(t, alice, `{"type":"join","room":"lobby","ref":"1"}`)
+	ack(t, alice, `{"type":"join","room":"lobby","ref":"2"}`) // no change, no event
+	ack(t, alice, `{"type":"leave","room":"lobby","ref":"3"}`)
+	putMember(t, a, "dev", "alice")
+	putMember(t, a, "dev", "alice")
+	do(t, "DELETE", a.base+"/v1/rooms/dev/members/alice", "", nil)
+	waitEvents(t, rcv, "alice", []string{"room.joined/lobby/client", "room.left/lobby/client", "room.joined/dev/api", "room.left/dev/api"}, "room.joined", "room.left")
+}
+
+func TestClientEventsAreAckedOnceQueuedAndRefusedWhenMalformed(t *testing.T) {
+	srv, _ := startRedis(t)
+	rcv := startReceiver(t)
+	a := startNode(t, srv.URL(), "a", withWebhook(rcv), func(o *nodeOptions) { o.service.MaxMessageBytes = 64 })
+	c, _ := connect(t, a, "carol")
+	if f := ack(t, c, `{"type":"event","name":"order.paid","data":{"order":42},"ref":"e1"}`); f.Ref != "e1" {
+		t.Fatalf("ack %s", f.Raw)
+	}
+	for _, tc := range []struct{ frame, code string }{
+		{`{"type":"event","name":"bad name","data":1,"ref":"x"}`, "invalid_id"},
+		{`{"type":"event","name":"ok","ref":"x"}`, "bad_request"},
+		{`{"type":"event","data":1,"ref":"x"}`, "invalid_id"},
+		{`{"type":"event","name":"big","data":"` + strings.Repeat("x", 100) + `","ref":"x"}`, "too_large"},
+	} {
+		must(t, c.SendRaw([]byte(tc.frame)))
+		if e := next(t, c, "error"); e.Code != tc.code || e.Ref != "x" {
+			t.Fatalf("%s: got %s, want %s", tc.frame, e.Raw, tc.code)
+		}
+	}
+	ack(t, c, `{"type":"event","name":"cart.updated","data":[1,2],"ref":"e2"}`)
+	waitEvents(t, rcv, "carol", []string{`client.event/order.paid/{"order":42}`, "client.event/cart.updated/[1,2]"}, "client.event")
+}
+
+func TestADeadWebhookDoesNotSlowDirectMessages(t *testing.T) {
+	srv, _ := startRedis(t)
+	rcv := startReceiver(t)
+	a := startNode(t, srv.URL(), "a", withWebhook(rcv), func(o *nodeOptions) { o.service.FrameRate, o.service.FrameBurst = 1e6, 1e6 })
+	bob, _ := connect(t, a, "bob")
+	sender, _ := connect(t, a, "sender")
+	// measure sends a client event, then times a DM from the same client to bob, n times.
+	measure := func(n int) (p50, p99 time.Duration) {
+		var lat []time.Duration
+		for i := range n {
+			must(t, sender.SendRaw([]byte(fmt.Sprintf(`{"type":"event","name":"tick","data":%d}`, i))))
+			next(t, sender, "ack")
+			start := time.Now()
+			must(t, sender.SendRaw([]byte(`{"type":"send","to":"bob","data":1}`)))
+			next(t, sender, "ack")
+			next(t, bob, "message")
+			lat = append(lat, time.Since(start))
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		return lat[n/2], lat[n*99/100]
+	}
+	up50, up99 := measure(200)
+	waitFor(t, 20*time.Second, func() bool { return len(rcv.of("sender", "client.event")) == 200 }, "the first 200 events")
+	rcv.setDown(true) // events pile up for the dead webhook from now on
+	down50, down99 := measure(200)
+	t.Logf("DM round trip, webhook up: p50 %s p99 %s; webhook down: p50 %s p99 %s", up50, up99, down50, down99)
+	if down99 > time.Second {
+		t.Fatalf("DM p99 %s with the webhook down", down99)
+	}
+	// When it comes back, everything queued arrives.
+	rcv.setDown(false)
+	waitFor(t, 30*time.Second, func() bool { return len(rcv.of("sender", "client.event")) == 400 }, "the 200 events queued while it was down")
+}
