@@ -85,15 +85,76 @@ func (h *Hub) recoveredFrom(ctx context.Context, stream string, from StreamID, p
 }
 
 // newest returns the id of the newest message in user's stream, 0-0 when there is none.
+// Every new connection asks it, so the reads of a connect storm share round trips.
 func (h *Hub) newest(ctx context.Context, user string) (StreamID, error) {
-	top, err := h.rdb.XRevRangeN(ctx, h.keys.userStream(user), "+", "-", 1).Result()
-	if err != nil {
-		return StreamID{}, fmt.Errorf("%w: read history: %w", ErrUnavailable, err)
+	r := &topRead{stream: h.keys.userStream(user), done: make(chan struct{})}
+	select {
+	case h.tops <- r:
+	case <-ctx.Done():
+		return StreamID{}, fmt.Errorf("%w: read history: %w", ErrUnavailable, ctx.Err())
+	case <-h.done:
+		return StreamID{}, ErrClosed
 	}
-	if len(top) == 0 {
-		return StreamID{}, nil
+	select {
+	case <-r.done:
+		return r.id, r.err
+	case <-h.done: // stopped after taking the read but before answering it
+		return StreamID{}, ErrClosed
 	}
-	return ParseStreamID(top[0].ID)
+}
+
+// topRead is one queued newest-id read.
+type topRead struct {
+	stream string
+	id     StreamID
+	err    error
+	done   chan struct{}
+}
+
+// topReader answers queued newest-id reads, each batch of up to 256 in one pipeline.
+func (h *Hub) topReader(ctx context.Context) {
+	batch := make([]*topRead, 0, 256)
+	for {
+		select {
+		case <-ctx.Done():
+			for {
+				select {
+				case r := <-h.tops:
+					r.err = ErrClosed
+					close(r.done)
+				default:
+					return
+				}
+			}
+		case r := <-h.tops:
+			batch = append(batch[:0], r)
+		}
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case r := <-h.tops:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		pipe := h.rdb.Pipeline()
+		cmds := make([]*redis.XMessageSliceCmd, len(batch))
+		for i, r := range batch {
+			cmds[i] = pipe.XRevRangeN(ctx, r.stream, "+", "-", 1)
+		}
+		_, _ = pipe.Exec(ctx)
+		for i, r := range batch {
+			top, err := cmds[i].Result()
+			switch {
+			case err != nil:
+				r.err = fmt.Errorf("%w: read history: %w", ErrUnavailable, err)
+			case len(top) > 0:
+				r.id, r.err = ParseStreamID(top[0].ID)
+			}
+			close(r.done)
+		}
+	}
 }
 
 // entryMessage rebuilds a message envelope from its stream entry.

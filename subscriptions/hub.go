@@ -122,6 +122,7 @@ type Hub struct {
 	running     atomic.Bool
 	catchups    *catchupQueue
 	roomLocks   roomLocks
+	tops        chan *topRead  // newest-id reads of new connections, batched
 	wg          sync.WaitGroup // link goroutines
 	done        chan struct{}  // closed when Run has returned
 	ctx         context.Context
@@ -159,6 +160,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Hub, error) {
 		keys:        keys{prefix: cfg.Prefix},
 		log:         cfg.Logger.With("node", cfg.Node),
 		links:       make(map[int]*link),
+		tops:        make(chan *topRead, 1024),
 		done:        make(chan struct{}),
 		ctx:         context.Background(),
 		callTimeout: callTimeout,
@@ -226,6 +228,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	wg.Go(func() { h.healthLoop(ctx) })
 	wg.Go(func() { h.catchups.run(ctx, 4) })
 	wg.Go(func() { h.registryLoop(ctx) })
+	for range 2 {
+		wg.Go(func() { h.topReader(ctx) })
+	}
 	if !h.cluster {
 		h.mu.Lock()
 		h.startLink(-1)

@@ -19,9 +19,12 @@ import (
 var ErrNotMember = errors.New("not a member of the room")
 
 const (
-	// fanoutChunk is how many member deliveries share one pipeline.
-	fanoutChunk = 256
-	// fanoutParallel is how many chunks of one fan-out are in flight at once.
+	// fanoutGroup is how many members one script call delivers to: few enough that one call
+	// holds Redis for well under a millisecond, so other traffic interleaves.
+	fanoutGroup = 64
+	// fanoutPipeline is how many script calls share one pipeline.
+	fanoutPipeline = 16
+	// fanoutParallel is how many pipelines of one fan-out are in flight at once.
 	fanoutParallel = 4
 	// roomLockLease bounds how long a crashed node can hold a room's fan-out lock.
 	roomLockLease = 30 * time.Second
@@ -100,8 +103,9 @@ func (h *Hub) sortedSet(ctx context.Context, key string) ([]string, error) {
 // every node. With a sender (env.From) that is not a member it fails with ErrNotMember;
 // backends post without one. It returns the number of recipients.
 //
-// Members are read once and delivered in pipelined chunks that Redis interleaves with other
-// traffic, so a large room does not stall the node. Fan-outs of one room are serialized by a
+// Members are read once and delivered by one script call per group of up to 64 (on Redis
+// Cluster, of one bucket), pipelined; Redis interleaves other traffic between the calls, so
+// a large room does not stall the node. Fan-outs of one room are serialized by a
 // lock in Redis, so every member sees the room's messages in the same relative order.
 func (h *Hub) PublishRoom(ctx context.Context, room string, env Envelope, requireMember bool) (int, error) {
 	if !ValidID(room) || (env.From != "" && !ValidID(env.From)) {
@@ -123,14 +127,39 @@ func (h *Hub) PublishRoom(ctx context.Context, room string, env Envelope, requir
 	tail := string(env.tail())
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(fanoutParallel)
-	for start := 0; start < len(members); start += fanoutChunk {
-		chunk := members[start:min(start+fanoutChunk, len(members))]
-		g.Go(func() error { return h.deliverChunk(gctx, chunk, tail) })
+	groups := h.fanoutGroups(members)
+	for start := 0; start < len(groups); start += fanoutPipeline {
+		chunk := groups[start:min(start+fanoutPipeline, len(groups))]
+		g.Go(func() error { return h.deliverGroups(gctx, chunk, tail) })
 	}
 	if err := g.Wait(); err != nil {
 		return 0, err
 	}
 	return len(members), nil
+}
+
+// fanoutGroups splits members into groups that one script call delivers to: at most
+// fanoutGroup members, and on Redis Cluster only members of one bucket, whose keys share a
+// slot.
+func (h *Hub) fanoutGroups(members []string) [][]string {
+	var groups [][]string
+	if !h.cluster {
+		for start := 0; start < len(members); start += fanoutGroup {
+			groups = append(groups, members[start:min(start+fanoutGroup, len(members))])
+		}
+		return groups
+	}
+	byBucket := make(map[int][]string)
+	for _, m := range members {
+		b := bucketOf(m)
+		byBucket[b] = append(byBucket[b], m)
+	}
+	for _, ms := range byBucket {
+		for start := 0; start < len(ms); start += fanoutGroup {
+			groups = append(groups, ms[start:min(start+fanoutGroup, len(ms))])
+		}
+	}
+	return groups
 }
 
 func contains(list []string, s string) bool {
@@ -142,23 +171,26 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// deliverChunk runs the delivery script for each user in one pipeline. On Redis Cluster the
-// pipeline is split by node and the users' keys may live on any slot: each script call
-// touches only its user's bucket.
-func (h *Hub) deliverChunk(ctx context.Context, users []string, tail string) error {
-	todo := users
+// deliverGroups runs the delivery script once per group, all in one pipeline. On Redis
+// Cluster go-redis splits the pipeline by node; each call touches one bucket's slot.
+func (h *Hub) deliverGroups(ctx context.Context, groups [][]string, tail string) error {
+	todo := groups
 	for attempt := 0; ; attempt++ {
 		pipe := h.rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(todo))
 		deadline := h.pub.deadline()
-		for i, u := range todo {
-			cmds[i] = pipe.EvalSha(ctx, deliveryScript.Hash(), []string{h.keys.userStream(u), h.keys.userChannel(u)},
+		for i, users := range todo {
+			keys := make([]string, 0, 2*len(users))
+			for _, u := range users {
+				keys = append(keys, h.keys.userStream(u), h.keys.userChannel(u))
+			}
+			cmds[i] = pipe.EvalSha(ctx, deliveryScript.Hash(), keys,
 				h.pub.historySize, h.pub.historyTTL, tail, h.pub.publishCmd, deadline)
 		}
 		start := time.Now()
 		_, err := pipe.Exec(ctx)
 		h.obs.ObservePublish(time.Since(start), len(todo), err)
-		var again []string
+		var again [][]string
 		for i, cmd := range cmds {
 			if err := cmd.Err(); err != nil {
 				if attempt == 0 && isNoScript(err) {
