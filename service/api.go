@@ -27,10 +27,6 @@ func optionalFrom(r *http.Request) (string, error) {
 	return from, nil
 }
 
-type idAnswer struct {
-	ID string `json:"id"`
-}
-
 // handlePostUserMessage sends a direct message: POST /v1/users/{user}/messages.
 func (s *Server) handlePostUserMessage(w http.ResponseWriter, r *http.Request) {
 	user, err := pathID(r, "user")
@@ -54,8 +50,13 @@ func (s *Server) handlePostUserMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	s.metrics.messagesIn.WithLabelValues("http", "direct").Inc()
-	writeJSON(w, http.StatusAccepted, idAnswer{ID: id.String()})
+	s.metrics.httpDirect.Inc()
+	// The hot path of the API: the answer is written by hand (ids need no escaping).
+	b := make([]byte, 0, 48)
+	b = append(b, `{"id":"`...)
+	b = append(b, id.String()...)
+	b = append(b, "\"}\n"...)
+	writeJSONBytes(w, http.StatusAccepted, b)
 }
 
 // handleGetUserMessages serves a user's history: GET /v1/users/{user}/messages.

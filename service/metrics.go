@@ -17,6 +17,7 @@ import (
 type Metrics struct {
 	reg         *prometheus.Registry
 	messagesIn  *prometheus.CounterVec
+	httpDirect  prometheus.Counter // messagesIn{http,direct}, resolved once for the hot path
 	messagesOut prometheus.Counter
 	publish     prometheus.Histogram
 	dispatch    prometheus.Histogram
@@ -53,6 +54,7 @@ func NewMetrics() *Metrics {
 			Name: "switchboard_connections_closed_total", Help: "WebSockets closed by the server, by reason (slow_consumer, rate_limited, kicked, draining, lagged).",
 		}, []string{"reason"}),
 	}
+	m.httpDirect = m.messagesIn.WithLabelValues("http", "direct")
 	reg.MustRegister(m.messagesIn, m.messagesOut, m.publish, m.dispatch, m.redisErrors, m.rejected)
 	return m
 }

@@ -31,6 +31,14 @@ func readBody(w http.ResponseWriter, r *http.Request, max int) ([]byte, error) {
 	if r.ContentLength > int64(max) {
 		return nil, tooLarge
 	}
+	if r.ContentLength >= 0 {
+		// net/http ends the body at Content-Length: read exactly that, in one allocation.
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, errBadRequest(codeBadRequest, "reading the request body failed")
+		}
+		return body, nil
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(max)))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -44,8 +52,14 @@ func readBody(w http.ResponseWriter, r *http.Request, max int) ([]byte, error) {
 
 // decodePayload turns a body of the given Content-Type into an envelope's data.
 func decodePayload(contentType string, body []byte) (subscriptions.Envelope, error) {
-	if contentType == "" {
+	switch contentType {
+	case "":
 		return subscriptions.Envelope{Binary: body}, nil
+	case "application/json": // the common case, without parsing parameters
+		if !json.Valid(body) {
+			return subscriptions.Envelope{}, errBadRequest(codeBadJSON, "the body is not valid JSON")
+		}
+		return subscriptions.Envelope{Data: body}, nil
 	}
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil {

@@ -182,7 +182,7 @@ func (s *Server) routes() chi.Router {
 	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
 
 	r.Route("/v1", func(r chi.Router) {
-		r.Use(middleware.RequestID, s.requireKey(s.cfg.APIKey))
+		r.Use(s.requireKey(s.cfg.APIKey))
 		r.Post("/messages", s.handlePostBatch)
 		r.Post("/users/{user}/messages", s.handlePostUserMessage)
 		r.Get("/users/{user}/messages", s.handleGetUserMessages)

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,6 +92,9 @@ func (p *publisher) run(ctx context.Context, workers int) {
 			batch := make([]*delivery, 0, maxPipeline)
 			for d := range p.queue {
 				batch = append(batch[:0], d)
+				// Let the goroutines that are about to publish run first: on a busy node
+				// they join this round trip instead of each paying for one of their own.
+				runtime.Gosched()
 			fill:
 				for len(batch) < maxPipeline {
 					select {

@@ -223,7 +223,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.ctx = ctx
 	var wg sync.WaitGroup
 	pubCtx := context.WithoutCancel(ctx) // queued deliveries finish after ctx ends
-	wg.Go(func() { h.pub.run(pubCtx, 4) })
+	wg.Go(func() { h.pub.run(pubCtx, 2) })
 	wg.Go(func() { h.watchdog(ctx) })
 	wg.Go(func() { h.healthLoop(ctx) })
 	wg.Go(func() { h.catchups.run(ctx, 4) })

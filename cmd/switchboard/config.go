@@ -29,6 +29,7 @@ type config struct {
 	WebhookSecret   string
 	LogLevel        string
 	InsecureDev     bool
+	DebugAddr       string
 }
 
 // parseConfig reads flags; each flag's default comes from its environment variable when set,
@@ -63,6 +64,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.WebhookURL, "webhook-url", env("SWITCHBOARD_WEBHOOK_URL", ""), "backend URL that receives events; empty means no events (env SWITCHBOARD_WEBHOOK_URL)")
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", env("SWITCHBOARD_WEBHOOK_SECRET", ""), "HMAC-SHA256 key that signs event requests (env SWITCHBOARD_WEBHOOK_SECRET)")
 	fs.StringVar(&c.LogLevel, "log-level", env("SWITCHBOARD_LOG_LEVEL", "info"), "debug, info, warn or error (env SWITCHBOARD_LOG_LEVEL)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", env("SWITCHBOARD_DEBUG_ADDR", ""), "address of a separate listener for /debug/pprof; empty means none (env SWITCHBOARD_DEBUG_ADDR)")
 	insecure := env("SWITCHBOARD_INSECURE_DEV", "")
 	fs.BoolVar(&c.InsecureDev, "insecure-dev", insecure == "1" || strings.EqualFold(insecure, "true"), "allow dev mode (no --jwt-secret) on a non-loopback --addr (env SWITCHBOARD_INSECURE_DEV)")
 	if err := fs.Parse(args); err != nil {

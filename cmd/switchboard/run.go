@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -93,6 +95,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	if cfg.DebugAddr != "" {
+		stopDebug, err := serveDebug(cfg.DebugAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
 	log.Info("switchboard listening", "addr", "http://"+ln.Addr().String(), "node", cfg.NodeID, "redis", redisDesc)
 
 	// The hub outlives the server: the server drains its WebSockets and in-flight requests
@@ -152,6 +161,25 @@ func connectRedis(cfg config, log *slog.Logger) (rdb redis.UniversalClient, desc
 	opts.ContextTimeoutEnabled = true
 	opts.ClientName = "switchboard-" + cfg.NodeID
 	return redis.NewClient(opts), redactURL(redisURL), closeEmbedded, nil
+}
+
+// serveDebug serves the Go profiler on its own listener, kept apart from the public API:
+// profiles show internals and cost CPU.
+func serveDebug(addr string, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--debug-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("profiler listening", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return func() { _ = srv.Close() }, nil
 }
 
 // clusterOptions reads --redis-cluster: comma-separated seed addresses, or a URL that
