@@ -142,6 +142,39 @@ func TestOnRedisCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("a batch to users on every shard keeps each user's order", func(t *testing.T) {
+		h := hubs(t, 1)[0]
+		sinks := map[string]*sink{}
+		for _, u := range users {
+			sinks[u] = &sink{}
+			subscribe(t, h, u, "", sinks[u])
+		}
+		var batch []Direct
+		for round := range 5 {
+			for _, u := range users {
+				batch = append(batch, Direct{User: u, Envelope: Envelope{Data: []byte(strconv.Itoa(round))}})
+			}
+		}
+		ids, errs := h.PublishMany(context.Background(), batch)
+		want := map[string][]StreamID{}
+		for i, d := range batch {
+			if errs[i] != nil {
+				t.Fatalf("item %d: %v", i, errs[i])
+			}
+			want[d.User] = append(want[d.User], ids[i])
+		}
+		for _, u := range users {
+			waitFor(t, 10*time.Second, func() bool { return sinks[u].count() >= 5 }, u)
+			msgs, _ := sinks[u].snapshot()
+			checkInOrder(t, msgs, want[u])
+			for r, m := range msgs {
+				if !strings.HasSuffix(string(m.Payload), `"data":`+strconv.Itoa(r)+`}`) {
+					t.Fatalf("%s message %d: %s", u, r, m.Payload)
+				}
+			}
+		}
+	})
+
 	t.Run("a slot moving to another master is followed without loss", func(t *testing.T) {
 		hs := hubs(t, 2)
 		s := &sink{}

@@ -216,6 +216,9 @@ func (h *Hub) Run(ctx context.Context) error {
 		return errors.New("subscriptions: Run called twice")
 	}
 	defer close(h.done)
+	if err := batchScript.Load(ctx, h.rdb).Err(); err != nil {
+		h.log.Warn("loading batch script", "err", err)
+	}
 	if err := deliveryScript.Load(ctx, h.rdb).Err(); err != nil {
 		// Not fatal: Redis may come up later, and the publisher loads the script on NOSCRIPT.
 		h.log.Warn("loading delivery script", "err", err)

@@ -2,8 +2,19 @@ package subscriptions
 
 import (
 	"context"
+	_ "embed"
+	"fmt"
 	"sort"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 )
+
+//go:embed batch.lua
+var batchLua string
+
+// batchScript delivers many different messages in one call (POST /v1/messages).
+var batchScript = redis.NewScript(batchLua)
 
 // Publish delivers env to user: the message is appended to the user's stream and published on
 // the user's channel in one atomic step, so it reaches every connection of the user on every
@@ -85,21 +96,20 @@ type Direct struct {
 	Envelope Envelope
 }
 
-// PublishMany delivers a batch of direct messages in as few round trips as it can
-// (pipelines of up to 512, one after the other). It returns one id or one error per
-// message, in order; messages to one user are stored in batch order.
+// PublishMany delivers a batch of direct messages in few round trips: one script call
+// delivers up to 64 of them (on Redis Cluster, 64 of one bucket), and the calls go out in
+// pipelines, one after the other. It returns one id or one error per message, in order;
+// messages to one user are stored in batch order.
 func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []error) {
 	ids := make([]StreamID, len(msgs))
 	errs := make([]error, len(msgs))
-	ds := make([]*delivery, 0, len(msgs))
+	var valid []int
 	for i, m := range msgs {
 		if !ValidID(m.User) || (m.Envelope.From != "" && !ValidID(m.Envelope.From)) || (m.Envelope.Room != "" && !ValidID(m.Envelope.Room)) {
 			errs[i] = ErrInvalidID
-			ds = append(ds, nil)
 			continue
 		}
-		ds = append(ds, &delivery{stream: h.keys.userStream(m.User), channel: h.keys.userChannel(m.User),
-			tail: string(m.Envelope.tail()), done: make(chan struct{}, 1)})
+		valid = append(valid, i)
 	}
 	if err := ctx.Err(); err != nil {
 		for i := range errs {
@@ -107,27 +117,90 @@ func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []err
 		}
 		return ids, errs
 	}
-	// Its own pipelines, one after the other, rather than the shared queue: the shared
-	// workers run in parallel and would not keep a user's messages in batch order.
-	var live []*delivery
-	for _, d := range ds {
-		if d != nil {
-			live = append(live, d)
+	groups := groupBy(valid, fanoutGroup, func(i int) int {
+		if h.cluster {
+			return bucketOf(msgs[i].User)
 		}
-	}
-	for start := 0; start < len(live); start += maxPipeline {
-		h.pub.exec(ctx, live[start:min(start+maxPipeline, len(live))])
-	}
-	for i, d := range ds {
-		if d == nil {
-			continue
-		}
-		<-d.done
-		if d.err != nil {
-			errs[i] = d.err
-			continue
-		}
-		ids[i], errs[i] = ParseStreamID(d.id)
+		return 0
+	})
+	for start := 0; start < len(groups); start += fanoutPipeline {
+		chunk := groups[start:min(start+fanoutPipeline, len(groups))]
+		h.deliverBatch(ctx, msgs, chunk, ids, errs)
 	}
 	return ids, errs
+}
+
+// groupBy splits items into groups of at most size with the same key, keeping their order
+// within a key.
+func groupBy[T any](items []T, size int, key func(T) int) [][]T {
+	byKey := map[int][]T{}
+	var order []int
+	for _, it := range items {
+		k := key(it)
+		if _, ok := byKey[k]; !ok {
+			order = append(order, k)
+		}
+		byKey[k] = append(byKey[k], it)
+	}
+	var groups [][]T
+	for _, k := range order {
+		its := byKey[k]
+		for start := 0; start < len(its); start += size {
+			groups = append(groups, its[start:min(start+size, len(its))])
+		}
+	}
+	return groups
+}
+
+// deliverBatch runs the batch script once per group, in one pipeline, and records each
+// message's id or error.
+func (h *Hub) deliverBatch(ctx context.Context, msgs []Direct, groups [][]int, ids []StreamID, errs []error) {
+	todo := groups
+	for attempt := 0; ; attempt++ {
+		pipe := h.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(todo))
+		deadline := h.pub.deadline()
+		for g, group := range todo {
+			keys := make([]string, 0, 2*len(group))
+			args := make([]any, 0, 4+len(group))
+			args = append(args, h.pub.historySize, h.pub.historyTTL, h.pub.publishCmd, deadline)
+			for _, i := range group {
+				u := msgs[i].User
+				keys = append(keys, h.keys.userStream(u), h.keys.userChannel(u))
+				args = append(args, msgs[i].Envelope.tail())
+			}
+			cmds[g] = pipe.EvalSha(ctx, batchScript.Hash(), keys, args...)
+		}
+		start := time.Now()
+		_, err := pipe.Exec(ctx)
+		h.obs.ObservePublish(time.Since(start), len(todo), err)
+		var again [][]int
+		for g, cmd := range cmds {
+			res, err := cmd.Slice()
+			if err != nil && attempt == 0 && isNoScript(err) {
+				again = append(again, todo[g]) // did not run: safe to run again
+				continue
+			}
+			for k, i := range todo[g] {
+				if err != nil {
+					errs[i] = fmt.Errorf("%w: %w", ErrUnavailable, err)
+					continue
+				}
+				id, _ := res[k].(string)
+				ids[i], errs[i] = ParseStreamID(id)
+			}
+		}
+		if len(again) == 0 {
+			return
+		}
+		if err := batchScript.Load(ctx, h.rdb).Err(); err != nil {
+			for _, g := range again {
+				for _, i := range g {
+					errs[i] = fmt.Errorf("%w: load batch script: %w", ErrUnavailable, err)
+				}
+			}
+			return
+		}
+		todo = again
+	}
 }

@@ -142,24 +142,12 @@ func (h *Hub) PublishRoom(ctx context.Context, room string, env Envelope, requir
 // fanoutGroup members, and on Redis Cluster only members of one bucket, whose keys share a
 // slot.
 func (h *Hub) fanoutGroups(members []string) [][]string {
-	var groups [][]string
-	if !h.cluster {
-		for start := 0; start < len(members); start += fanoutGroup {
-			groups = append(groups, members[start:min(start+fanoutGroup, len(members))])
+	return groupBy(members, fanoutGroup, func(m string) int {
+		if h.cluster {
+			return bucketOf(m)
 		}
-		return groups
-	}
-	byBucket := make(map[int][]string)
-	for _, m := range members {
-		b := bucketOf(m)
-		byBucket[b] = append(byBucket[b], m)
-	}
-	for _, ms := range byBucket {
-		for start := 0; start < len(ms); start += fanoutGroup {
-			groups = append(groups, ms[start:min(start+fanoutGroup, len(ms))])
-		}
-	}
-	return groups
+		return 0
+	})
 }
 
 func contains(list []string, s string) bool {
