@@ -21,12 +21,17 @@ var deliveryLua string
 // has no EVAL fallback (LIBS.md pitfall 16).
 var deliveryScript = redis.NewScript(deliveryLua)
 
-// maxPipeline bounds how many deliveries share one round trip.
-const maxPipeline = 512
+// maxPipeline bounds how many deliveries share one round trip, and batchGroup how many one
+// script call delivers.
+const (
+	maxPipeline = 512
+	batchGroup  = 64
+)
 
 // delivery is one queued append+publish, answered on done.
 type delivery struct {
 	stream, channel string
+	bucket          int // groups deliveries into script calls: one slot per call on a cluster
 	tail            string
 	id              string
 	err             error
@@ -66,9 +71,9 @@ func newPublisher(rdb redis.UniversalClient, cfg Config, publishCmd string, dead
 }
 
 // publish appends and publishes one message and returns its stream id.
-func (p *publisher) publish(stream, channel string, tail []byte) (string, error) {
+func (p *publisher) publish(stream, channel string, bucket int, tail []byte) (string, error) {
 	d := deliveryPool.Get().(*delivery)
-	d.stream, d.channel, d.tail = stream, channel, string(tail)
+	d.stream, d.channel, d.bucket, d.tail = stream, channel, bucket, string(tail)
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
@@ -124,43 +129,58 @@ func (p *publisher) close() {
 	}
 }
 
-// exec sends a batch as one pipeline and answers every delivery in it.
+// exec sends a batch as one pipeline and answers every delivery in it. Deliveries are
+// grouped (by bucket on Redis Cluster) into calls of the batch script of up to 64 each, so
+// that a busy node pays one script call, not one per message; order is kept within a group.
 func (p *publisher) exec(ctx context.Context, batch []*delivery) {
-	todo := batch
+	todo := groupBy(batch, batchGroup, func(d *delivery) int { return d.bucket })
 	for attempt := 0; ; attempt++ {
 		pipe := p.rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(todo))
 		deadline := p.deadline()
-		for i, d := range todo {
-			cmds[i] = pipe.EvalSha(ctx, deliveryScript.Hash(), []string{d.stream, d.channel},
-				p.historySize, p.historyTTL, d.tail, p.publishCmd, deadline)
+		for g, group := range todo {
+			keys := make([]string, 0, 2*len(group))
+			args := make([]any, 0, 4+len(group))
+			args = append(args, p.historySize, p.historyTTL, p.publishCmd, deadline)
+			for _, d := range group {
+				keys = append(keys, d.stream, d.channel)
+				args = append(args, d.tail)
+			}
+			cmds[g] = pipe.EvalSha(ctx, batchScript.Hash(), keys, args...)
 		}
 		start := time.Now()
 		_, err := pipe.Exec(ctx)
-		p.obs.ObservePublish(time.Since(start), len(todo), err)
-		// A command that failed with NOSCRIPT did not run, so running exactly those again is
+		p.obs.ObservePublish(time.Since(start), len(batch), err)
+		// A call that failed with NOSCRIPT did not run, so running exactly those again is
 		// safe; this happens after a Redis restart or failover dropped the script cache.
-		var again []*delivery
-		for i, d := range todo {
-			err := cmds[i].Err()
+		var again [][]*delivery
+		for g, group := range todo {
+			ids, err := cmds[g].Slice()
 			if err != nil && attempt == 0 && isNoScript(err) {
-				again = append(again, d)
+				again = append(again, group)
 				continue
 			}
-			if err != nil {
-				d.err = fmt.Errorf("%w: %w", ErrUnavailable, err)
-			} else {
-				d.id, _ = cmds[i].Val().(string)
+			for k, d := range group {
+				switch {
+				case err != nil:
+					d.err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+				case k < len(ids):
+					d.id, _ = ids[k].(string)
+				default:
+					d.err = fmt.Errorf("%w: the batch script answered %d ids for %d messages", ErrUnavailable, len(ids), len(group))
+				}
+				d.done <- struct{}{}
 			}
-			d.done <- struct{}{}
 		}
 		if len(again) == 0 {
 			return
 		}
-		if err := deliveryScript.Load(ctx, p.rdb).Err(); err != nil {
-			for _, d := range again {
-				d.err = fmt.Errorf("%w: load delivery script: %w", ErrUnavailable, err)
-				d.done <- struct{}{}
+		if err := batchScript.Load(ctx, p.rdb).Err(); err != nil {
+			for _, group := range again {
+				for _, d := range group {
+					d.err = fmt.Errorf("%w: load batch script: %w", ErrUnavailable, err)
+					d.done <- struct{}{}
+				}
 			}
 			return
 		}

@@ -3,9 +3,7 @@ package subscriptions
 import (
 	"context"
 	_ "embed"
-	"fmt"
 	"sort"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -27,7 +25,7 @@ func (h *Hub) Publish(ctx context.Context, user string, env Envelope) (StreamID,
 	if err := ctx.Err(); err != nil {
 		return StreamID{}, err
 	}
-	id, err := h.pub.publish(h.keys.userStream(user), h.keys.userChannel(user), env.tail())
+	id, err := h.pub.publish(h.keys.userStream(user), h.keys.userChannel(user), h.groupKey(user), env.tail())
 	if err != nil {
 		return StreamID{}, err
 	}
@@ -103,13 +101,16 @@ type Direct struct {
 func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []error) {
 	ids := make([]StreamID, len(msgs))
 	errs := make([]error, len(msgs))
-	var valid []int
+	ds := make([]*delivery, len(msgs))
+	var live []*delivery
 	for i, m := range msgs {
 		if !ValidID(m.User) || (m.Envelope.From != "" && !ValidID(m.Envelope.From)) || (m.Envelope.Room != "" && !ValidID(m.Envelope.Room)) {
 			errs[i] = ErrInvalidID
 			continue
 		}
-		valid = append(valid, i)
+		ds[i] = &delivery{stream: h.keys.userStream(m.User), channel: h.keys.userChannel(m.User),
+			bucket: h.groupKey(m.User), tail: string(m.Envelope.tail()), done: make(chan struct{}, 1)}
+		live = append(live, ds[i])
 	}
 	if err := ctx.Err(); err != nil {
 		for i := range errs {
@@ -117,17 +118,32 @@ func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []err
 		}
 		return ids, errs
 	}
-	groups := groupBy(valid, fanoutGroup, func(i int) int {
-		if h.cluster {
-			return bucketOf(msgs[i].User)
+	// Its own pipelines, one after the other, rather than the shared queue: the shared
+	// workers run in parallel and would not keep a user's messages in batch order.
+	for start := 0; start < len(live); start += maxPipeline {
+		h.pub.exec(ctx, live[start:min(start+maxPipeline, len(live))])
+	}
+	for i, d := range ds {
+		if d == nil {
+			continue
 		}
-		return 0
-	})
-	for start := 0; start < len(groups); start += fanoutPipeline {
-		chunk := groups[start:min(start+fanoutPipeline, len(groups))]
-		h.deliverBatch(ctx, msgs, chunk, ids, errs)
+		<-d.done
+		if d.err != nil {
+			errs[i] = d.err
+			continue
+		}
+		ids[i], errs[i] = ParseStreamID(d.id)
 	}
 	return ids, errs
+}
+
+// groupKey is what deliveries to user are grouped by into one script call: its bucket on
+// Redis Cluster, where a call must stay in one slot; anything on a single Redis.
+func (h *Hub) groupKey(user string) int {
+	if h.cluster {
+		return bucketOf(user)
+	}
+	return 0
 }
 
 // groupBy splits items into groups of at most size with the same key, keeping their order
@@ -150,57 +166,4 @@ func groupBy[T any](items []T, size int, key func(T) int) [][]T {
 		}
 	}
 	return groups
-}
-
-// deliverBatch runs the batch script once per group, in one pipeline, and records each
-// message's id or error.
-func (h *Hub) deliverBatch(ctx context.Context, msgs []Direct, groups [][]int, ids []StreamID, errs []error) {
-	todo := groups
-	for attempt := 0; ; attempt++ {
-		pipe := h.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(todo))
-		deadline := h.pub.deadline()
-		for g, group := range todo {
-			keys := make([]string, 0, 2*len(group))
-			args := make([]any, 0, 4+len(group))
-			args = append(args, h.pub.historySize, h.pub.historyTTL, h.pub.publishCmd, deadline)
-			for _, i := range group {
-				u := msgs[i].User
-				keys = append(keys, h.keys.userStream(u), h.keys.userChannel(u))
-				args = append(args, msgs[i].Envelope.tail())
-			}
-			cmds[g] = pipe.EvalSha(ctx, batchScript.Hash(), keys, args...)
-		}
-		start := time.Now()
-		_, err := pipe.Exec(ctx)
-		h.obs.ObservePublish(time.Since(start), len(todo), err)
-		var again [][]int
-		for g, cmd := range cmds {
-			res, err := cmd.Slice()
-			if err != nil && attempt == 0 && isNoScript(err) {
-				again = append(again, todo[g]) // did not run: safe to run again
-				continue
-			}
-			for k, i := range todo[g] {
-				if err != nil {
-					errs[i] = fmt.Errorf("%w: %w", ErrUnavailable, err)
-					continue
-				}
-				id, _ := res[k].(string)
-				ids[i], errs[i] = ParseStreamID(id)
-			}
-		}
-		if len(again) == 0 {
-			return
-		}
-		if err := batchScript.Load(ctx, h.rdb).Err(); err != nil {
-			for _, g := range again {
-				for _, i := range g {
-					errs[i] = fmt.Errorf("%w: load batch script: %w", ErrUnavailable, err)
-				}
-			}
-			return
-		}
-		todo = again
-	}
 }

@@ -142,12 +142,7 @@ func (h *Hub) PublishRoom(ctx context.Context, room string, env Envelope, requir
 // fanoutGroup members, and on Redis Cluster only members of one bucket, whose keys share a
 // slot.
 func (h *Hub) fanoutGroups(members []string) [][]string {
-	return groupBy(members, fanoutGroup, func(m string) int {
-		if h.cluster {
-			return bucketOf(m)
-		}
-		return 0
-	})
+	return groupBy(members, fanoutGroup, h.groupKey)
 }
 
 func contains(list []string, s string) bool {
