@@ -142,6 +142,9 @@ func New(hub *subscriptions.Hub, cfg Config) *Server {
 	s.upgrader = gws.NewUpgrader(&wsHandler{s: s}, &gws.ServerOption{
 		// Room for the frame's own fields around a payload of the largest size.
 		ReadMaxPayloadSize: cfg.MaxMessageBytes + 4096,
+		// Each connection holds its read buffer while open: client frames are small, and a
+		// larger one is read past the buffer. 1 KiB instead of 4 saves 3 KiB a connection.
+		ReadBufferSize: 1024,
 		CheckUtf8Enabled:   true,
 		Recovery:           gws.Recovery,
 		HandshakeTimeout:   5 * time.Second,
