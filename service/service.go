@@ -62,6 +62,9 @@ type Config struct {
 	// Metrics are served at /metrics; pass the same value to the hub as its Observer.
 	// Default: metrics of the server's own.
 	Metrics *Metrics
+	// DrainDelay is how long a draining node stays up answering /readyz with 503 before it
+	// closes its listener and WebSockets, for load balancers that poll readiness. Default 0.
+	DrainDelay time.Duration
 	// ShutdownTimeout bounds the graceful drain. Default 5s.
 	ShutdownTimeout time.Duration
 	// Logger receives the server's logs. Default slog.Default().
@@ -252,6 +255,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.draining.Store(true)
+	if s.cfg.DrainDelay > 0 {
+		// Keep serving, unready, so that load balancers see /readyz fail and stop sending
+		// new connections here before the listener closes.
+		s.log.Info("draining: unready, waiting before closing", "delay", s.cfg.DrainDelay)
+		time.Sleep(s.cfg.DrainDelay)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -30,6 +30,7 @@ type config struct {
 	LogLevel        string
 	InsecureDev     bool
 	DebugAddr       string
+	DrainDelay      time.Duration
 }
 
 // parseConfig reads flags; each flag's default comes from its environment variable when set,
@@ -58,9 +59,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	historySize := env("SWITCHBOARD_HISTORY_SIZE", "1000")
 	historyTTL := env("SWITCHBOARD_HISTORY_TTL", "24h")
 	maxBytes := env("SWITCHBOARD_MAX_MESSAGE_BYTES", "65536")
+	drainDelay := env("SWITCHBOARD_DRAIN_DELAY", "0s")
 	fs.StringVar(&historySize, "history-size", historySize, "messages kept per user stream (env SWITCHBOARD_HISTORY_SIZE)")
 	fs.StringVar(&historyTTL, "history-ttl", historyTTL, "how long an idle user stream is kept (env SWITCHBOARD_HISTORY_TTL)")
 	fs.StringVar(&maxBytes, "max-message-bytes", maxBytes, "largest payload, HTTP or WebSocket (env SWITCHBOARD_MAX_MESSAGE_BYTES)")
+	fs.StringVar(&drainDelay, "drain-delay", drainDelay, "on SIGTERM, how long to answer /readyz 503 before closing (env SWITCHBOARD_DRAIN_DELAY)")
 	fs.StringVar(&c.WebhookURL, "webhook-url", env("SWITCHBOARD_WEBHOOK_URL", ""), "backend URL that receives events; empty means no events (env SWITCHBOARD_WEBHOOK_URL)")
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", env("SWITCHBOARD_WEBHOOK_SECRET", ""), "HMAC-SHA256 key that signs event requests (env SWITCHBOARD_WEBHOOK_SECRET)")
 	fs.StringVar(&c.LogLevel, "log-level", env("SWITCHBOARD_LOG_LEVEL", "info"), "debug, info, warn or error (env SWITCHBOARD_LOG_LEVEL)")
@@ -82,6 +85,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.MaxMessageBytes, err = strconv.Atoi(maxBytes); err != nil || c.MaxMessageBytes < 1 || c.MaxMessageBytes > 16<<20 {
 		return c, fmt.Errorf("--max-message-bytes must be an integer from 1 to 16777216, got %q", maxBytes)
+	}
+	if c.DrainDelay, err = time.ParseDuration(drainDelay); err != nil || c.DrainDelay < 0 || c.DrainDelay > time.Minute {
+		return c, fmt.Errorf("--drain-delay must be a duration from 0s to 1m, got %q", drainDelay)
 	}
 	if c.Redis != "" && c.RedisCluster != "" {
 		return c, errors.New("--redis and --redis-cluster are exclusive")

@@ -87,6 +87,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		AllowedOrigins:  cfg.origins(),
 		MaxMessageBytes: cfg.MaxMessageBytes,
 		Assets:          web.Assets(),
+		DrainDelay:      cfg.DrainDelay,
 		Metrics:         metrics,
 		Events:          queue,
 		Logger:          log,
