@@ -147,10 +147,10 @@ func New(hub *subscriptions.Hub, cfg Config) *Server {
 		ReadMaxPayloadSize: cfg.MaxMessageBytes + 4096,
 		// Each connection holds its read buffer while open: client frames are small, and a
 		// larger one is read past the buffer. 1 KiB instead of 4 saves 3 KiB a connection.
-		ReadBufferSize: 1024,
-		CheckUtf8Enabled:   true,
-		Recovery:           gws.Recovery,
-		HandshakeTimeout:   5 * time.Second,
+		ReadBufferSize:   1024,
+		CheckUtf8Enabled: true,
+		Recovery:         gws.Recovery,
+		HandshakeTimeout: 5 * time.Second,
 	})
 	s.metrics = cfg.Metrics
 	s.metrics.register(s)
