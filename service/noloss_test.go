@@ -325,3 +325,34 @@ func TestRedisOutageKeepsSocketsOpenAndCatchesUp(t *testing.T) {
 		t.Fatalf("history after the outage: %s (the refused POST must not be stored)", hist.body)
 	}
 }
+
+func TestResumeOfAHistoryLargerThanTheQueueIsPacedNotDropped(t *testing.T) {
+	srv, _ := startRedis(t)
+	a := startNode(t, srv.URL(), "a", func(o *nodeOptions) {
+		o.service.MaxQueueBytes = 256 << 10 // the history below is 2 MB
+		o.service.MaxQueueMessages = 64
+		o.subscriptions.HistorySize = 500
+	})
+	big := `"` + strings.Repeat("y", 10000) + `"`
+	var ids []string
+	for range 200 {
+		ids = append(ids, sendDM(t, a, "bob", big))
+	}
+	bob, w := connect(t, a, "bob", "since", "0-0")
+	if w.Recovered == nil || !*w.Recovered {
+		t.Fatalf("welcome %s", w.Raw)
+	}
+	var got []wsclient.Frame
+	for range ids {
+		got = append(got, next(t, bob, "message"))
+	}
+	checkExactly(t, got, ids)
+	if a.srvSlowCloses() != 0 {
+		t.Fatal("the replay was dropped as a slow consumer")
+	}
+	// And live delivery follows.
+	id := sendDM(t, a, "bob", `"live"`)
+	if m := next(t, bob, "message"); m.ID != id {
+		t.Fatalf("live after a paced replay: %s", m.Raw)
+	}
+}

@@ -184,9 +184,27 @@ type client struct {
 	bytes   int  // queued and not yet written
 	writing bool // a drain job is scheduled
 	closed  bool
+	// onDrained continues a paced replay once the queue has drained (see Room).
+	onDrained func()
 }
 
-var _ subscriptions.Sink = (*client)(nil)
+var _ subscriptions.PacedSink = (*client)(nil)
+
+// Room implements subscriptions.PacedSink: a replay may fill half the queue; the rest
+// follows as it drains.
+func (c *client) Room(n int, resume func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return true // nothing will drain; let the replay finish into the void
+	}
+	empty := len(c.queue) == 0 && c.bytes == 0 // even a message over half the budget fits then
+	if empty || len(c.queue) < c.s.cfg.MaxQueueMessages/2 && c.bytes+n <= c.s.cfg.MaxQueueBytes/2 {
+		return true
+	}
+	c.onDrained = resume
+	return false
+}
 
 // Deliver queues a message envelope; false means the queue is full.
 func (c *client) Deliver(m subscriptions.Message) bool {
@@ -268,9 +286,16 @@ func (c *client) drain() {
 	c.spare = batch[:0]
 	more := len(c.queue) > 0 && !c.closed
 	c.writing = more
+	var resume func()
+	if c.onDrained != nil && len(c.queue) < c.s.cfg.MaxQueueMessages/4 && c.bytes < c.s.cfg.MaxQueueBytes/4 {
+		resume, c.onDrained = c.onDrained, nil
+	}
 	c.mu.Unlock()
 	if more {
 		c.conn.Async(c.drain)
+	}
+	if resume != nil {
+		resume()
 	}
 }
 

@@ -132,6 +132,16 @@ func (h *Hub) attach(user string, s *Subscription) <-chan struct{} {
 	return c.readyCh
 }
 
+// PacedSink is a Sink that can say when it is full, so that a long replay is fed to it as
+// it drains instead of overflowing it (a resume after 1,000 large messages would otherwise
+// be dropped as a slow consumer, resume, and be dropped again).
+type PacedSink interface {
+	Sink
+	// Room reports whether a message of n bytes fits now without filling the sink. When it
+	// does not, the sink calls resume once, later, when it has drained.
+	Room(n int, resume func()) bool
+}
+
 // Start delivers the replayed history and the live messages buffered since the
 // subscription was confirmed, then switches to live delivery.
 func (s *Subscription) Start() {
@@ -140,14 +150,37 @@ func (s *Subscription) Start() {
 		s.mu.Unlock()
 		return
 	}
+	s.replayLocked()
+}
+
+// replayLocked delivers what is left of the replay, as far as a paced sink has room, and
+// goes live once it is all delivered. It unlocks s.mu.
+func (s *Subscription) replayLocked() {
+	paced, _ := s.sink.(PacedSink)
 	ok := true
-	for _, m := range s.replay {
+	for len(s.replay) > 0 {
+		m := s.replay[0]
+		if paced != nil && !paced.Room(len(m.Payload), s.resumeReplay) {
+			s.mu.Unlock() // resumeReplay continues; live messages wait in pending
+			return
+		}
+		s.replay = s.replay[1:]
 		if ok = s.deliverLocked(m); !ok {
 			break
 		}
 	}
 	s.replay = nil
 	s.goLiveLocked(ok)
+}
+
+// resumeReplay continues a paced replay once the sink has drained.
+func (s *Subscription) resumeReplay() {
+	s.mu.Lock()
+	if s.state != stateSetup {
+		s.mu.Unlock()
+		return
+	}
+	s.replayLocked()
 }
 
 // goLiveLocked delivers what was buffered and goes live, or drops the subscription when a
