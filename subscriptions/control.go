@@ -90,7 +90,10 @@ func (l *link) control(m *redis.Message) {
 				n++
 			}
 		}
-		ctx, cancel := context.WithTimeout(h.ctx, kickReplyTimeout)
+		h.mu.RLock()
+		base := h.ctx
+		h.mu.RUnlock()
+		ctx, cancel := context.WithTimeout(base, kickReplyTimeout)
 		defer cancel()
 		_, err := h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.RPush(ctx, cm.Reply, n)

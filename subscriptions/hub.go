@@ -119,7 +119,8 @@ type Hub struct {
 	// deadline in Redis's clock.
 	clockOffset atomic.Int64
 	callTimeout time.Duration
-	running     atomic.Bool
+	started     atomic.Bool // Run was called
+	running     atomic.Bool // between Run's start and its stop: subscriptions are taken
 	catchups    *catchupQueue
 	roomLocks   roomLocks
 	tops        chan *topRead  // newest-id reads of new connections, batched
@@ -212,10 +213,15 @@ func (h *Hub) Node() string { return h.cfg.Node }
 // heartbeat watchdog, the catch-up workers and the delivery pipeline. On return every
 // subscription of the node is released (the Pub/Sub connection is closed).
 func (h *Hub) Run(ctx context.Context) error {
-	if !h.running.CompareAndSwap(false, true) {
+	if !h.started.CompareAndSwap(false, true) {
 		return errors.New("subscriptions: Run called twice")
 	}
 	defer close(h.done)
+	// The context links run under is set before the hub takes subscriptions.
+	h.mu.Lock()
+	h.ctx = ctx
+	h.mu.Unlock()
+	h.running.Store(true)
 	if err := batchScript.Load(ctx, h.rdb).Err(); err != nil {
 		h.log.Warn("loading batch script", "err", err)
 	}
@@ -223,7 +229,6 @@ func (h *Hub) Run(ctx context.Context) error {
 		// Not fatal: Redis may come up later, and the publisher loads the script on NOSCRIPT.
 		h.log.Warn("loading delivery script", "err", err)
 	}
-	h.ctx = ctx
 	var wg sync.WaitGroup
 	pubCtx := context.WithoutCancel(ctx) // queued deliveries finish after ctx ends
 	wg.Go(func() { h.pub.run(pubCtx, 2) })
@@ -254,11 +259,16 @@ func (h *Hub) Run(ctx context.Context) error {
 	return nil
 }
 
-// startLink creates and runs the link of bucket b; mu must be held.
+// startLink creates and runs the link of bucket b; mu must be held. After Run has begun
+// to stop, the link is created but not run: its subscribers wait for a confirmation that
+// never comes and get ErrClosed.
 func (h *Hub) startLink(b int) *link {
 	l := h.newLink(b)
 	h.links[b] = l
-	h.wg.Go(func() { l.run(h.ctx) })
+	if h.running.Load() {
+		ctx := h.ctx
+		h.wg.Go(func() { l.run(ctx) })
+	}
 	return l
 }
 
