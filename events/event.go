@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
 // Type is the kind of a backend event, as the webhook receiver sees it in "type".
@@ -147,26 +149,12 @@ func (e *Event) validate() error {
 }
 
 // maxIDLength is the longest user id, room name, event name or node id.
-const maxIDLength = 128
+const maxIDLength = subscriptions.MaxIDLength
 
-// validID reports whether s matches ^[A-Za-z0-9._@+-]{1,128}$, the contract's pattern for
-// user ids, room names and event names. Node ids follow it too, which matters here: the
-// presence scripts rely on a node id never containing "/".
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > maxIDLength {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '.', c == '_', c == '@', c == '+', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
+// validID is the contract's id pattern, ^[A-Za-z0-9._@+-]{1,128}$, shared with the rest of
+// the service. Node ids follow it too, which matters here: the presence scripts rely on a
+// node id never containing "/".
+func validID(s string) bool { return subscriptions.ValidID(s) }
 
 // newID returns a random 128-bit id. Random rather than the stream id: stream ids restart
 // after Redis loses its data or fails over to a lagging replica, and a reused id would make a

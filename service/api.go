@@ -18,33 +18,29 @@ func pathID(r *http.Request, name string) (string, error) {
 	return v, nil
 }
 
-// optionalFrom returns the ?from= sender, refusing an invalid one.
-func optionalFrom(r *http.Request) (string, error) {
+// readMessage reads what a POST of a message carries: the recipient named by the route
+// parameter param (a user or a room), the optional ?from= sender, and the payload.
+func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, param string) (string, subscriptions.Envelope, error) {
+	to, err := pathID(r, param)
+	if err != nil {
+		return "", subscriptions.Envelope{}, err
+	}
 	from := r.URL.Query().Get("from")
 	if from != "" && !subscriptions.ValidID(from) {
-		return "", errBadRequest(codeInvalidID, "from must match ^[A-Za-z0-9._@+-]{1,128}$")
+		return "", subscriptions.Envelope{}, errBadRequest(codeInvalidID, "from must match ^[A-Za-z0-9._@+-]{1,128}$")
 	}
-	return from, nil
+	env, err := readPayload(w, r, s.cfg.MaxMessageBytes)
+	env.From = from
+	return to, env, err
 }
 
 // handlePostUserMessage sends a direct message: POST /v1/users/{user}/messages.
 func (s *Server) handlePostUserMessage(w http.ResponseWriter, r *http.Request) {
-	user, err := pathID(r, "user")
+	user, env, err := s.readMessage(w, r, "user")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	from, err := optionalFrom(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	env, err := readPayload(w, r, s.cfg.MaxMessageBytes)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	env.From = from
 	id, err := s.hub.Publish(r.Context(), user, env)
 	if err != nil {
 		writeError(w, err)

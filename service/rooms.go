@@ -91,22 +91,11 @@ func (s *Server) handleGetUserRooms(w http.ResponseWriter, r *http.Request) {
 
 // handlePostRoomMessage fans a message out to a room: POST /v1/rooms/{room}/messages.
 func (s *Server) handlePostRoomMessage(w http.ResponseWriter, r *http.Request) {
-	room, err := pathID(r, "room")
+	room, env, err := s.readMessage(w, r, "room")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	from, err := optionalFrom(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	env, err := readPayload(w, r, s.cfg.MaxMessageBytes)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	env.From = from
 	n, err := s.hub.PublishRoom(r.Context(), room, env, false)
 	if err != nil {
 		writeError(w, err)
