@@ -17,9 +17,12 @@ type batchAnswer struct {
 }
 
 func TestBatchSendDeliversEveryItemInOrder(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
-	b := startNode(t, srv.URL(), "b")
+	testBatchSendDeliversEveryItemInOrder(t, singleRedis(t))
+}
+
+func testBatchSendDeliversEveryItemInOrder(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a")
+	b := startNode(t, be.spec, "b")
 	bob, _ := connect(t, a, "bob")
 	carol, _ := connect(t, b, "carol")
 	putMember(t, a, "lobby", "carol")

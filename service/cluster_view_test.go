@@ -11,9 +11,12 @@ import (
 )
 
 func TestDeleteConnectionsClosesEveryDeviceOnEveryNodeWith4001(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
-	b := startNode(t, srv.URL(), "b")
+	testDeleteConnectionsClosesEveryDeviceOnEveryNodeWith4001(t, singleRedis(t))
+}
+
+func testDeleteConnectionsClosesEveryDeviceOnEveryNodeWith4001(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a")
+	b := startNode(t, be.spec, "b")
 	phone, _ := connect(t, a, "bob")
 	laptop, _ := connect(t, a, "bob")
 	tablet, _ := connect(t, b, "bob")
@@ -47,10 +50,13 @@ func TestDeleteConnectionsClosesEveryDeviceOnEveryNodeWith4001(t *testing.T) {
 }
 
 func TestClusterViewListsLiveNodesAndSubscriberCounts(t *testing.T) {
-	srv, _ := startRedis(t)
+	testClusterViewListsLiveNodesAndSubscriberCounts(t, singleRedis(t))
+}
+
+func testClusterViewListsLiveNodesAndSubscriberCounts(t *testing.T, be backend) {
 	fast := func(o *nodeOptions) { o.subscriptions.RegistryInterval = 100 * time.Millisecond }
-	a := startNode(t, srv.URL(), "a", fast)
-	b := startNode(t, srv.URL(), "b", fast)
+	a := startNode(t, be.spec, "a", fast)
+	b := startNode(t, be.spec, "b", fast)
 	connect(t, a, "bob")
 	connect(t, b, "bob")
 	connect(t, b, "bob")
@@ -68,8 +74,8 @@ func TestClusterViewListsLiveNodesAndSubscriberCounts(t *testing.T) {
 		t.Fatalf("nodes %+v users %d", view.Nodes, view.Users)
 	}
 	want := []subscriptions.ClusterChannel{
-		{User: "bob", Channel: subscriptions.ChannelName("t", "bob"), Subscribers: 2},
-		{User: "carol", Channel: subscriptions.ChannelName("t", "carol"), Subscribers: 1},
+		{User: "bob", Channel: subscriptions.ChannelName(be.prefix, "bob"), Subscribers: 2},
+		{User: "carol", Channel: subscriptions.ChannelName(be.prefix, "carol"), Subscribers: 1},
 	}
 	if len(view.Channels) != 2 || view.Channels[0] != want[0] || view.Channels[1] != want[1] {
 		t.Fatalf("channels %+v, want %+v (sorted by user)", view.Channels, want)

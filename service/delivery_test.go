@@ -13,9 +13,12 @@ import (
 )
 
 func TestDirectMessagePostedToOneNodeReachesUserOnAnother(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
-	b := startNode(t, srv.URL(), "b")
+	testDirectMessagePostedToOneNodeReachesUserOnAnother(t, singleRedis(t))
+}
+
+func testDirectMessagePostedToOneNodeReachesUserOnAnother(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a")
+	b := startNode(t, be.spec, "b")
 	alice, w := connect(t, a, "alice")
 	if w.User != "alice" || w.Node != "a" || w.Recovered != nil {
 		t.Fatalf("welcome: %s", w.Raw)
@@ -29,8 +32,11 @@ func TestDirectMessagePostedToOneNodeReachesUserOnAnother(t *testing.T) {
 }
 
 func TestPayloadFormsArriveAsDataOrBase64(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
+	testPayloadFormsArriveAsDataOrBase64(t, singleRedis(t))
+}
+
+func testPayloadFormsArriveAsDataOrBase64(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a")
 	bob, _ := connect(t, a, "bob")
 	binary := []byte{0, 1, 2, 255, 'x'}
 	cases := []struct {
@@ -63,9 +69,12 @@ func TestPayloadFormsArriveAsDataOrBase64(t *testing.T) {
 }
 
 func TestUserWithDevicesOnTwoNodesGetsEachMessageOnceOnEach(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
-	b := startNode(t, srv.URL(), "b")
+	testUserWithDevicesOnTwoNodesGetsEachMessageOnceOnEach(t, singleRedis(t))
+}
+
+func testUserWithDevicesOnTwoNodesGetsEachMessageOnceOnEach(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a")
+	b := startNode(t, be.spec, "b")
 	phone, _ := connect(t, a, "bob")
 	laptop, _ := connect(t, b, "bob")
 	tablet, _ := connect(t, b, "bob")
@@ -118,9 +127,12 @@ func TestNodeUnsubscribesWhenUsersLastConnectionCloses(t *testing.T) {
 }
 
 func TestClientSendsDirectMessageAndGetsAck(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
-	b := startNode(t, srv.URL(), "b")
+	testClientSendsDirectMessageAndGetsAck(t, singleRedis(t))
+}
+
+func testClientSendsDirectMessageAndGetsAck(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a")
+	b := startNode(t, be.spec, "b")
 	alice, _ := connect(t, a, "alice")
 	bob, _ := connect(t, b, "bob")
 

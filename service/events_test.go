@@ -127,10 +127,13 @@ func waitEvents(t *testing.T, r *receiver, user string, want []string, types ...
 }
 
 func TestOnlineAndOfflineCountDevicesOnEveryNodeAsOneUser(t *testing.T) {
-	srv, _ := startRedis(t)
+	testOnlineAndOfflineCountDevicesOnEveryNodeAsOneUser(t, singleRedis(t))
+}
+
+func testOnlineAndOfflineCountDevicesOnEveryNodeAsOneUser(t *testing.T, be backend) {
 	rcv := startReceiver(t)
-	a := startNode(t, srv.URL(), "a", withWebhook(rcv))
-	b := startNode(t, srv.URL(), "b", withWebhook(rcv))
+	a := startNode(t, be.spec, "a", withWebhook(rcv))
+	b := startNode(t, be.spec, "b", withWebhook(rcv))
 	phone, _ := connect(t, a, "bob")
 	laptop, _ := connect(t, b, "bob")
 	waitEvents(t, rcv, "bob", []string{"user.online"})
@@ -158,9 +161,12 @@ func TestOnlineAndOfflineCountDevicesOnEveryNodeAsOneUser(t *testing.T) {
 }
 
 func TestRoomEventsFromTheWebSocketAndTheAPI(t *testing.T) {
-	srv, _ := startRedis(t)
+	testRoomEventsFromTheWebSocketAndTheAPI(t, singleRedis(t))
+}
+
+func testRoomEventsFromTheWebSocketAndTheAPI(t *testing.T, be backend) {
 	rcv := startReceiver(t)
-	a := startNode(t, srv.URL(), "a", withWebhook(rcv))
+	a := startNode(t, be.spec, "a", withWebhook(rcv))
 	alice, _ := connect(t, a, "alice")
 	ack(t, alice, `{"type":"join","room":"lobby","ref":"1"}`)
 	ack(t, alice, `{"type":"join","room":"lobby","ref":"2"}`) // no change, no event
@@ -172,9 +178,12 @@ func TestRoomEventsFromTheWebSocketAndTheAPI(t *testing.T) {
 }
 
 func TestClientEventsAreAckedOnceQueuedAndRefusedWhenMalformed(t *testing.T) {
-	srv, _ := startRedis(t)
+	testClientEventsAreAckedOnceQueuedAndRefusedWhenMalformed(t, singleRedis(t))
+}
+
+func testClientEventsAreAckedOnceQueuedAndRefusedWhenMalformed(t *testing.T, be backend) {
 	rcv := startReceiver(t)
-	a := startNode(t, srv.URL(), "a", withWebhook(rcv), func(o *nodeOptions) { o.service.MaxMessageBytes = 64 })
+	a := startNode(t, be.spec, "a", withWebhook(rcv), func(o *nodeOptions) { o.service.MaxMessageBytes = 64 })
 	c, _ := connect(t, a, "carol")
 	if f := ack(t, c, `{"type":"event","name":"order.paid","data":{"order":42},"ref":"e1"}`); f.Ref != "e1" {
 		t.Fatalf("ack %s", f.Raw)

@@ -42,6 +42,10 @@ type nodeOptions struct {
 // they see each other's messages and nothing of other tests'.
 func startNode(t testing.TB, redisURL, name string, mods ...func(*nodeOptions)) *node {
 	t.Helper()
+	prefix := "t"
+	if i := strings.LastIndexByte(redisURL, '|'); i >= 0 { // a share of a cluster: its own keys
+		redisURL, prefix = redisURL[:i], redisURL[i+1:]
+	}
 	var rdb redis.UniversalClient
 	if addrs, ok := strings.CutPrefix(redisURL, "cluster:"); ok {
 		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ","),
@@ -59,9 +63,9 @@ func startNode(t testing.TB, redisURL, name string, mods ...func(*nodeOptions)) 
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", name)
 	metrics := service.NewMetrics()
 	o := nodeOptions{
-		subscriptions: subscriptions.Config{Node: name, Prefix: "t", Logger: log, Heartbeat: 200 * time.Millisecond, Observer: metrics},
+		subscriptions: subscriptions.Config{Node: name, Prefix: prefix, Logger: log, Heartbeat: 200 * time.Millisecond, Observer: metrics},
 		service:       service.Config{Logger: log, Metrics: metrics},
-		events:        events.Config{Node: name, Prefix: "t", Logger: log},
+		events:        events.Config{Node: name, Prefix: prefix, Logger: log},
 	}
 	for _, m := range mods {
 		m(&o)
@@ -265,4 +269,19 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// backend is the Redis a test's nodes run on: a redis-server of its own, or a share of a
+// Redis Cluster under a key prefix of its own. Tests written against a backend run on both
+// (TestSuiteOnRedisCluster).
+type backend struct {
+	spec       string // what startNode takes
+	prefix     string // the key prefix of its nodes
+	killPubSub func(t *testing.T)
+}
+
+// singleRedis starts a redis-server for the test.
+func singleRedis(t *testing.T) backend {
+	srv := redistest.Start(t)
+	return backend{spec: srv.URL(), prefix: "t", killPubSub: func(t *testing.T) { srv.KillPubSubClients(t) }}
 }

@@ -74,9 +74,12 @@ func diff(a, b []string) []string {
 func head(s []string) []string { return s[:min(len(s), 5)] }
 
 func TestClientAwayResumesWithExactlyWhatItMissed(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
-	b := startNode(t, srv.URL(), "b")
+	testClientAwayResumesWithExactlyWhatItMissed(t, singleRedis(t))
+}
+
+func testClientAwayResumesWithExactlyWhatItMissed(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a")
+	b := startNode(t, be.spec, "b")
 	bob, _ := connect(t, a, "bob")
 	seen := sendDM(t, b, "bob", `"before"`)
 	next(t, bob, "message")
@@ -104,8 +107,11 @@ func TestClientAwayResumesWithExactlyWhatItMissed(t *testing.T) {
 }
 
 func TestFreshClientResumesFromWelcomeLastID(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
+	testFreshClientResumesFromWelcomeLastID(t, singleRedis(t))
+}
+
+func testFreshClientResumesFromWelcomeLastID(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a")
 	sendDM(t, a, "bob", `"old"`)
 	bob, w := connect(t, a, "bob")
 	if w.LastID == "" || w.LastID == "0-0" {
@@ -123,14 +129,17 @@ func TestFreshClientResumesFromWelcomeLastID(t *testing.T) {
 }
 
 func TestPubSubLinkCutMidStreamLosesNothing(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
-	b := startNode(t, srv.URL(), "b")
+	testPubSubLinkCutMidStreamLosesNothing(t, singleRedis(t))
+}
+
+func testPubSubLinkCutMidStreamLosesNothing(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a")
+	b := startNode(t, be.spec, "b")
 	bob, _ := connect(t, a, "bob")
 	var ids []string
 	for i := range 300 {
 		if i == 150 {
-			srv.KillPubSubClients(t)
+			be.killPubSub(t)
 		}
 		ids = append(ids, sendDM(t, b, "bob", fmt.Sprintf("%d", i)))
 	}
@@ -145,9 +154,12 @@ func TestPubSubLinkCutMidStreamLosesNothing(t *testing.T) {
 }
 
 func TestConcurrentSendersArriveInStrictIDOrder(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
-	b := startNode(t, srv.URL(), "b")
+	testConcurrentSendersArriveInStrictIDOrder(t, singleRedis(t))
+}
+
+func testConcurrentSendersArriveInStrictIDOrder(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a")
+	b := startNode(t, be.spec, "b")
 	bob, _ := connect(t, a, "bob")
 	const senders, each = 8, 250
 	var mu sync.Mutex
@@ -184,8 +196,11 @@ func TestConcurrentSendersArriveInStrictIDOrder(t *testing.T) {
 }
 
 func TestTrimmedHistoryResumesWithRecoveredFalse(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a", func(o *nodeOptions) { o.subscriptions.HistorySize = 5 })
+	testTrimmedHistoryResumesWithRecoveredFalse(t, singleRedis(t))
+}
+
+func testTrimmedHistoryResumesWithRecoveredFalse(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a", func(o *nodeOptions) { o.subscriptions.HistorySize = 5 })
 	bob, _ := connect(t, a, "bob")
 	seen := sendDM(t, a, "bob", `0`)
 	next(t, bob, "message")
@@ -206,8 +221,11 @@ func TestTrimmedHistoryResumesWithRecoveredFalse(t *testing.T) {
 }
 
 func TestStalledReaderIsClosedWith1013AndResumesWithoutLoss(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a", func(o *nodeOptions) {
+	testStalledReaderIsClosedWith1013AndResumesWithoutLoss(t, singleRedis(t))
+}
+
+func testStalledReaderIsClosedWith1013AndResumesWithoutLoss(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a", func(o *nodeOptions) {
 		o.service.MaxQueueMessages = 64
 		o.service.MaxQueueBytes = 1 << 20
 	})
@@ -271,9 +289,12 @@ func TestStalledReaderIsClosedWith1013AndResumesWithoutLoss(t *testing.T) {
 }
 
 func TestDrainingNodeClosesWith1012AndClientsResumeElsewhere(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
-	b := startNode(t, srv.URL(), "b")
+	testDrainingNodeClosesWith1012AndClientsResumeElsewhere(t, singleRedis(t))
+}
+
+func testDrainingNodeClosesWith1012AndClientsResumeElsewhere(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a")
+	b := startNode(t, be.spec, "b")
 	bob := resumer(t, "bob", a, b) // first connection on a, then b
 	var ids []string
 	var stopped time.Duration
@@ -327,8 +348,11 @@ func TestRedisOutageKeepsSocketsOpenAndCatchesUp(t *testing.T) {
 }
 
 func TestResumeOfAHistoryLargerThanTheQueueIsPacedNotDropped(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a", func(o *nodeOptions) {
+	testResumeOfAHistoryLargerThanTheQueueIsPacedNotDropped(t, singleRedis(t))
+}
+
+func testResumeOfAHistoryLargerThanTheQueueIsPacedNotDropped(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a", func(o *nodeOptions) {
 		o.service.MaxQueueBytes = 256 << 10 // the history below is 2 MB
 		o.service.MaxQueueMessages = 64
 		o.subscriptions.HistorySize = 500

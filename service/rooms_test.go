@@ -27,9 +27,12 @@ func putMember(t *testing.T, n *node, room, user string) {
 }
 
 func TestRoomMessagesReachEveryMemberOnEveryNodeAndDevice(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
-	b := startNode(t, srv.URL(), "b")
+	testRoomMessagesReachEveryMemberOnEveryNodeAndDevice(t, singleRedis(t))
+}
+
+func testRoomMessagesReachEveryMemberOnEveryNodeAndDevice(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a")
+	b := startNode(t, be.spec, "b")
 	alice, _ := connect(t, a, "alice")
 	aliceTab, _ := connect(t, b, "alice")
 	bobPhone, _ := connect(t, a, "bob")
@@ -188,9 +191,12 @@ func TestRoomRefusals(t *testing.T) {
 }
 
 func TestEveryMemberSeesRoomMessagesInTheSameOrder(t *testing.T) {
-	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
-	b := startNode(t, srv.URL(), "b")
+	testEveryMemberSeesRoomMessagesInTheSameOrder(t, singleRedis(t))
+}
+
+func testEveryMemberSeesRoomMessagesInTheSameOrder(t *testing.T, be backend) {
+	a := startNode(t, be.spec, "a")
+	b := startNode(t, be.spec, "b")
 	members := []string{"m1", "m2", "m3", "m4"}
 	conns := map[string]*wsclient.Conn{}
 	for i, m := range members {

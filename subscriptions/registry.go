@@ -169,26 +169,16 @@ func (h *Hub) ClusterStats(ctx context.Context, limit int) (ClusterStats, error)
 	if len(names) > limit {
 		names, st.Truncated = names[:limit], true
 	}
-	counts := make([]*redis.MapStringIntCmd, len(names))
-	_, err = h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, ch := range names {
-			if h.cluster {
-				counts[i] = p.PubSubShardNumSub(ctx, ch)
-			} else {
-				counts[i] = p.PubSubNumSub(ctx, ch)
-			}
-		}
-		return nil
-	})
+	counts, err := h.subscriberCounts(ctx, names)
 	if err != nil {
-		return ClusterStats{}, fmt.Errorf("%w: count subscribers: %w", ErrUnavailable, err)
+		return ClusterStats{}, err
 	}
-	for i, ch := range names {
+	for _, ch := range names {
 		user, ok := h.keys.userFromChannel(ch)
 		if !ok {
 			continue
 		}
-		st.Channels = append(st.Channels, ClusterChannel{User: user, Channel: ch, Subscribers: counts[i].Val()[ch]})
+		st.Channels = append(st.Channels, ClusterChannel{User: user, Channel: ch, Subscribers: counts[ch]})
 	}
 	sort.Slice(st.Channels, func(i, j int) bool { return st.Channels[i].User < st.Channels[j].User })
 	return st, nil
@@ -197,15 +187,53 @@ func (h *Hub) ClusterStats(ctx context.Context, limit int) (ClusterStats, error)
 // Subscribers returns how many nodes are subscribed to user's channel.
 func (h *Hub) Subscribers(ctx context.Context, user string) (int64, error) {
 	ch := h.keys.userChannel(user)
-	var m map[string]int64
-	var err error
-	if h.cluster {
-		m, err = h.rdb.PubSubShardNumSub(ctx, ch).Result()
-	} else {
-		m, err = h.rdb.PubSubNumSub(ctx, ch).Result()
+	counts, err := h.subscriberCounts(ctx, []string{ch})
+	return counts[ch], err
+}
+
+// subscriberCounts asks Redis how many subscribers each channel has: NUMSUB on a single
+// Redis; on a cluster SHARDNUMSUB, which only the master owning a channel's slot can answer,
+// so the channels are grouped by master and each group is one pipeline to it.
+func (h *Hub) subscriberCounts(ctx context.Context, channels []string) (map[string]int64, error) {
+	counts := make(map[string]int64, len(channels))
+	fail := func(err error) (map[string]int64, error) {
+		return counts, fmt.Errorf("%w: count subscribers: %w", ErrUnavailable, err)
 	}
-	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	c, ok := h.rdb.(*redis.ClusterClient)
+	if !ok {
+		for start := 0; start < len(channels); start += 500 {
+			m, err := h.rdb.PubSubNumSub(ctx, channels[start:min(start+500, len(channels))]...).Result()
+			if err != nil {
+				return fail(err)
+			}
+			for ch, n := range m {
+				counts[ch] = n
+			}
+		}
+		return counts, nil
 	}
-	return m[ch], nil
+	byMaster := map[*redis.Client][]string{}
+	for _, ch := range channels {
+		m, err := c.MasterForKey(ctx, ch)
+		if err != nil {
+			return fail(err)
+		}
+		byMaster[m] = append(byMaster[m], ch)
+	}
+	for m, chs := range byMaster {
+		cmds := make([]*redis.MapStringIntCmd, len(chs))
+		_, err := m.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, ch := range chs {
+				cmds[i] = p.PubSubShardNumSub(ctx, ch) // one channel: a call may not span slots
+			}
+			return nil
+		})
+		if err != nil {
+			return fail(err)
+		}
+		for i, ch := range chs {
+			counts[ch] = cmds[i].Val()[ch]
+		}
+	}
+	return counts, nil
 }
