@@ -43,6 +43,7 @@ func encodeBatch(batch []entry) []byte {
 func (q *Queue) post(ctx context.Context, shard int, batch []entry) error {
 	body := encodeBatch(batch)
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	start := time.Now() // before the timeout starts, so a timed-out attempt lasts at least Timeout
 	rctx, cancel := context.WithTimeout(ctx, q.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, q.cfg.URL, bytes.NewReader(body))
@@ -55,7 +56,6 @@ func (q *Queue) post(ctx context.Context, shard int, batch []entry) error {
 	if q.cfg.Secret != "" {
 		req.Header.Set(HeaderSignature, Sign(q.cfg.Secret, ts, body))
 	}
-	start := time.Now()
 	status := 0
 	resp, err := q.client.Do(req)
 	if err == nil {
