@@ -165,7 +165,14 @@ func (p *publisher) exec(ctx context.Context, batch []*delivery) {
 				case err != nil:
 					d.err = fmt.Errorf("%w: %w", ErrUnavailable, err)
 				case k < len(ids):
-					d.id, _ = ids[k].(string)
+					switch v := ids[k].(type) {
+					case string:
+						d.id = v
+					case error: // this message was not stored; the others were
+						d.err = fmt.Errorf("%w: %w", ErrUnavailable, v)
+					default:
+						d.err = fmt.Errorf("%w: the batch script answered %T", ErrUnavailable, v)
+					}
 				default:
 					d.err = fmt.Errorf("%w: the batch script answered %d ids for %d messages", ErrUnavailable, len(ids), len(group))
 				}

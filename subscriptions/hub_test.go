@@ -352,3 +352,62 @@ func (h *Hub) channelCount() int {
 	}
 	return n
 }
+
+func TestOneBadKeyFailsOnlyItsOwnDelivery(t *testing.T) {
+	srv := redistest.Start(t)
+	h := startHub(t, srv)
+	ctx := context.Background()
+	rdb := srv.Client(t)
+	// An operator's mistake: bad's stream key holds a string.
+	if err := rdb.Set(ctx, h.keys.userStream("bad"), "oops", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	sinks := map[string]*sink{}
+	for _, u := range []string{"good1", "good2"} {
+		sinks[u] = &sink{}
+		subscribe(t, h, u, "", sinks[u])
+	}
+	// bad cannot even connect (its history cannot be read); a listener on its channel sees
+	// whether anything is published to it.
+	bad := rdb.Subscribe(ctx, h.keys.userChannel("bad"))
+	defer bad.Close()
+	if _, err := bad.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A direct message to bad fails and publishes nothing.
+	if _, err := h.Publish(ctx, "bad", Envelope{Data: []byte(`1`)}); err == nil {
+		t.Fatal("a DM to a user whose stream key holds a string succeeded")
+	}
+	// In a batch, only bad's message fails.
+	ids, errs := h.PublishMany(ctx, []Direct{
+		{User: "good1", Envelope: Envelope{Data: []byte(`2`)}},
+		{User: "bad", Envelope: Envelope{Data: []byte(`3`)}},
+		{User: "good2", Envelope: Envelope{Data: []byte(`4`)}},
+	})
+	if errs[0] != nil || errs[2] != nil || errs[1] == nil || ids[0].IsZero() || ids[2].IsZero() {
+		t.Fatalf("ids %v errs %v: want the good ones stored and bad's refused", ids, errs)
+	}
+	// In a room, bad is skipped and not counted.
+	for _, u := range []string{"good1", "bad", "good2"} {
+		if _, err := h.Join(ctx, "r", u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := h.PublishRoom(ctx, "r", Envelope{Data: []byte(`5`)}, false)
+	if err != nil || n != 2 {
+		t.Fatalf("room fan-out: %d recipients, %v; want 2", n, err)
+	}
+	for _, u := range []string{"good1", "good2"} {
+		waitFor(t, 5*time.Second, func() bool { return sinks[u].count() == 2 }, u+"'s two messages")
+	}
+	if v := rdb.Get(ctx, h.keys.userStream("bad")).Val(); v != "oops" {
+		t.Fatalf("bad's key was changed to %q", v)
+	}
+	// Nothing was published to bad: the next thing on its channel is what we publish now.
+	if err := rdb.Publish(ctx, h.keys.userChannel("bad"), "marker").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := bad.ReceiveMessage(ctx); err != nil || m.Payload != "marker" {
+		t.Fatalf("bad's channel carried %v %v before the marker", m, err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -128,14 +129,22 @@ func (h *Hub) PublishRoom(ctx context.Context, room string, env Envelope, requir
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(fanoutParallel)
 	groups := h.fanoutGroups(members)
+	var failed atomic.Int64
 	for start := 0; start < len(groups); start += fanoutPipeline {
 		chunk := groups[start:min(start+fanoutPipeline, len(groups))]
-		g.Go(func() error { return h.deliverGroups(gctx, chunk, tail) })
+		g.Go(func() error {
+			n, err := h.deliverGroups(gctx, chunk, tail)
+			failed.Add(n)
+			return err
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return 0, err
 	}
-	return len(members), nil
+	if n := failed.Load(); n > 0 {
+		h.log.Warn("room members not delivered to: their stream keys hold another type", "room", room, "members", n)
+	}
+	return len(members) - int(failed.Load()), nil
 }
 
 // fanoutGroups splits members into groups that one script call delivers to: at most
@@ -154,10 +163,12 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// deliverGroups runs the delivery script once per group, all in one pipeline. On Redis
-// Cluster go-redis splits the pipeline by node; each call touches one bucket's slot.
-func (h *Hub) deliverGroups(ctx context.Context, groups [][]string, tail string) error {
+// deliverGroups runs the delivery script once per group, all in one pipeline, and returns
+// how many members could not be delivered to. On Redis Cluster go-redis splits the pipeline
+// by node; each call touches one bucket's slot.
+func (h *Hub) deliverGroups(ctx context.Context, groups [][]string, tail string) (int64, error) {
 	todo := groups
+	var failed int64
 	for attempt := 0; ; attempt++ {
 		pipe := h.rdb.Pipeline()
 		cmds := make([]*redis.Cmd, len(todo))
@@ -175,19 +186,21 @@ func (h *Hub) deliverGroups(ctx context.Context, groups [][]string, tail string)
 		h.obs.ObservePublish(time.Since(start), len(todo), err)
 		var again [][]string
 		for i, cmd := range cmds {
-			if err := cmd.Err(); err != nil {
+			n, err := cmd.Int64()
+			if err != nil {
 				if attempt == 0 && isNoScript(err) {
 					again = append(again, todo[i]) // did not run: safe to run again
 					continue
 				}
-				return fmt.Errorf("%w: fan out: %w", ErrUnavailable, err)
+				return failed, fmt.Errorf("%w: fan out: %w", ErrUnavailable, err)
 			}
+			failed += n
 		}
 		if len(again) == 0 {
-			return nil
+			return failed, nil
 		}
 		if err := deliveryScript.Load(ctx, h.rdb).Err(); err != nil {
-			return fmt.Errorf("%w: load delivery script: %w", ErrUnavailable, err)
+			return failed, fmt.Errorf("%w: load delivery script: %w", ErrUnavailable, err)
 		}
 		todo = again
 	}
