@@ -379,8 +379,9 @@ func (h *wsHandler) OnClose(conn *gws.Conn, err error) {
 		c.sub.Close()
 	}
 	if c.counted {
-		ctx, cancel := context.WithTimeout(h.s.ctx, 10*time.Second)
-		if err := h.s.cfg.Events.Presence().Disconnected(context.WithoutCancel(ctx), c.user, h.s.hub.Node(), c.id); err != nil {
+		// Also while the node drains (its context is cancelled then), but not forever.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(h.s.ctx), 10*time.Second)
+		if err := h.s.cfg.Events.Presence().Disconnected(ctx, c.user, h.s.hub.Node(), c.id); err != nil {
 			h.s.log.Warn("uncounting a connection failed; the user stays online until this node's entry expires", "user", c.user, "err", err)
 		}
 		cancel()
