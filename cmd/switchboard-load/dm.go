@@ -112,6 +112,10 @@ func runDM(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	// report would call every message in flight lost.
 	prog.printf("sent %d requests; waiting up to %s for the last deliveries", r.send.requests.Load(), cfg.grace)
 	waitUntil(cfg.grace, func() bool { return r.matched.Load() >= r.send.accepted.Load() })
+	// Stop the readers before reporting: a reader may have counted a delivery that it has
+	// not recorded in the histograms yet.
+	stopRecv()
+	wg.Wait()
 	procs.fill(res, cfg, r.delivered.Load(), 0)
 
 	res.Send = r.send.report(elapsed, cfg.rate)

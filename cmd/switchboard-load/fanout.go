@@ -125,6 +125,10 @@ func runFanout(ctx context.Context, cfg config, prog *progress) (*Result, error)
 
 	prog.printf("posted %d; waiting up to %s for the last deliveries", r.send.requests.Load(), cfg.grace)
 	waitUntil(cfg.grace, func() bool { lost, _ := r.missing(); return lost == 0 })
+	// Stop the readers before reporting: a reader may have counted a delivery that it has
+	// not recorded in the histograms yet.
+	stopRecv()
+	wg.Wait()
 	procs.fill(res, cfg, r.delivered.Load(), 0)
 
 	res.Send = r.send.report(elapsed, cfg.rate)
