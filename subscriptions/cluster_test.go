@@ -53,11 +53,7 @@ func TestOnRedisCluster(t *testing.T) {
 
 	t.Run("direct messages published on one node reach users of every shard on another", func(t *testing.T) {
 		hs := hubs(t, 2)
-		sinks := map[string]*sink{}
-		for _, u := range users {
-			sinks[u] = &sink{}
-			subscribe(t, hs[0], u, "", sinks[u])
-		}
+		sinks := subscribeAll(t, hs[0], users)
 		ids := map[string][]StreamID{}
 		for round := range 5 {
 			for _, u := range users {
@@ -144,11 +140,7 @@ func TestOnRedisCluster(t *testing.T) {
 
 	t.Run("a batch to users on every shard keeps each user's order", func(t *testing.T) {
 		h := hubs(t, 1)[0]
-		sinks := map[string]*sink{}
-		for _, u := range users {
-			sinks[u] = &sink{}
-			subscribe(t, h, u, "", sinks[u])
-		}
+		sinks := subscribeAll(t, h, users)
 		var batch []Direct
 		for round := range 5 {
 			for _, u := range users {
@@ -225,11 +217,7 @@ func TestOnRedisCluster(t *testing.T) {
 
 	t.Run("a Pub/Sub drop on one shard loses nothing", func(t *testing.T) {
 		hs := hubs(t, 2)
-		sinks := map[string]*sink{}
-		for _, u := range users {
-			sinks[u] = &sink{}
-			subscribe(t, hs[0], u, "", sinks[u])
-		}
+		sinks := subscribeAll(t, hs[0], users)
 		ids := map[string][]StreamID{}
 		for round := range 20 {
 			if round == 10 {
@@ -252,6 +240,16 @@ func TestOnRedisCluster(t *testing.T) {
 			t.Fatal("killing one shard's Pub/Sub clients rebuilt no link")
 		}
 	})
+}
+
+// subscribeAll subscribes every user on h, each with a sink of its own.
+func subscribeAll(t *testing.T, h *Hub, users []string) map[string]*sink {
+	sinks := map[string]*sink{}
+	for _, u := range users {
+		sinks[u] = &sink{}
+		subscribe(t, h, u, "", sinks[u])
+	}
+	return sinks
 }
 
 // moveSlot migrates slot, with its keys, from the master at src to the master at dst, the

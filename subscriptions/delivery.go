@@ -71,9 +71,9 @@ func newPublisher(rdb redis.UniversalClient, cfg Config, publishCmd string, dead
 }
 
 // publish appends and publishes one message and returns its stream id.
-func (p *publisher) publish(stream, channel string, bucket int, tail []byte) (string, error) {
+func (p *publisher) publish(stream, channel string, bucket int, tail string) (string, error) {
 	d := deliveryPool.Get().(*delivery)
-	d.stream, d.channel, d.bucket, d.tail = stream, channel, bucket, string(tail)
+	d.stream, d.channel, d.bucket, d.tail = stream, channel, bucket, tail
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()

@@ -3,6 +3,7 @@ package subscriptions
 import (
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 )
 
 // Message is one message on its way to a connection: its id and its whole JSON envelope,
@@ -27,36 +28,41 @@ const envelopePrefix = `{"type":"message","id":"`
 
 // tail encodes everything of the envelope after its id: `,"from":...,"data":...}`. The stream
 // keeps the tail, and the id completes it, both when published and when replayed.
-func (e Envelope) tail() []byte {
+func (e Envelope) tail() string {
 	n := len(e.Data) + len(e.From) + len(e.Room) + 32
 	if e.Binary != nil {
 		n += base64.StdEncoding.EncodedLen(len(e.Binary))
 	}
-	b := make([]byte, 0, n)
+	// A Builder hands its bytes over as the string: the tail is built once, not copied.
+	var b strings.Builder
+	b.Grow(n)
 	if e.From != "" {
 		// Ids are restricted to characters that need no JSON escaping.
-		b = append(b, `,"from":"`...)
-		b = append(b, e.From...)
-		b = append(b, '"')
+		b.WriteString(`,"from":"`)
+		b.WriteString(e.From)
+		b.WriteByte('"')
 	}
 	if e.Room != "" {
-		b = append(b, `,"room":"`...)
-		b = append(b, e.Room...)
-		b = append(b, '"')
+		b.WriteString(`,"room":"`)
+		b.WriteString(e.Room)
+		b.WriteByte('"')
 	}
 	if e.Binary != nil {
-		b = append(b, `,"data_b64":"`...)
-		b = base64.StdEncoding.AppendEncode(b, e.Binary)
-		b = append(b, '"')
+		b.WriteString(`,"data_b64":"`)
+		enc := base64.NewEncoder(base64.StdEncoding, &b)
+		_, _ = enc.Write(e.Binary)
+		_ = enc.Close()
+		b.WriteByte('"')
 	} else {
-		b = append(b, `,"data":`...)
+		b.WriteString(`,"data":`)
 		if len(e.Data) == 0 {
-			b = append(b, "null"...)
+			b.WriteString("null")
 		} else {
-			b = append(b, e.Data...)
+			b.Write(e.Data)
 		}
 	}
-	return append(b, '}')
+	b.WriteByte('}')
+	return b.String()
 }
 
 // assemble builds the full envelope of a message from its id and tail, as the script does.

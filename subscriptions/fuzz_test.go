@@ -42,7 +42,7 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 		} else {
 			return
 		}
-		payload := assemble(sid.String(), string(env.tail()))
+		payload := assemble(sid.String(), env.tail())
 		if !json.Valid(payload) {
 			t.Fatalf("envelope is not JSON: %s", payload)
 		}

@@ -1,6 +1,7 @@
 package subscriptions
 
 import (
+	"fmt"
 	"hash/fnv"
 	"testing"
 )
@@ -30,5 +31,19 @@ func TestValidID(t *testing.T) {
 	}
 	if !ValidID(string(long)) {
 		t.Error("a 128-character id is valid")
+	}
+}
+
+func TestGroupByKeepsOrderWithinKeysAndBoundsGroups(t *testing.T) {
+	same := groupBy([]int{1, 2, 3, 4, 5}, 2, func(int) int { return 0 })
+	if fmt.Sprint(same) != "[[1 2] [3 4] [5]]" {
+		t.Fatalf("one key: %v", same)
+	}
+	mixed := groupBy([]int{1, 2, 3, 4, 5, 6, 7}, 2, func(i int) int { return i % 2 })
+	if fmt.Sprint(mixed) != "[[1 3] [5 7] [2 4] [6]]" {
+		t.Fatalf("two keys: %v", mixed)
+	}
+	if len(groupBy([]int{}, 2, func(int) int { return 0 })) != 0 {
+		t.Fatal("no items, no groups")
 	}
 }

@@ -109,7 +109,7 @@ func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []err
 			continue
 		}
 		ds[i] = &delivery{stream: h.keys.userStream(m.User), channel: h.keys.userChannel(m.User),
-			bucket: h.groupKey(m.User), tail: string(m.Envelope.tail()), done: make(chan struct{}, 1)}
+			bucket: h.groupKey(m.User), tail: m.Envelope.tail(), done: make(chan struct{}, 1)}
 		live = append(live, ds[i])
 	}
 	if err := ctx.Err(); err != nil {
@@ -137,6 +137,16 @@ func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []err
 	return ids, errs
 }
 
+func allSameKey[T any](items []T, key func(T) int) bool {
+	k := key(items[0])
+	for _, it := range items[1:] {
+		if key(it) != k {
+			return false
+		}
+	}
+	return true
+}
+
 // groupKey is what deliveries to user are grouped by into one script call: its bucket on
 // Redis Cluster, where a call must stay in one slot; anything on a single Redis.
 func (h *Hub) groupKey(user string) int {
@@ -149,6 +159,14 @@ func (h *Hub) groupKey(user string) int {
 // groupBy splits items into groups of at most size with the same key, keeping their order
 // within a key.
 func groupBy[T any](items []T, size int, key func(T) int) [][]T {
+	var groups [][]T
+	if len(items) > 0 && allSameKey(items, key) {
+		// The common case, and always on a single Redis: chunks of items itself, no copies.
+		for start := 0; start < len(items); start += size {
+			groups = append(groups, items[start:min(start+size, len(items))])
+		}
+		return groups
+	}
 	byKey := map[int][]T{}
 	var order []int
 	for _, it := range items {
@@ -158,7 +176,6 @@ func groupBy[T any](items []T, size int, key func(T) int) [][]T {
 		}
 		byKey[k] = append(byKey[k], it)
 	}
-	var groups [][]T
 	for _, k := range order {
 		its := byKey[k]
 		for start := 0; start < len(its); start += size {

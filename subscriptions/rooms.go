@@ -125,7 +125,7 @@ func (h *Hub) PublishRoom(ctx context.Context, room string, env Envelope, requir
 	if requireMember && !contains(members, env.From) {
 		return 0, ErrNotMember
 	}
-	tail := string(env.tail())
+	tail := env.tail()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(fanoutParallel)
 	groups := h.fanoutGroups(members)
