@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -96,26 +95,13 @@ func runDM(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	procs := watchProcs(cfg)
 	start := time.Now()
 	prog.printf("sending with %d publishers, %s", cfg.publishers, bounds(res.Params))
-	var prevAcc, prevDel int64
-	stop := prog.every(time.Second, func(el time.Duration) string {
-		acc, del := r.send.accepted.Load(), r.delivered.Load()
-		line := fmt.Sprintf("accepted %d (%d/s), delivered %d (%d/s), errors %d", acc, acc-prevAcc, del, del-prevDel, r.send.errors.total())
-		prevAcc, prevDel = acc, del
-		return line
-	})
-	elapsed := publishers(ctx, cfg.publishers, newPacer(start, cfg.duration, cfg.rate, cfg.count), r.publish)
-	posters.close()
-	stop()
-	res.Interrupted = ctx.Err() != nil
-
-	// The grace period runs even after an interrupt: it is bounded, and without it the
-	// report would call every message in flight lost.
-	prog.printf("sent %d requests; waiting up to %s for the last deliveries", r.send.requests.Load(), cfg.grace)
-	waitUntil(cfg.grace, func() bool { return r.matched.Load() >= r.send.accepted.Load() })
-	// Stop the readers before reporting: a reader may have counted a delivery that it has
-	// not recorded in the histograms yet.
-	stopRecv()
-	wg.Wait()
+	elapsed, interrupted := sendPhase{
+		send: &r.send, delivered: &r.delivered, sentNoun: "accepted", deliveredNoun: "delivered",
+		publish: r.publish, posters: posters,
+		done:        func() bool { return r.matched.Load() >= r.send.accepted.Load() },
+		stopReaders: func() { stopRecv(); wg.Wait() },
+	}.run(ctx, cfg, prog, start, "sent requests:")
+	res.Interrupted = interrupted
 	procs.fill(res, cfg, r.delivered.Load(), 0)
 
 	res.Send = r.send.report(elapsed, cfg.rate)

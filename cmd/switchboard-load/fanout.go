@@ -111,24 +111,13 @@ func runFanout(ctx context.Context, cfg config, prog *progress) (*Result, error)
 	procs := watchProcs(cfg)
 	start := time.Now()
 	prog.printf("posting with %d publishers, %s", cfg.publishers, bounds(res.Params))
-	var prevAcc, prevDel int64
-	stop := prog.every(time.Second, func(el time.Duration) string {
-		acc, del := r.send.accepted.Load(), r.delivered.Load()
-		line := fmt.Sprintf("posts accepted %d (%d/s), deliveries %d (%d/s), errors %d", acc, acc-prevAcc, del, del-prevDel, r.send.errors.total())
-		prevAcc, prevDel = acc, del
-		return line
-	})
-	elapsed := publishers(ctx, cfg.publishers, newPacer(start, cfg.duration, cfg.rate, cfg.count), r.publish)
-	posters.close()
-	stop()
-	res.Interrupted = ctx.Err() != nil
-
-	prog.printf("posted %d; waiting up to %s for the last deliveries", r.send.requests.Load(), cfg.grace)
-	waitUntil(cfg.grace, func() bool { lost, _ := r.missing(); return lost == 0 })
-	// Stop the readers before reporting: a reader may have counted a delivery that it has
-	// not recorded in the histograms yet.
-	stopRecv()
-	wg.Wait()
+	elapsed, interrupted := sendPhase{
+		send: &r.send, delivered: &r.delivered, sentNoun: "posts accepted", deliveredNoun: "deliveries",
+		publish: r.publish, posters: posters,
+		done:        func() bool { lost, _ := r.missing(); return lost == 0 },
+		stopReaders: func() { stopRecv(); wg.Wait() },
+	}.run(ctx, cfg, prog, start, "posted:")
+	res.Interrupted = interrupted
 	procs.fill(res, cfg, r.delivered.Load(), 0)
 
 	res.Send = r.send.report(elapsed, cfg.rate)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -183,4 +184,42 @@ func (s *sendStats) report(elapsed time.Duration, rate float64) *SendReport {
 		TargetRate:        rate,
 		Latency:           s.latency.Summary(),
 	}
+}
+
+// sendPhase is the sending half shared by the dm and fanout scenarios.
+type sendPhase struct {
+	send      *sendStats
+	delivered *atomic.Int64
+	// sent and delivered name what is counted in the progress line ("accepted",
+	// "delivered"; "posts accepted", "deliveries").
+	sentNoun, deliveredNoun string
+	publish                 func(publisher int, seq int64)
+	posters                 posterPool
+	// done reports whether every accepted message has been delivered.
+	done func() bool
+	// stopReaders stops the connections' readers and waits for them.
+	stopReaders func()
+}
+
+// run sends with the configured publishers and pacing, printing progress each second, then
+// waits up to the grace period for the last deliveries — even after an interrupt: it is
+// bounded, and without it every message in flight would count as lost — and stops the
+// readers, so that the report sees every delivery they counted. It returns how long sending
+// took and whether ctx interrupted it.
+func (ph sendPhase) run(ctx context.Context, cfg config, prog *progress, start time.Time, verb string) (time.Duration, bool) {
+	var prevSent, prevDel int64
+	stop := prog.every(time.Second, func(time.Duration) string {
+		acc, del := ph.send.accepted.Load(), ph.delivered.Load()
+		line := fmt.Sprintf("%s %d (%d/s), %s %d (%d/s), errors %d", ph.sentNoun, acc, acc-prevSent, ph.deliveredNoun, del, del-prevDel, ph.send.errors.total())
+		prevSent, prevDel = acc, del
+		return line
+	})
+	elapsed := publishers(ctx, cfg.publishers, newPacer(start, cfg.duration, cfg.rate, cfg.count), ph.publish)
+	ph.posters.close()
+	stop()
+	interrupted := ctx.Err() != nil
+	prog.printf("%s %d; waiting up to %s for the last deliveries", verb, ph.send.requests.Load(), cfg.grace)
+	waitUntil(cfg.grace, ph.done)
+	ph.stopReaders()
+	return elapsed, interrupted
 }
