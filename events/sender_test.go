@@ -372,8 +372,10 @@ func TestAnotherNodeDeliversWhatADeadNodeLeftPending(t *testing.T) {
 			return reply{}
 		})
 		defer close(hang)
-		a := newQueue(t, newRedis(t, srv), Config{Prefix: "handover", Node: "a", URL: recv.url()})
-		b := newQueue(t, newRedis(t, srv), Config{Prefix: "handover", Node: "b", URL: recv.url()})
+		// A lease round of 1 s (ClaimIdle/3) rather than the default 10 s: node b takes the
+		// released shards at its next round, which the wait below must comfortably cover.
+		a := newQueue(t, newRedis(t, srv), Config{Prefix: "handover", Node: "a", URL: recv.url(), ClaimIdle: 3 * time.Second})
+		b := newQueue(t, newRedis(t, srv), Config{Prefix: "handover", Node: "b", URL: recv.url(), ClaimIdle: 3 * time.Second})
 		stopA := start(t, a)
 		emitN(t, a, users(20), 60)
 		waitFor(t, 5*time.Second, func() bool { return recv.requestCount() >= 5 }, "node a's requests hanging")
