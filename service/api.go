@@ -25,7 +25,10 @@ func (s *Server) readMessage(w http.ResponseWriter, r *http.Request, param strin
 	if err != nil {
 		return "", subscriptions.Envelope{}, err
 	}
-	from := r.URL.Query().Get("from")
+	var from string
+	if r.URL.RawQuery != "" { // parsing an empty query still allocates its map
+		from = r.URL.Query().Get("from")
+	}
 	if from != "" && !subscriptions.ValidID(from) {
 		return "", subscriptions.Envelope{}, errBadRequest(codeInvalidID, "from must match ^[A-Za-z0-9._@+-]{1,128}$")
 	}

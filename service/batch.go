@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"unicode/utf8"
 
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
@@ -110,6 +111,9 @@ type validItem struct {
 
 // decodeBatch parses and validates a whole batch; a bad item is refused naming its index.
 func (s *Server) decodeBatch(body []byte) ([]validItem, error) {
+	if !utf8.Valid(body) { // the decoder would keep invalid UTF-8 inside "data" as it is
+		return nil, errBadJSON
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	var req batchRequest

@@ -112,6 +112,7 @@ func TestBatchRefusalsAcceptNothing(t *testing.T) {
 		{"no data", `{"messages":[{"user":"bob"}]}`, 400, "bad_request", "messages[0]"},
 		{"bad base64", `{"messages":[{"user":"bob","data_b64":"AA="}]}`, 400, "bad_request", "messages[0]"},
 		{"data over the limit", `{"messages":[{"user":"bob","data":"` + strings.Repeat("x", 120) + `"}]}`, 413, "too_large", "messages[0]"},
+		{"data with invalid UTF-8", "{\"messages\":[{\"user\":\"bob\",\"data\":1},{\"user\":\"bob\",\"data\":\"\xe9\"}]}", 400, "bad_json", "UTF-8"},
 		{"trailing data", `{"messages":[{"user":"bob","data":1}]} {}`, 400, "bad_json", ""},
 	}
 	for _, tc := range cases {

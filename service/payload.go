@@ -26,10 +26,12 @@ func readPayload(w http.ResponseWriter, r *http.Request, max int) (subscriptions
 
 // readBody reads a request body of at most max bytes, refusing larger ones with 413.
 func readBody(w http.ResponseWriter, r *http.Request, max int) ([]byte, error) {
-	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, code: codeTooLarge,
-		message: fmt.Sprintf("payload is larger than %d bytes", max)}
+	tooLarge := func() error {
+		return &apiError{status: http.StatusRequestEntityTooLarge, code: codeTooLarge,
+			message: fmt.Sprintf("payload is larger than %d bytes", max)}
+	}
 	if r.ContentLength > int64(max) {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	if r.ContentLength >= 0 {
 		// net/http ends the body at Content-Length: read exactly that, in one allocation.
@@ -43,12 +45,20 @@ func readBody(w http.ResponseWriter, r *http.Request, max int) ([]byte, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, tooLarge
+			return nil, tooLarge()
 		}
 		return nil, errBadRequest(codeBadRequest, "reading the request body failed")
 	}
 	return body, nil
 }
+
+// errBadJSON refuses a body that is not JSON, or JSON that is not UTF-8 (RFC 8259 requires
+// it, and a WebSocket text frame must be: a browser fails the connection on invalid UTF-8).
+var errBadJSON = errBadRequest(codeBadJSON, "the body is not valid JSON in UTF-8")
+
+// validJSON reports whether b is JSON in valid UTF-8; json.Valid alone lets invalid UTF-8
+// inside strings through.
+func validJSON(b []byte) bool { return utf8.Valid(b) && json.Valid(b) }
 
 // decodePayload turns a body of the given Content-Type into an envelope's data.
 func decodePayload(contentType string, body []byte) (subscriptions.Envelope, error) {
@@ -56,8 +66,8 @@ func decodePayload(contentType string, body []byte) (subscriptions.Envelope, err
 	case "":
 		return subscriptions.Envelope{Binary: body}, nil
 	case "application/json": // the common case, without parsing parameters
-		if !json.Valid(body) {
-			return subscriptions.Envelope{}, errBadRequest(codeBadJSON, "the body is not valid JSON")
+		if !validJSON(body) {
+			return subscriptions.Envelope{}, errBadJSON
 		}
 		return subscriptions.Envelope{Data: body}, nil
 	}
@@ -67,8 +77,8 @@ func decodePayload(contentType string, body []byte) (subscriptions.Envelope, err
 	}
 	switch {
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
-		if !json.Valid(body) {
-			return subscriptions.Envelope{}, errBadRequest(codeBadJSON, "the body is not valid JSON")
+		if !validJSON(body) {
+			return subscriptions.Envelope{}, errBadJSON
 		}
 		return subscriptions.Envelope{Data: body}, nil
 	case strings.HasPrefix(mt, "text/"):

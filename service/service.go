@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,10 +167,23 @@ func (s *Server) Handler() http.Handler { return s.router }
 
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+	// Under /v1 the key is checked before a 404 or 405, so that without it nothing tells
+	// which endpoints exist.
+	apiKey := s.requireKey(s.cfg.APIKey)
+	underAPI := func(h http.HandlerFunc) http.HandlerFunc {
+		guarded := apiKey(h)
+		return func(w http.ResponseWriter, req *http.Request) {
+			if strings.HasPrefix(req.URL.Path, "/v1/") {
+				guarded.ServeHTTP(w, req)
+				return
+			}
+			h(w, req)
+		}
+	}
+	r.NotFound(underAPI(func(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, &apiError{status: http.StatusNotFound, code: codeNotFound, message: "no such endpoint"})
-	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+	}))
+	r.MethodNotAllowed(underAPI(func(w http.ResponseWriter, req *http.Request) {
 		// chi keeps the allowed methods to itself once a custom handler is set; ask the
 		// router again, so that the 405 carries the Allow header HTTP requires.
 		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
@@ -178,7 +192,7 @@ func (s *Server) routes() chi.Router {
 			}
 		}
 		writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: codeNotAllowed, message: "method not allowed on this endpoint"})
-	})
+	}))
 	r.Use(s.recoverer, middleware.GetHead)
 
 	// /ws stays out of any middleware that wraps the ResponseWriter: gws hijacks it.
@@ -187,18 +201,20 @@ func (s *Server) routes() chi.Router {
 	r.Get("/readyz", s.handleReadyz)
 	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
 
-	r.Route("/v1", func(r chi.Router) {
-		r.Use(s.requireKey(s.cfg.APIKey))
-		r.Post("/messages", s.handlePostBatch)
-		r.Post("/users/{user}/messages", s.handlePostUserMessage)
-		r.Get("/users/{user}/messages", s.handleGetUserMessages)
-		r.Get("/users/{user}/rooms", s.handleGetUserRooms)
-		r.Delete("/users/{user}/connections", s.handleDeleteConnections)
-		r.Get("/users/{user}/presence", s.handleGetPresence)
-		r.Put("/rooms/{room}/members/{user}", s.handlePutMember)
-		r.Delete("/rooms/{room}/members/{user}", s.handleDeleteMember)
-		r.Get("/rooms/{room}/members", s.handleGetMembers)
-		r.Post("/rooms/{room}/messages", s.handlePostRoomMessage)
+	// The API is a group, not a mounted subrouter: its routes sit in the one routing tree,
+	// so a request is routed once (Mount routes twice and copies the request again).
+	r.Group(func(r chi.Router) {
+		r.Use(apiKey)
+		r.Post("/v1/messages", s.handlePostBatch)
+		r.Post("/v1/users/{user}/messages", s.handlePostUserMessage)
+		r.Get("/v1/users/{user}/messages", s.handleGetUserMessages)
+		r.Get("/v1/users/{user}/rooms", s.handleGetUserRooms)
+		r.Delete("/v1/users/{user}/connections", s.handleDeleteConnections)
+		r.Get("/v1/users/{user}/presence", s.handleGetPresence)
+		r.Put("/v1/rooms/{room}/members/{user}", s.handlePutMember)
+		r.Delete("/v1/rooms/{room}/members/{user}", s.handleDeleteMember)
+		r.Get("/v1/rooms/{room}/members", s.handleGetMembers)
+		r.Post("/v1/rooms/{room}/messages", s.handlePostRoomMessage)
 	})
 	r.Route("/admin", func(r chi.Router) {
 		r.Get("/", s.serveFile("admin.html"))

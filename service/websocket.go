@@ -178,6 +178,9 @@ type client struct {
 	refill  time.Time
 	limited int // frames refused in a row
 
+	// wmu orders the data frames drain writes straight to the socket with the close frame
+	// close writes through gws.
+	wmu     sync.Mutex
 	mu      sync.Mutex
 	queue   [][]byte
 	spare   [][]byte
@@ -266,22 +269,31 @@ func (c *client) send(frame []byte) {
 }
 
 // drain writes what is queued, one batch per job so that pings queued behind it go out.
+// The frames of a batch go out in one system call (writev): under fan-out or a replay a
+// connection often has several queued, and it is the call, not the bytes, that costs.
 func (c *client) drain() {
 	c.mu.Lock()
 	batch := c.queue
 	c.queue, c.spare = c.spare[:0], nil
 	c.mu.Unlock()
-	for i, frame := range batch {
-		_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-		if err := c.conn.WriteMessage(gws.OpcodeText, frame); err != nil {
-			break // gws has closed the connection; OnClose follows
-		}
-		batch[i] = nil
-		c.mu.Lock()
-		c.bytes -= len(frame)
-		c.mu.Unlock()
+	n := 0
+	for _, frame := range batch {
+		n += len(frame)
 	}
+	c.wmu.Lock()
 	c.mu.Lock()
+	closed := c.closed // no data frame may follow the close frame
+	c.mu.Unlock()
+	if !closed {
+		_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		if err := writeTextFrames(c.conn.NetConn(), batch, c.s.log); err != nil {
+			// As gws does when a write fails: the read loop then ends and OnClose follows.
+			_ = c.conn.NetConn().Close()
+		}
+	}
+	c.wmu.Unlock()
+	c.mu.Lock()
+	c.bytes -= n
 	clear(batch)
 	c.spare = batch[:0]
 	more := len(c.queue) > 0 && !c.closed
@@ -319,6 +331,8 @@ func (c *client) close(code uint16, reason string) {
 	c.queue = nil
 	c.mu.Unlock()
 	go func() {
+		c.wmu.Lock() // after a batch being written, never inside it
+		defer c.wmu.Unlock()
 		_ = c.conn.SetWriteDeadline(time.Now().Add(closeWriteTimeout))
 		_ = c.conn.WriteClose(code, []byte(reason))
 	}()

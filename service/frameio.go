@@ -1,0 +1,73 @@
+package service
+
+import (
+	"encoding/binary"
+	"log/slog"
+	"net"
+	"sync"
+	"unicode/utf8"
+)
+
+// frameWriter holds what one writev of WebSocket frames needs, reused across writes.
+type frameWriter struct {
+	headers []byte
+	bufs    net.Buffers
+}
+
+var frameWriters = sync.Pool{New: func() any { return new(frameWriter) }}
+
+// writeTextFrames writes frames as unmasked, uncompressed WebSocket text frames (what a
+// server sends; gws is configured without compression) in one writev: the headers in one
+// small buffer, the payloads as they are, not copied. Each Write on a socket is whole
+// (Go's netFD holds its write lock for it), so frames never interleave with the control
+// frames gws writes on the same socket.
+//
+// A frame that is not valid UTF-8 would make a browser fail the connection, and the
+// client would then resume into the same frame forever; it is skipped and logged. Input
+// is validated where it enters, so this is a guard against data put in Redis by other means.
+func writeTextFrames(conn net.Conn, frames [][]byte, log *slog.Logger) error {
+	fw := frameWriters.Get().(*frameWriter)
+	defer func() {
+		if cap(fw.bufs) > 4096 { // a long replay's batch: do not keep its arrays around
+			return
+		}
+		clear(fw.bufs)
+		fw.headers, fw.bufs = fw.headers[:0], fw.bufs[:0]
+		frameWriters.Put(fw)
+	}()
+	// Room for the longest header of every frame up front, so that appending never moves
+	// the headers the buffers point into.
+	if cap(fw.headers) < maxFrameHeader*len(frames) {
+		fw.headers = make([]byte, 0, maxFrameHeader*len(frames))
+	}
+	for _, f := range frames {
+		if !utf8.Valid(f) {
+			log.Error("dropped a frame that is not valid UTF-8", "bytes", len(f))
+			continue
+		}
+		at := len(fw.headers)
+		fw.headers = appendTextHeader(fw.headers, len(f))
+		fw.bufs = append(fw.bufs, fw.headers[at:], f)
+	}
+	bufs := fw.bufs // WriteTo consumes the slice it is called on
+	_, err := bufs.WriteTo(conn)
+	return err
+}
+
+// maxFrameHeader is the longest header of an unmasked frame: 2 bytes and a 64-bit length.
+const maxFrameHeader = 10
+
+// appendTextHeader appends the header of a final, unmasked text frame of n payload bytes.
+func appendTextHeader(b []byte, n int) []byte {
+	const finText = 0x81
+	switch {
+	case n < 126:
+		return append(b, finText, byte(n))
+	case n <= 0xFFFF:
+		b = append(b, finText, 126)
+		return binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, finText, 127)
+		return binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+}

@@ -1,0 +1,138 @@
+package service
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+)
+
+// readServerFrame parses one unmasked frame the way a client does.
+func readServerFrame(t *testing.T, r io.Reader) (fin bool, opcode byte, payload []byte) {
+	t.Helper()
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		t.Fatalf("reading a frame header: %v", err)
+	}
+	if h[1]&0x80 != 0 {
+		t.Fatal("a server frame is masked")
+	}
+	n := uint64(h[1] & 0x7F)
+	switch n {
+	case 126:
+		var b [2]byte
+		_, _ = io.ReadFull(r, b[:])
+		n = uint64(binary.BigEndian.Uint16(b[:]))
+		if n < 126 {
+			t.Fatalf("length %d in the 16-bit form (must use the shortest)", n)
+		}
+	case 127:
+		var b [8]byte
+		_, _ = io.ReadFull(r, b[:])
+		n = binary.BigEndian.Uint64(b[:])
+		if n <= 0xFFFF {
+			t.Fatalf("length %d in the 64-bit form (must use the shortest)", n)
+		}
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		t.Fatalf("reading a payload of %d bytes: %v", n, err)
+	}
+	return h[0]&0x80 != 0, h[0] & 0x0F, payload
+}
+
+func TestWriteTextFramesWritesEachFrameWhole(t *testing.T) {
+	// Lengths at every boundary of the length encoding.
+	sizes := []int{0, 1, 125, 126, 127, 0xFFFF, 0x10000, 70000}
+	var frames [][]byte
+	for i, n := range sizes {
+		frames = append(frames, bytes.Repeat([]byte{byte('a' + i)}, n))
+	}
+	client, server := net.Pipe()
+	defer client.Close()
+	done := make(chan error, 1)
+	go func() { done <- writeTextFrames(server, frames, slog.New(slog.DiscardHandler)) }()
+	for i, want := range frames {
+		fin, op, got := readServerFrame(t, client)
+		if !fin || op != 0x1 {
+			t.Fatalf("frame %d: fin %v opcode %#x, want a final text frame", i, fin, op)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("frame %d: %d bytes, want %d", i, len(got), len(want))
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWriteTextFramesSkipsInvalidUTF8(t *testing.T) {
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	frames := [][]byte{[]byte(`{"n":1}`), []byte("{\"n\":\"\xff\"}"), []byte(`{"n":3}`)}
+	client, server := net.Pipe()
+	defer client.Close()
+	done := make(chan error, 1)
+	go func() { done <- writeTextFrames(server, frames, log); server.Close() }()
+	for _, want := range []string{`{"n":1}`, `{"n":3}`} {
+		if _, _, got := readServerFrame(t, client); string(got) != want {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rest, _ := io.ReadAll(client); len(rest) != 0 {
+		t.Fatalf("%d bytes after the valid frames", len(rest))
+	}
+	if !strings.Contains(logged.String(), "not valid UTF-8") {
+		t.Fatalf("the dropped frame was not logged: %q", logged.String())
+	}
+}
+
+func TestWriteTextFramesReportsAWriteError(t *testing.T) {
+	client, server := net.Pipe()
+	client.Close()
+	if err := writeTextFrames(server, [][]byte{[]byte("x")}, slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("a write to a closed pipe succeeded")
+	}
+}
+
+func BenchmarkWriteTextFrames(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			_, _ = io.Copy(io.Discard, c)
+		}
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	frame := bytes.Repeat([]byte("x"), 150)
+	for _, n := range []int{1, 4, 16} {
+		frames := make([][]byte, n)
+		for i := range frames {
+			frames[i] = frame
+		}
+		b.Run(fmt.Sprintf("frames=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := writeTextFrames(conn, frames, slog.New(slog.DiscardHandler)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/frame")
+		})
+	}
+}
