@@ -19,7 +19,8 @@ import (
 // can be repeated without counting a connection twice, and a Disconnected for a Connected
 // that never took effect does nothing.
 type Presence struct {
-	q *Queue
+	q     *Queue
+	calls scriptBatcher // a connect storm's calls share round trips
 }
 
 // nodeGoneChunk is how many users one NodeGone script handles, keeping each call short.
@@ -61,7 +62,7 @@ func (p *Presence) change(ctx context.Context, script *redis.Script, typ Type, u
 	} else {
 		args = []any{q.maxLen, node + "/" + conn, user, node, ev}
 	}
-	res, err := script.Run(ctx, q.rdb, keys, args...).Int64Slice()
+	res, err := p.calls.run(ctx, script, keys, args...)
 	if err != nil {
 		return fmt.Errorf("%w: presence of %s on %s: %w", ErrUnavailable, user, node, err)
 	}

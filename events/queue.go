@@ -206,6 +206,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Queue, error) {
 		q.wake[s] = make(chan struct{}, 1)
 	}
 	q.presence.q = q
+	q.presence.calls.rdb = rdb
 	return q, nil
 }
 
