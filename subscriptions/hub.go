@@ -231,7 +231,11 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	pubCtx := context.WithoutCancel(ctx) // queued deliveries finish after ctx ends
-	wg.Go(func() { h.pub.run(pubCtx, 2) })
+	// One pipeline in flight, not two: what queues meanwhile goes out together in the next,
+	// up to 512 messages. Measured with 16 publishers on one Redis: 9.4 messages per round
+	// trip instead of 5.5, Redis 7.2 µs per message instead of 8.6, 8-10 % more DMs/s and a
+	// lower p99. A message waits at most one round trip more, and only under load.
+	wg.Go(func() { h.pub.run(pubCtx, 1) })
 	wg.Go(func() { h.watchdog(ctx) })
 	wg.Go(func() { h.healthLoop(ctx) })
 	wg.Go(func() { h.catchups.run(ctx, 4) })
