@@ -188,3 +188,31 @@ func BenchmarkRoomFanout(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEnvelope measures the encoding a message gets once, when it is published (its
+// tail), and the reading of its id the Pub/Sub reader does once per published message.
+func BenchmarkEnvelope(b *testing.B) {
+	env := Envelope{From: "billing", Data: []byte(`{"text":"hello there, this is a direct message of a typical size"}`)}
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = env.tail()
+		}
+	})
+	b.Run("encode-binary", func(b *testing.B) {
+		bin := Envelope{Binary: make([]byte, 96)}
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = bin.tail()
+		}
+	})
+	payload := string(assemble("1764131000000-42", env.tail()))
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := decodeMessage(payload); !ok {
+				b.Fatal("not decoded")
+			}
+		}
+	})
+}

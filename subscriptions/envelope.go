@@ -3,7 +3,6 @@ package subscriptions
 import (
 	"encoding/base64"
 	"encoding/json"
-	"strings"
 	"unsafe"
 )
 
@@ -34,36 +33,34 @@ func (e Envelope) tail() string {
 	if e.Binary != nil {
 		n += base64.StdEncoding.EncodedLen(len(e.Binary))
 	}
-	// A Builder hands its bytes over as the string: the tail is built once, not copied.
-	var b strings.Builder
-	b.Grow(n)
+	b := make([]byte, 0, n)
 	if e.From != "" {
 		// Ids are restricted to characters that need no JSON escaping.
-		b.WriteString(`,"from":"`)
-		b.WriteString(e.From)
-		b.WriteByte('"')
+		b = append(b, `,"from":"`...)
+		b = append(b, e.From...)
+		b = append(b, '"')
 	}
 	if e.Room != "" {
-		b.WriteString(`,"room":"`)
-		b.WriteString(e.Room)
-		b.WriteByte('"')
+		b = append(b, `,"room":"`...)
+		b = append(b, e.Room...)
+		b = append(b, '"')
 	}
 	if e.Binary != nil {
-		b.WriteString(`,"data_b64":"`)
-		enc := base64.NewEncoder(base64.StdEncoding, &b)
-		_, _ = enc.Write(e.Binary)
-		_ = enc.Close()
-		b.WriteByte('"')
+		b = append(b, `,"data_b64":"`...)
+		b = base64.StdEncoding.AppendEncode(b, e.Binary)
+		b = append(b, '"')
 	} else {
-		b.WriteString(`,"data":`)
+		b = append(b, `,"data":`...)
 		if len(e.Data) == 0 {
-			b.WriteString("null")
+			b = append(b, "null"...)
 		} else {
-			b.Write(e.Data)
+			b = append(b, e.Data...)
 		}
 	}
-	b.WriteByte('}')
-	return b.String()
+	b = append(b, '}')
+	// The bytes become the string, as strings.Builder does: built once, never copied, and
+	// never written again.
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // assemble builds the full envelope of a message from its id and tail, as the script does.
