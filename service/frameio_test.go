@@ -136,3 +136,33 @@ func BenchmarkWriteTextFrames(b *testing.B) {
 		})
 	}
 }
+
+// TestWriteTextFramesAllocationBudget pins the allocations of a connection's write: the
+// headers and buffers are pooled, the payloads written where they are.
+func TestWriteTextFramesAllocationBudget(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's sync.Pool drops items; scripts/test runs this test without it")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			_, _ = io.Copy(io.Discard, c)
+		}
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	frames := [][]byte{[]byte(`{"n":1}`), []byte(`{"n":2}`), []byte(`{"n":3}`)}
+	log := slog.New(slog.DiscardHandler)
+	// One: net.Buffers escapes into the io.Writer it is written to.
+	if got := testing.AllocsPerRun(200, func() { _ = writeTextFrames(conn, frames, log) }); got > 1 {
+		t.Fatalf("%.1f allocations per write of 3 frames, budget 1", got)
+	}
+}
