@@ -180,13 +180,14 @@ type client struct {
 
 	// wmu orders the data frames drain writes straight to the socket with the close frame
 	// close writes through gws.
-	wmu     sync.Mutex
-	mu      sync.Mutex
-	queue   [][]byte
-	spare   [][]byte
-	bytes   int  // queued and not yet written
-	writing bool // a drain job is scheduled
-	closed  bool
+	wmu           sync.Mutex
+	writeDeadline time.Time // the socket's write deadline drain last set; under wmu
+	mu            sync.Mutex
+	queue         [][]byte
+	spare         [][]byte
+	bytes         int  // queued and not yet written
+	writing       bool // a drain job is scheduled
+	closed        bool
 	// onDrained continues a paced replay once the queue has drained (see Room).
 	onDrained func()
 }
@@ -285,7 +286,12 @@ func (c *client) drain() {
 	closed := c.closed // no data frame may follow the close frame
 	c.mu.Unlock()
 	if !closed {
-		_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		// Moving the deadline costs a timer update in the runtime; it is moved only once
+		// half of WriteTimeout has passed, so a write may block for ½–1 × WriteTimeout.
+		if now := time.Now(); c.writeDeadline.Sub(now) < c.s.cfg.WriteTimeout/2 {
+			c.writeDeadline = now.Add(c.s.cfg.WriteTimeout)
+			_ = c.conn.SetWriteDeadline(c.writeDeadline)
+		}
 		if err := writeTextFrames(c.conn.NetConn(), batch, c.s.log); err != nil {
 			// As gws does when a write fails: the read loop then ends and OnClose follows.
 			_ = c.conn.NetConn().Close()
