@@ -1,6 +1,7 @@
 package service_test
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -172,5 +173,24 @@ func TestAdminSubscriptionsListsThisNodesUsers(t *testing.T) {
 		`{"user":"bob","channel":"` + subscriptions.ChannelName("t", "bob") + `","connections":1}],"connections":3,"users":2,"pubsub_reconnects":0,"caught_up":0,"replayed":0}`
 	if strings.TrimSpace(string(r.body)) != want {
 		t.Fatalf("got  %s\nwant %s", r.body, want)
+	}
+}
+
+// An envelope that is not valid UTF-8 can only come from something else writing to Redis
+// (the API refuses such payloads). Sent as a text frame it would make a browser fail the
+// connection, and the client would resume into it forever: the node drops it, logs it, and
+// the connection goes on with what follows.
+func TestAnEnvelopeWithInvalidUTF8FromRedisIsSkipped(t *testing.T) {
+	srv, rdb := startRedis(t)
+	n := startNode(t, srv.URL(), "a")
+	bob, _ := connect(t, n, "bob")
+	bad := fmt.Sprintf(`{"type":"message","id":"%d-0","data":"caf`+"\xe9"+`"}`, time.Now().UnixMilli()-1000)
+	if err := rdb.Publish(context.Background(), subscriptions.ChannelName("t", "bob"), bad).Err(); err != nil {
+		t.Fatal(err)
+	}
+	id := sendDM(t, n, "bob", `{"after":"the bad one"}`)
+	// The test client checks UTF-8 too: had the node sent the bad frame, this read fails.
+	if m := next(t, bob, "message"); m.ID != id {
+		t.Fatalf("bob got %s, want the message %s sent after the bad one", m.Raw, id)
 	}
 }
