@@ -50,6 +50,9 @@ func writeTextFrames(conn net.Conn, frames [][]byte, log *slog.Logger) error {
 		fw.bufs = append(fw.bufs, fw.headers[at:], f)
 	}
 	bufs := fw.bufs // WriteTo consumes the slice it is called on
+	if hc, ok := conn.(*handshakeConn); ok {
+		return hc.writeBuffers(bufs)
+	}
 	_, err := bufs.WriteTo(conn)
 	return err
 }

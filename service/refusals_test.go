@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -687,5 +688,24 @@ func TestPlainRequestsToTheWebSocketEndpointAreRefusedWithJSON(t *testing.T) {
 			checkRefusal(t, r, r.status, tc.code)
 			b.checkUntouched(t)
 		})
+	}
+}
+
+// A request that passes our checks but not gws's (HEAD reaches /ws through chi's GetHead)
+// still gets gws's 400: the connection that holds gws's first write must not swallow it.
+func TestUpgradeRefusedByGwsIsAnswered(t *testing.T) {
+	srv, _ := startRedis(t)
+	n := startNode(t, srv.URL(), "a")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(n.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = conn.Write([]byte("HEAD /ws?user=bob HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"))
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(got), "HTTP/1.1 400") {
+		t.Fatalf("answer %q, want gws's 400", got)
 	}
 }

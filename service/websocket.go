@@ -1,6 +1,7 @@
 package service
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"net/http"
@@ -61,7 +62,14 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &client{s: s, user: user, since: since, tokens: float64(s.cfg.FrameBurst)}
-	conn, err := s.upgrader.Upgrade(w, r)
+	netConn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		s.log.Debug("websocket hijack failed", "err", err)
+		return
+	}
+	// gws's answer is held until the welcome (see handshakeConn); gws reads through br.
+	br := bufio.NewReaderSize(netConn, wsReadBufferSize)
+	conn, err := s.upgrader.UpgradeFromConn(&handshakeConn{Conn: netConn}, br, r)
 	if err != nil {
 		s.log.Debug("websocket upgrade failed", "err", err)
 		return
