@@ -132,17 +132,17 @@ pick() { for i in $(seq "$runs"); do field "$1" <"$tmp/dm-$i.json"; done | media
 # round trip (-c 50) and pipelined (-P 16), with 1,000 users' channels subscribed (here
 # through Centrifugo).
 script="local id = redis.call('XADD', KEYS[1], 'MAXLEN', '1000', '*', 'e', ARGV[1]) redis.call('PUBLISH', KEYS[2], id) return id"
-ceiling() {
-	taskset -c 1 redis-benchmark -p "$rport" -c 50 -r 1000 -n "$1" ${2:-} --csv EVAL "$script" 2 \
-		"bench:s:__rand_int__" "bench:c:__rand_int__" "payload-of-one-hundred-bytes-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" |
+ceiling() { # run-tag calls [redis-benchmark options]; each run on 1,000 fresh streams
+	taskset -c 1 redis-benchmark -p "$rport" -c 50 -r 1000 -n "$2" ${3:-} --csv EVAL "$script" 2 \
+		"bench:$1:s:__rand_int__" "bench:$1:c:__rand_int__" "payload-of-one-hundred-bytes-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" |
 		tail -1 | python3 -c 'import csv,sys; print(round(float(next(csv.reader(sys.stdin))[1])))'
 }
-taskset -c 1 "$tmp/driver" "${driver_flags[@]}" --conns --conn-count 1000 --hold 40s 2>"$tmp/holder.err" >/dev/null &
+taskset -c 1 "$tmp/driver" "${driver_flags[@]}" --conns --conn-count 1000 --hold 60s 2>"$tmp/holder.err" >/dev/null &
 holder=$!
 sleep 3
 wait_quiet
-single=$(ceiling 200000)
-piped=$(ceiling 400000 "-P 16")
+single=$(for i in 1 2 3; do ceiling "one$i" 200000; done | median)
+piped=$(for i in 1 2 3; do ceiling "piped$i" 400000 "-P 16"; done | median)
 kill "$holder" 2>/dev/null || true
 wait "$holder" 2>/dev/null || true
 holder=
