@@ -103,22 +103,7 @@ func TestWriteTextFramesReportsAWriteError(t *testing.T) {
 }
 
 func BenchmarkWriteTextFrames(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			_, _ = io.Copy(io.Discard, c)
-		}
-	}()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
+	conn := discardConn(b)
 	frame := bytes.Repeat([]byte("x"), 150)
 	for _, n := range []int{1, 4, 16} {
 		frames := make([][]byte, n)
@@ -143,26 +128,20 @@ func TestWriteTextFramesAllocationBudget(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector's sync.Pool drops items; scripts/test runs this test without it")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			_, _ = io.Copy(io.Discard, c)
-		}
-	}()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := discardConn(t)
 	frames := [][]byte{[]byte(`{"n":1}`), []byte(`{"n":2}`), []byte(`{"n":3}`)}
 	log := slog.New(slog.DiscardHandler)
 	// One: net.Buffers escapes into the io.Writer it is written to.
 	if got := testing.AllocsPerRun(200, func() { _ = writeTextFrames(conn, frames, log) }); got > 1 {
 		t.Fatalf("%.1f allocations per write of 3 frames, budget 1", got)
 	}
+}
+
+// discardConn returns the client end of a real loopback TCP connection whose server end
+// reads everything and throws it away.
+func discardConn(tb testing.TB) net.Conn {
+	tb.Helper()
+	client, server := tcpPair(tb)
+	go func() { _, _ = io.Copy(io.Discard, server) }()
+	return client
 }

@@ -1,8 +1,6 @@
 package subscriptions
 
 import (
-	"io"
-	"log/slog"
 	"strconv"
 	"testing"
 
@@ -25,19 +23,8 @@ func TestAllocationBudgets(t *testing.T) {
 	check("decoding a published envelope", 0, func() { _, _ = decodeMessage(payload) })
 
 	// Dispatch: one Pub/Sub message to a user with 10 local connections.
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
-	defer rdb.Close()
-	h, err := New(rdb, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := h.keys.userChannel("bob")
-	l := h.newLink(-1)
-	c := &channel{name: name, user: "bob", link: l, ready: true, readyCh: make(chan struct{})}
-	l.channels[name] = c
-	for range 10 {
-		c.subs = append(c.subs, &Subscription{hub: h, user: "bob", sink: &nopSink{}, ch: c, state: stateLive})
-	}
+	l, c := dispatchFixture(t, 10)
+	name := c.name
 	// Ids must grow or the dedupe drops the message: build them all before measuring.
 	msgs := make([]*redis.Message, 1000)
 	for i := range msgs {

@@ -22,24 +22,33 @@ type nopSink struct{ n int }
 func (s *nopSink) Deliver(Message) bool { s.n++; return true }
 func (s *nopSink) Drop(error)           {}
 
+// dispatchFixture builds, without Redis, what the Pub/Sub reader hands a message to: a link
+// on which user bob's channel is confirmed, with conns live connections that accept all.
+func dispatchFixture(tb testing.TB, conns int) (*link, *channel) {
+	tb.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
+	tb.Cleanup(func() { _ = rdb.Close() })
+	h, err := New(rdb, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	name := h.keys.userChannel("bob")
+	l := h.newLink(-1)
+	c := &channel{name: name, user: "bob", link: l, ready: true, readyCh: make(chan struct{})}
+	l.channels[name] = c
+	for range conns {
+		c.subs = append(c.subs, &Subscription{hub: h, user: "bob", sink: &nopSink{}, ch: c, state: stateLive})
+	}
+	return l, c
+}
+
 // BenchmarkDispatch measures the Pub/Sub reader's work for one published message: decoding
 // its id once and handing the one shared envelope to each local connection of the user.
 func BenchmarkDispatch(b *testing.B) {
 	for _, conns := range []int{1, 10, 1000} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
-			rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
-			defer rdb.Close()
-			h, err := New(rdb, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			if err != nil {
-				b.Fatal(err)
-			}
-			name := h.keys.userChannel("bob")
-			l := h.newLink(-1)
-			c := &channel{name: name, user: "bob", link: l, ready: true, readyCh: make(chan struct{})}
-			l.channels[name] = c
-			for range conns {
-				c.subs = append(c.subs, &Subscription{hub: h, user: "bob", sink: &nopSink{}, ch: c, state: stateLive})
-			}
+			l, c := dispatchFixture(b, conns)
+			name := c.name
 			payload := `{"type":"message","id":"1732483200000-0","from":"alice","data":{"text":"hello there"}}`
 			msg := &redis.Message{Channel: name, Payload: payload}
 			b.ReportAllocs()
