@@ -213,6 +213,23 @@ type connectResult struct {
 	latency  Histogram     // from a dial to its welcome
 }
 
+// connectForRun connects the users of a dm or fanout run and records the result in res.
+// It returns false when the run ends there, with res complete: a connection failed, or the
+// run was interrupted.
+func (n *nodes) connectForRun(ctx context.Context, cfg config, prog *progress, res *Result, ids []string, noun string, buffer int) (*connectResult, bool) {
+	prog.printf("connecting %d %s to %d node(s) with %d dialers", len(ids), noun, len(cfg.urls), cfg.dialers)
+	cr := n.connectAll(ctx, ids, cfg.dialers, buffer, cfg.dialTimeout, prog)
+	res.Connect = cr.report()
+	if cr.ok < len(ids) || ctx.Err() != nil {
+		closeAll(cr.conns, cfg.dialers)
+		res.Interrupted = ctx.Err() != nil
+		res.judge()
+		return cr, false
+	}
+	prog.printf("connected %d %s in %.2fs", cr.ok, noun, cr.elapsed.Seconds())
+	return cr, true
+}
+
 // connectAll opens one connection per user from dialers concurrent dialers, user i on
 // node i. It stops dialing when ctx ends.
 func (n *nodes) connectAll(ctx context.Context, users []string, dialers, buffer int, timeout time.Duration, progress *progress) *connectResult {

@@ -57,16 +57,10 @@ func runDM(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 		return nil, err
 	}
 	ids := userIDs(cfg.userPrefix, "u", cfg.users)
-	prog.printf("connecting %d users to %d node(s) with %d dialers", len(ids), len(cfg.urls), cfg.dialers)
-	cr := n.connectAll(ctx, ids, cfg.dialers, dmBuffer, cfg.dialTimeout, prog)
-	res.Connect = cr.report()
-	if cr.ok < len(ids) || ctx.Err() != nil {
-		closeAll(cr.conns, cfg.dialers)
-		res.Interrupted = ctx.Err() != nil
-		res.judge()
+	cr, ok := n.connectForRun(ctx, cfg, prog, res, ids, "users", dmBuffer)
+	if !ok {
 		return res, nil
 	}
-	prog.printf("connected %d users in %.2fs", cr.ok, cr.elapsed.Seconds())
 
 	posters, err := newPosterPool(cfg)
 	if err != nil {

@@ -78,16 +78,10 @@ func runFanout(ctx context.Context, cfg config, prog *progress) (*Result, error)
 		}
 	}()
 
-	prog.printf("connecting %d members to %d node(s) with %d dialers", len(ids), len(cfg.urls), cfg.dialers)
-	cr := n.connectAll(ctx, ids, cfg.dialers, fanoutBuffer, cfg.dialTimeout, prog)
-	res.Connect = cr.report()
-	if cr.ok < len(ids) || ctx.Err() != nil {
-		closeAll(cr.conns, cfg.dialers)
-		res.Interrupted = ctx.Err() != nil
-		res.judge()
+	cr, ok := n.connectForRun(ctx, cfg, prog, res, ids, "members", fanoutBuffer)
+	if !ok {
 		return res, nil
 	}
-	prog.printf("connected %d members in %.2fs", cr.ok, cr.elapsed.Seconds())
 
 	posters, err := newPosterPool(cfg)
 	if err != nil {
