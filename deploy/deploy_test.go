@@ -29,6 +29,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 )
 
@@ -1097,47 +1098,17 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// lockedBuffer collects a process's output for the failure message.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // process is a child process started by a test and ended by its cleanup.
 type process struct {
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *testutil.LockedBuffer
 	exited chan struct{}
 	err    error // set before exited closes
 }
 
 func start(t testing.TB, name string, env []string, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(name, args...), out: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &process{cmd: exec.Command(name, args...), out: &testutil.LockedBuffer{}, exited: make(chan struct{})}
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -1235,10 +1206,10 @@ func TestComposeTopologyDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t, haproxy, nil, "-db", "-f", cfgPath)
-	waitFor(t, 20*time.Second, "HAProxy to see every node UP", func() bool {
+	testutil.WaitFor(t, 20*time.Second, func() bool {
 		st := haproxyStatus(statsAddr)
 		return len(st) == len(nodes) && !slices.ContainsFunc(slices.Collect(maps.Values(st)), func(s string) bool { return s != "UP" })
-	})
+	}, "HAProxy to see every node UP")
 
 	env := compose.Services[nodes[0]].Environment
 	apiKey := resolved(env["SWITCHBOARD_API_KEY"])
@@ -1263,7 +1234,7 @@ func TestComposeTopologyDrains(t *testing.T) {
 		cancel()
 		<-clientDone
 	})
-	waitFor(t, 10*time.Second, "the welcome through HAProxy", func() bool { return len(client.Welcomes()) > 0 })
+	testutil.WaitFor(t, 10*time.Second, func() bool { return len(client.Welcomes()) > 0 }, "the welcome through HAProxy")
 	first := client.Welcomes()[0].Node
 
 	// A backend posts through the load balancer all along, retrying what was not accepted.
@@ -1311,7 +1282,7 @@ func TestComposeTopologyDrains(t *testing.T) {
 		}
 		<-sent
 	}()
-	waitFor(t, 10*time.Second, "the first messages", func() bool { return len(client.Messages()) >= 20 })
+	testutil.WaitFor(t, 10*time.Second, func() bool { return len(client.Messages()) >= 20 }, "the first messages")
 
 	drained := procs[first]
 	termAt := time.Now()
@@ -1327,21 +1298,21 @@ func TestComposeTopologyDrains(t *testing.T) {
 	case <-time.After(drainTime + 5*time.Second):
 		t.Fatalf("%s still runs %v after SIGTERM", first, drainTime+5*time.Second)
 	}
-	waitFor(t, 10*time.Second, "the client to resume on another node", func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		w := client.Welcomes()
 		return len(w) >= 2 && w[len(w)-1].Node != first
-	})
-	waitFor(t, 10*time.Second, "HAProxy to take "+first+" out of rotation", func() bool {
+	}, "the client to resume on another node")
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		return strings.HasPrefix(haproxyStatus(statsAddr)[first], "DOWN")
-	})
+	}, "HAProxy to take "+first+" out of rotation")
 	mu.Lock()
 	before := len(accepted)
 	mu.Unlock()
-	waitFor(t, 10*time.Second, "more messages accepted after the drain", func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(accepted) >= before+50
-	})
+	}, "more messages accepted after the drain")
 	close(stopSending)
 	<-sent
 
@@ -1351,13 +1322,13 @@ func TestComposeTopologyDrains(t *testing.T) {
 	if w := client.Welcomes(); w[len(w)-1].Recovered == nil || !*w[len(w)-1].Recovered {
 		t.Errorf("the resumed welcome %+v is not recovered:true", w[len(w)-1])
 	}
-	waitFor(t, 10*time.Second, "every accepted message", func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		got := map[string]bool{}
 		for _, m := range client.Messages() {
 			got[m.ID] = true
 		}
 		return !slices.ContainsFunc(accepted, func(id string) bool { return !got[id] })
-	})
+	}, "every accepted message")
 	seen := map[string]bool{}
 	var last string
 	for _, m := range client.Messages() {

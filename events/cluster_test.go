@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 )
 
 func TestWorksOnRedisCluster(t *testing.T) {
@@ -56,11 +57,11 @@ func TestWorksOnRedisCluster(t *testing.T) {
 	if n, err := pb.NodeGone(ctx, "a"); err != nil || n != 20 {
 		t.Fatalf("NodeGone: %d, %v", n, err)
 	}
-	waitFor(t, 15*time.Second, func() bool { return recv.distinct() == 300+40 }, "every event")
+	testutil.WaitFor(t, 15*time.Second, func() bool { return recv.distinct() == 300+40 }, "every event")
 	events, _ := recv.got()
 	checkOrder(t, events)
 	if nodes, err := pa.Nodes(ctx); err != nil || len(nodes) != 0 {
 		t.Errorf("nodes %v, %v", nodes, err)
 	}
-	waitFor(t, 5*time.Second, func() bool { l, p := pending(t, a); return l == 0 && p == 0 }, "queue empty")
+	testutil.WaitFor(t, 5*time.Second, func() bool { l, p := pending(t, a); return l == 0 && p == 0 }, "queue empty")
 }

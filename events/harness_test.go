@@ -93,18 +93,6 @@ func start(t testing.TB, q *Queue) (stop func() time.Duration) {
 	return stop
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
-}
-
 // reply is how the receiver answers one request.
 type reply struct {
 	status int           // 0: 200

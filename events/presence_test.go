@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 )
 
 // typesOf returns the types of user's events, first occurrences in order of arrival.
@@ -45,7 +46,7 @@ func TestOnlineOfflineAcrossDevicesAndNodes(t *testing.T) {
 	n1 := newQueue(t, newRedis(t, srv), Config{Node: "n1", URL: recv.url()})
 	n2 := newQueue(t, newRedis(t, srv), Config{Node: "n2", URL: recv.url()})
 	stops := map[string]func() time.Duration{"n1": start(t, n1), "n2": start(t, n2)}
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		a, b := n1.Stats().Shards, n2.Stats().Shards
 		return a > 0 && b > 0 && a+b == 16
 	}, "both nodes sending")
@@ -77,12 +78,12 @@ func TestOnlineOfflineAcrossDevicesAndNodes(t *testing.T) {
 		must(p1.Disconnected(ctx, "bob", "n1", "phone-"+c))
 		must(p2.Disconnected(ctx, "bob", "n2", "laptop-"+c))
 		// Let requests (and failures) happen between cycles rather than one batch at the end.
-		waitFor(t, 10*time.Second, func() bool { return recv.requestCount() > before }, "a request")
+		testutil.WaitFor(t, 10*time.Second, func() bool { return recv.requestCount() > before }, "a request")
 	}
 	if n := online(t, p1, "bob"); n != 0 {
 		t.Fatalf("%d connections left", n)
 	}
-	waitFor(t, 20*time.Second, func() bool { return recv.distinct() == 2*cycles }, "every online and offline")
+	testutil.WaitFor(t, 20*time.Second, func() bool { return recv.distinct() == 2*cycles }, "every online and offline")
 	events, _ := recv.got()
 	got := typesOf(events, "bob")
 	for i, typ := range got {
@@ -122,7 +123,7 @@ func TestPresenceCallsAreSafeToRepeat(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, func() bool { return recv.distinct() == 2 }, "online and offline")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return recv.distinct() == 2 }, "online and offline")
 	// Nothing more comes: the repeats queued nothing.
 	if st := q.Stats(); st.Queued != 2 {
 		t.Errorf("queued %d events, want 2", st.Queued)
@@ -190,7 +191,7 @@ func TestNodeGoneTakesOnlyItsLastConnectionsOffline(t *testing.T) {
 	}
 
 	want := 4 + len(many) + 3 // online: alice bob carol dave + many; offline: alice dave + many, then bob
-	waitFor(t, 10*time.Second, func() bool { return recv.distinct() == want+len(many) }, "every event")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return recv.distinct() == want+len(many) }, "every event")
 	events, _ := recv.got()
 	for user, want := range map[string][]Type{
 		"alice": {UserOnline, UserOffline},

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 )
 
 func TestDeliversSignedBatchesInOrder(t *testing.T) {
@@ -51,7 +52,7 @@ func TestDeliversSignedBatchesInOrder(t *testing.T) {
 	emitN(t, q, users(5), n)
 	start(t, q)
 
-	waitFor(t, 10*time.Second, func() bool { return recv.distinct() == n+len(typed) }, "every event delivered")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return recv.distinct() == n+len(typed) }, "every event delivered")
 	events, counts := recv.got()
 	for id, c := range counts {
 		if c != 1 {
@@ -83,8 +84,8 @@ func TestDeliversSignedBatchesInOrder(t *testing.T) {
 	if recv.maxBatch > MaxBatch || recv.maxBatch < 50 {
 		t.Errorf("largest request had %d events; want batches up to %d", recv.maxBatch, MaxBatch)
 	}
-	waitFor(t, 5*time.Second, func() bool { l, p := pending(t, q); return l == 0 && p == 0 }, "delivered events acked and deleted")
-	waitFor(t, 5*time.Second, func() bool { return q.Stats().Sent == n+int64(len(typed)) }, "every event counted as sent")
+	testutil.WaitFor(t, 5*time.Second, func() bool { l, p := pending(t, q); return l == 0 && p == 0 }, "delivered events acked and deleted")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return q.Stats().Sent == n+int64(len(typed)) }, "every event counted as sent")
 	st := q.Stats()
 	if st.Queued != n+int64(len(typed)) || st.Sent != st.Queued || st.Retried != 0 || st.Dropped() != 0 || st.Shards != 16 {
 		t.Errorf("stats %+v", st)
@@ -116,7 +117,7 @@ func TestBatchBytesAndUnsignedRequests(t *testing.T) {
 		}
 	}
 	start(t, q)
-	waitFor(t, 10*time.Second, func() bool { return recv.distinct() == 40 }, "every event delivered")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return recv.distinct() == 40 }, "every event delivered")
 	if recv.maxBody > 2000 {
 		t.Errorf("body of %d bytes, over MaxBatchBytes", recv.maxBody)
 	}
@@ -154,7 +155,7 @@ func TestSurvivesReceiverFailingEveryOtherRequestAndStalling(t *testing.T) {
 	start(t, q)
 	const n = 1000
 	emitN(t, q, users(40), n)
-	waitFor(t, 60*time.Second, func() bool { return recv.distinct() == n }, "all 1,000 events")
+	testutil.WaitFor(t, 60*time.Second, func() bool { return recv.distinct() == n }, "all 1,000 events")
 	took := time.Since(t0)
 	events, counts := recv.got()
 	checkOrder(t, events)
@@ -168,12 +169,12 @@ func TestSurvivesReceiverFailingEveryOtherRequestAndStalling(t *testing.T) {
 	if took < 10*time.Second {
 		t.Errorf("took %s: the stalled request cannot have been retried before its 10s timeout", took)
 	}
-	waitFor(t, 5*time.Second, func() bool { return q.Stats().Sent == n }, "every event counted as sent")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return q.Stats().Sent == n }, "every event counted as sent")
 	st := q.Stats()
 	if st.Retried < int64(recv.requestCount()/2) || st.Sent != n || st.Dropped() != 0 {
 		t.Errorf("stats %+v for %d requests", st, recv.requestCount())
 	}
-	waitFor(t, 5*time.Second, func() bool { l, p := pending(t, q); return l == 0 && p == 0 }, "queue empty")
+	testutil.WaitFor(t, 5*time.Second, func() bool { l, p := pending(t, q); return l == 0 && p == 0 }, "queue empty")
 	t.Logf("1000 events, deduped %d, duplicates %d, %d requests (%d failed), %s", len(counts), dups, recv.requestCount(), st.Retried, took.Round(time.Millisecond))
 }
 
@@ -203,8 +204,8 @@ func TestRetriesEveryKindOfFailure(t *testing.T) {
 			q := newQueue(t, newRedis(t, srv), Config{Prefix: "t" + strconv.Itoa(i), URL: recv.url(), Shards: 1})
 			emitN(t, q, []string{"bob"}, 30)
 			start(t, q)
-			waitFor(t, 10*time.Second, func() bool { return recv.distinct() == 30 }, "every event after the failures")
-			waitFor(t, 5*time.Second, func() bool { return q.Stats().Sent == 30 }, "every event counted as sent")
+			testutil.WaitFor(t, 10*time.Second, func() bool { return recv.distinct() == 30 }, "every event after the failures")
+			testutil.WaitFor(t, 5*time.Second, func() bool { return q.Stats().Sent == 30 }, "every event counted as sent")
 			if st := q.Stats(); st.Retried != 3 || st.Sent != 30 {
 				t.Errorf("stats %+v: want 3 retries", st)
 			}
@@ -219,7 +220,7 @@ func TestRetriesEveryKindOfFailure(t *testing.T) {
 		q := newQueue(t, newRedis(t, srv), Config{Prefix: "refused", URL: "http://" + addr + "/hook"})
 		emitN(t, q, users(10), 50)
 		start(t, q)
-		waitFor(t, 10*time.Second, func() bool { return q.Stats().Retried >= 20 }, "refused requests retried")
+		testutil.WaitFor(t, 10*time.Second, func() bool { return q.Stats().Retried >= 20 }, "refused requests retried")
 		recv := unstartedReceiver(t, nil)
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -227,7 +228,7 @@ func TestRetriesEveryKindOfFailure(t *testing.T) {
 		}
 		recv.srv.Listener = l
 		recv.srv.Start()
-		waitFor(t, 10*time.Second, func() bool { return recv.distinct() == 50 }, "every event once the receiver is up")
+		testutil.WaitFor(t, 10*time.Second, func() bool { return recv.distinct() == 50 }, "every event once the receiver is up")
 	})
 }
 
@@ -248,14 +249,14 @@ func TestDropsEventsOlderThanMaxAge(t *testing.T) {
 		}
 		emitN(t, q, []string{"bob", "carol"}, 10)
 		start(t, q)
-		waitFor(t, 10*time.Second, func() bool { return q.Stats().DroppedExpired == 1 && recv.distinct() == 10 }, "old dropped, fresh sent")
+		testutil.WaitFor(t, 10*time.Second, func() bool { return q.Stats().DroppedExpired == 1 && recv.distinct() == 10 }, "old dropped, fresh sent")
 		events, _ := recv.got()
 		for _, e := range events {
 			if e.Type != ClientEvent {
 				t.Errorf("the expired event was delivered: %+v", e)
 			}
 		}
-		waitFor(t, 5*time.Second, func() bool { l, p := pending(t, q); return l == 0 && p == 0 }, "queue empty")
+		testutil.WaitFor(t, 5*time.Second, func() bool { l, p := pending(t, q); return l == 0 && p == 0 }, "queue empty")
 	})
 
 	t.Run("events that age out while the webhook fails are dropped and counted", func(t *testing.T) {
@@ -264,8 +265,8 @@ func TestDropsEventsOlderThanMaxAge(t *testing.T) {
 		q := newQueue(t, newRedis(t, srv), Config{Prefix: "aging", URL: recv.url(), MaxAge: time.Second})
 		start(t, q)
 		emitN(t, q, users(7), 20)
-		waitFor(t, 10*time.Second, func() bool { return q.Stats().DroppedExpired == 20 }, "all 20 dropped")
-		waitFor(t, 5*time.Second, func() bool { l, p := pending(t, q); return l == 0 && p == 0 }, "queue empty")
+		testutil.WaitFor(t, 10*time.Second, func() bool { return q.Stats().DroppedExpired == 20 }, "all 20 dropped")
+		testutil.WaitFor(t, 5*time.Second, func() bool { l, p := pending(t, q); return l == 0 && p == 0 }, "queue empty")
 		if st := q.Stats(); st.Sent != 0 || st.Retried == 0 || st.Dropped() != 20 {
 			t.Errorf("stats %+v", st)
 		}
@@ -319,15 +320,15 @@ func TestAnotherNodeDeliversWhatADeadNodeLeftPending(t *testing.T) {
 		}
 		t0 := time.Now()
 		start(t, q)
-		waitFor(t, 10*time.Second, func() bool { return recv.distinct() == 90 }, "the dead node's events")
+		testutil.WaitFor(t, 10*time.Second, func() bool { return recv.distinct() == 90 }, "the dead node's events")
 		if took := time.Since(t0); took < time.Second {
 			t.Errorf("delivered after %s, before the dead node's leases expired", took)
 		}
-		waitFor(t, 5*time.Second, func() bool { return q.Stats().Sent == 90 }, "every event counted as sent")
+		testutil.WaitFor(t, 5*time.Second, func() bool { return q.Stats().Sent == 90 }, "every event counted as sent")
 		if st := q.Stats(); st.Claimed != 90 || st.Sent != 90 {
 			t.Errorf("stats %+v", st)
 		}
-		waitFor(t, 5*time.Second, func() bool { l, p := pending(t, q); return l == 0 && p == 0 }, "queue empty")
+		testutil.WaitFor(t, 5*time.Second, func() bool { l, p := pending(t, q); return l == 0 && p == 0 }, "queue empty")
 	})
 
 	t.Run("events a node read without holding the lease are claimed once idle", func(t *testing.T) {
@@ -336,7 +337,7 @@ func TestAnotherNodeDeliversWhatADeadNodeLeftPending(t *testing.T) {
 		rdb := newRedis(t, srv)
 		q := newQueue(t, rdb, Config{Prefix: "zombie", Node: "holder", URL: recv.url(), Shards: 1, PollInterval: time.Hour})
 		start(t, q)
-		waitFor(t, 5*time.Second, func() bool { return q.Stats().Shards == 1 }, "the shard's lease")
+		testutil.WaitFor(t, 5*time.Second, func() bool { return q.Stats().Shards == 1 }, "the shard's lease")
 		// Queued behind the holder's back (no wake-up) and read at once by a zombie node.
 		ev, _ := Event{ID: newID(), Type: UserOnline, User: "bob", Node: "zombie", Time: time.Now()}.MarshalJSON()
 		stream := q.keys.stream(0)
@@ -348,11 +349,11 @@ func TestAnotherNodeDeliversWhatADeadNodeLeftPending(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, func() bool { return recv.distinct() == 1 }, "the zombie's event")
+		testutil.WaitFor(t, 10*time.Second, func() bool { return recv.distinct() == 1 }, "the zombie's event")
 		if st := q.Stats(); st.Claimed != 1 {
 			t.Errorf("stats %+v", st)
 		}
-		waitFor(t, 10*time.Second, func() bool {
+		testutil.WaitFor(t, 10*time.Second, func() bool {
 			cs, err := rdb.XInfoConsumers(ctx, stream, q.keys.group()).Result()
 			return err == nil && len(cs) == 1 && cs[0].Name == "holder"
 		}, "the idle zombie consumer pruned")
@@ -378,7 +379,7 @@ func TestAnotherNodeDeliversWhatADeadNodeLeftPending(t *testing.T) {
 		b := newQueue(t, newRedis(t, srv), Config{Prefix: "handover", Node: "b", URL: recv.url(), ClaimIdle: 3 * time.Second})
 		stopA := start(t, a)
 		emitN(t, a, users(20), 60)
-		waitFor(t, 5*time.Second, func() bool { return recv.requestCount() >= 5 }, "node a's requests hanging")
+		testutil.WaitFor(t, 5*time.Second, func() bool { return recv.requestCount() >= 5 }, "node a's requests hanging")
 		start(t, b)
 		if took := stopA(); took > time.Second {
 			t.Errorf("Run took %s to return with requests in flight", took)
@@ -386,7 +387,7 @@ func TestAnotherNodeDeliversWhatADeadNodeLeftPending(t *testing.T) {
 		mu.Lock()
 		hanging = false
 		mu.Unlock()
-		waitFor(t, 10*time.Second, func() bool { return recv.distinct() == 60 }, "every event, by node b")
+		testutil.WaitFor(t, 10*time.Second, func() bool { return recv.distinct() == 60 }, "every event, by node b")
 		if st := b.Stats(); st.Claimed == 0 || st.Shards != 16 {
 			t.Errorf("node b stats %+v: want a's pending events claimed and all shards", st)
 		}
@@ -419,13 +420,13 @@ func TestSendersShareTheShards(t *testing.T) {
 			return total == 16
 		}
 	}
-	waitFor(t, 10*time.Second, share(qs, 6), "16 shards shared by 3 senders, at most 6 each")
+	testutil.WaitFor(t, 10*time.Second, share(qs, 6), "16 shards shared by 3 senders, at most 6 each")
 	emitN(t, qs[0], users(50), 200)
-	waitFor(t, 10*time.Second, func() bool { return recv.distinct() == 200 }, "events sent by all")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return recv.distinct() == 200 }, "events sent by all")
 	stops[2]()
-	waitFor(t, 10*time.Second, share(qs[:2], 8), "16 shards shared by the 2 left")
+	testutil.WaitFor(t, 10*time.Second, share(qs[:2], 8), "16 shards shared by the 2 left")
 	emitN(t, qs[1], users(50), 200)
-	waitFor(t, 10*time.Second, func() bool { return recv.distinct() == 400 }, "events sent by the 2 left")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return recv.distinct() == 400 }, "events sent by the 2 left")
 }
 
 func TestKeepsSendingThroughARedisRestart(t *testing.T) {
@@ -436,7 +437,7 @@ func TestKeepsSendingThroughARedisRestart(t *testing.T) {
 	q := newQueue(t, rdb, Config{URL: recv.url()})
 	start(t, q)
 	emitN(t, q, users(5), 10)
-	waitFor(t, 5*time.Second, func() bool { return recv.distinct() == 10 }, "events before the outage")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return recv.distinct() == 10 }, "events before the outage")
 
 	srv.Stop()
 	ctx := context.Background()
@@ -455,12 +456,12 @@ func TestKeepsSendingThroughARedisRestart(t *testing.T) {
 
 	srv.Restart(t) // empty: leases and groups are gone
 	i := 200
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		i++
 		return q.Emit(ctx, clientEvent("bob", i)) == nil
 	}, "Emit working again")
 	emitN(t, q, users(5), 10)
-	waitFor(t, 15*time.Second, func() bool { return recv.distinct() == 21 }, "events after the restart")
+	testutil.WaitFor(t, 15*time.Second, func() bool { return recv.distinct() == 21 }, "events after the restart")
 }
 
 // TestEmitIsNotSlowedByADeadWebhook is not parallel, so that what it measures is the
@@ -496,7 +497,7 @@ func TestEmitIsNotSlowedByADeadWebhook(t *testing.T) {
 	})
 	q = newQueue(t, newRedis(t, srv), Config{Prefix: "dead", URL: dead.url(), RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond})
 	start(t, q)
-	waitFor(t, 5*time.Second, func() bool { return q.Stats().Shards == 16 }, "the sender running")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return q.Stats().Shards == 16 }, "the sender running")
 	d50, d99, dmax := measure(q, n)
 	if st := q.Stats(); st.Sent != 0 || dead.requestCount() == 0 {
 		t.Errorf("the dead webhook accepted events: %+v", st)

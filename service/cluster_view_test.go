@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
@@ -63,7 +64,7 @@ func testClusterViewListsLiveNodesAndSubscriberCounts(t *testing.T, be backend) 
 	connect(t, b, "carol")
 
 	var view subscriptions.ClusterStats
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, func() bool {
 		r := do(t, "GET", a.base+"/admin/subscriptions?scope=cluster", "", nil)
 		if r.status != http.StatusOK || json.Unmarshal(r.body, &view) != nil {
 			t.Fatalf("cluster view: %d %s", r.status, r.body)
@@ -83,7 +84,7 @@ func testClusterViewListsLiveNodesAndSubscriberCounts(t *testing.T, be backend) 
 
 	// A node that drains leaves the registry at once.
 	b.Stop()
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, func() bool {
 		r := do(t, "GET", a.base+"/admin/subscriptions?scope=cluster", "", nil)
 		_ = json.Unmarshal(r.body, &view)
 		return len(view.Nodes) == 1 && len(view.Channels) == 1

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
@@ -113,7 +114,7 @@ func TestNodeUnsubscribesWhenUsersLastConnectionCloses(t *testing.T) {
 		t.Fatalf("stats: %+v", stats)
 	}
 	c1.Close()
-	waitFor(t, 5*time.Second, func() bool { return a.hub.Stats().Connections == 1 }, "first close to be seen")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return a.hub.Stats().Connections == 1 }, "first close to be seen")
 	if got := numsub(t, rdb, "carol"); got != 1 {
 		t.Fatalf("after the first of two connections closed: NUMSUB %d, want 1", got)
 	}
@@ -123,8 +124,8 @@ func TestNodeUnsubscribesWhenUsersLastConnectionCloses(t *testing.T) {
 		t.Fatalf("got %s", m.Raw)
 	}
 	c2.Close()
-	waitFor(t, 5*time.Second, func() bool { return numsub(t, rdb, "carol") == 0 }, "NUMSUB of carol's channel to drop to 0")
-	waitFor(t, 5*time.Second, func() bool { return a.hub.Stats().Users == 0 }, "the node to forget carol")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return numsub(t, rdb, "carol") == 0 }, "NUMSUB of carol's channel to drop to 0")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return a.hub.Stats().Users == 0 }, "the node to forget carol")
 }
 
 func TestClientSendsDirectMessageAndGetsAck(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 )
 
 func TestDrainTurnsUnreadyThenCloses1012AndFinishesInFlightRequests(t *testing.T) {
@@ -39,7 +41,7 @@ func TestDrainTurnsUnreadyThenCloses1012AndFinishesInFlightRequests(t *testing.T
 
 	stopped := make(chan struct{})
 	go func() { a.Stop(); close(stopped) }()
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, func() bool {
 		return do(t, "GET", a.base+"/readyz", "", nil).status == http.StatusServiceUnavailable
 	}, "/readyz to answer 503 while the node drains")
 	select {
@@ -84,9 +86,9 @@ func TestHalfOpenSocketsAreDroppedByTheReadDeadline(t *testing.T) {
 	if err != nil || !strings.Contains(status, "101") {
 		t.Fatalf("handshake: %q %v", status, err)
 	}
-	waitFor(t, 5*time.Second, func() bool { return a.hub.Stats().Users == 1 }, "the ghost to be subscribed")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return a.hub.Stats().Users == 1 }, "the ghost to be subscribed")
 	start := time.Now()
-	waitFor(t, 10*time.Second, func() bool { return a.hub.Stats().Users == 0 }, "the silent connection to be dropped")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return a.hub.Stats().Users == 0 }, "the silent connection to be dropped")
 	t.Logf("dropped %s after subscribing", time.Since(start).Round(time.Millisecond))
 	// A live client that answers pings stays.
 	live, _ := connect(t, a, "alive")

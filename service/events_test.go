@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/events"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 )
 
 const webhookSecret = "test-webhook-secret"
@@ -141,13 +142,13 @@ func testOnlineAndOfflineCountDevicesOnEveryNodeAsOneUser(t *testing.T, be backe
 		t.Fatalf("presence: %s", r.body)
 	}
 	phone.Close()
-	waitFor(t, 5*time.Second, func() bool { return a.hub.Stats().Connections == 0 }, "the phone's close")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return a.hub.Stats().Connections == 0 }, "the phone's close")
 	if r := do(t, "GET", a.base+"/v1/users/bob/presence", "", nil); string(r.body) != `{"online":true,"connections":1}`+"\n" {
 		t.Fatalf("presence with one device left: %s", r.body)
 	}
 	laptop.Close()
 	waitEvents(t, rcv, "bob", []string{"user.online", "user.offline"})
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.WaitFor(t, 5*time.Second, func() bool {
 		return string(do(t, "GET", a.base+"/v1/users/bob/presence", "", nil).body) == `{"online":false,"connections":0}`+"\n"
 	}, "bob to be offline")
 	// Each event carries the node that saw it and a millisecond RFC 3339 time.
@@ -225,7 +226,7 @@ func TestADeadWebhookDoesNotSlowDirectMessages(t *testing.T) {
 		return lat[n/2], lat[n*99/100]
 	}
 	up50, up99 := measure(200)
-	waitFor(t, 20*time.Second, func() bool { return len(rcv.of("sender", "client.event")) == 200 }, "the first 200 events")
+	testutil.WaitFor(t, 20*time.Second, func() bool { return len(rcv.of("sender", "client.event")) == 200 }, "the first 200 events")
 	rcv.setDown(true) // events pile up for the dead webhook from now on
 	down50, down99 := measure(200)
 	t.Logf("DM round trip, webhook up: p50 %s p99 %s; webhook down: p50 %s p99 %s", up50, up99, down50, down99)
@@ -234,5 +235,5 @@ func TestADeadWebhookDoesNotSlowDirectMessages(t *testing.T) {
 	}
 	// When it comes back, everything queued arrives.
 	rcv.setDown(false)
-	waitFor(t, 30*time.Second, func() bool { return len(rcv.of("sender", "client.event")) == 400 }, "the 200 events queued while it was down")
+	testutil.WaitFor(t, 30*time.Second, func() bool { return len(rcv.of("sender", "client.event")) == 400 }, "the 200 events queued while it was down")
 }

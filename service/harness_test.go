@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 	"github.com/switchboard-dev/switchboard/service"
 	"github.com/switchboard-dev/switchboard/subscriptions"
@@ -110,7 +111,7 @@ func startNode(t testing.TB, redisURL, name string, mods ...func(*nodeOptions)) 
 		_ = rdb.Close()
 	}()
 	t.Cleanup(n.Stop)
-	waitFor(t, 10*time.Second, func() bool { return hub.Ready() == nil }, "node "+name+" ready")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return hub.Ready() == nil }, "node "+name+" ready")
 	return n
 }
 
@@ -226,18 +227,6 @@ func sendDM(t *testing.T, n *node, user, data string) string {
 		t.Fatalf("POST DM: no id in %s", r.body)
 	}
 	return id
-}
-
-// waitFor polls cond until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // numsub returns how many subscribers Redis counts on user's channel of the test prefix.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
@@ -324,13 +325,13 @@ func TestRedisOutageKeepsSocketsOpenAndCatchesUp(t *testing.T) {
 	next(t, bob, "message")
 
 	srv.Stop()
-	waitFor(t, 10*time.Second, func() bool { return do(t, "GET", a.base+"/readyz", "", nil).status == http.StatusServiceUnavailable }, "readyz 503 while Redis is down")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return do(t, "GET", a.base+"/readyz", "", nil).status == http.StatusServiceUnavailable }, "readyz 503 while Redis is down")
 	r := do(t, "POST", a.base+"/v1/users/bob/messages", "application/json", strings.NewReader(`2`))
 	if r.status != http.StatusServiceUnavailable || r.errorCode(t) != "unavailable" {
 		t.Fatalf("POST while Redis is down: %d %s", r.status, r.body)
 	}
 	srv.Restart(t)
-	waitFor(t, 15*time.Second, func() bool { return do(t, "GET", a.base+"/readyz", "", nil).status == http.StatusOK }, "readyz 200 after Redis is back")
+	testutil.WaitFor(t, 15*time.Second, func() bool { return do(t, "GET", a.base+"/readyz", "", nil).status == http.StatusOK }, "readyz 200 after Redis is back")
 	second := sendDM(t, a, "bob", `3`)
 	m := next(t, bob, "message")
 	if m.ID != second {

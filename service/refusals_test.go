@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 )
 
@@ -336,12 +337,12 @@ func TestPostWhileRedisIsDownIsRefusedAndLeavesNoTrace(t *testing.T) {
 			if d := time.Since(start); d > tc.within {
 				t.Fatalf("the refusal took %s; a backend must learn within %s that nothing was accepted", d, tc.within)
 			}
-			waitFor(t, 5*time.Second, func() bool {
+			testutil.WaitFor(t, 5*time.Second, func() bool {
 				return do(t, "GET", n.base+"/readyz", "", nil).status == http.StatusServiceUnavailable
 			}, "/readyz to turn 503 while Redis is down")
 
 			tc.up(t, srv)
-			waitFor(t, 10*time.Second, func() bool {
+			testutil.WaitFor(t, 10*time.Second, func() bool {
 				return do(t, "GET", n.base+"/readyz", "", nil).status == http.StatusOK
 			}, "/readyz to turn 200 after Redis came back")
 			got := b.history(t, "bob", "")
@@ -656,7 +657,7 @@ func TestWebSocketFramesThatBreakTheProtocolCloseOnlyTheirConnection(t *testing.
 			if code, err := c.CloseCode(); code != tc.code {
 				t.Fatalf("close code %d (%v), want %d", code, err, tc.code)
 			}
-			waitFor(t, 5*time.Second, func() bool { return n.hub.Stats().Connections == before }, "the node to release the closed connection")
+			testutil.WaitFor(t, 5*time.Second, func() bool { return n.hub.Stats().Connections == before }, "the node to release the closed connection")
 			b.checkUntouched(t)
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 )
 
 // nopSink accepts everything, as a connection with room in its queue does.
@@ -97,7 +98,7 @@ func BenchmarkConnectStorm(b *testing.B) {
 				s.Close()
 			}
 		}
-		waitFor(b, 30*time.Second, func() bool { return h.channelCount() == 0 }, "unsubscribes")
+		testutil.WaitFor(b, 30*time.Second, func() bool { return h.channelCount() == 0 }, "unsubscribes")
 		b.StartTimer()
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 )
 
 // TestOnRedisCluster runs the hub on a real 3-master Redis Cluster with sharded Pub/Sub:
@@ -61,7 +62,7 @@ func TestOnRedisCluster(t *testing.T) {
 			}
 		}
 		for _, u := range users {
-			waitFor(t, 10*time.Second, func() bool { return sinks[u].count() >= 5 }, u)
+			testutil.WaitFor(t, 10*time.Second, func() bool { return sinks[u].count() >= 5 }, u)
 			msgs, _ := sinks[u].snapshot()
 			checkInOrder(t, msgs, ids[u])
 		}
@@ -116,7 +117,7 @@ func TestOnRedisCluster(t *testing.T) {
 		wg.Wait()
 		var first []string
 		for _, u := range users {
-			waitFor(t, 10*time.Second, func() bool { return sinks[u].count() >= 20 }, u)
+			testutil.WaitFor(t, 10*time.Second, func() bool { return sinks[u].count() >= 20 }, u)
 			msgs, _ := sinks[u].snapshot()
 			var order []string
 			for _, m := range msgs {
@@ -156,7 +157,7 @@ func TestOnRedisCluster(t *testing.T) {
 			want[d.User] = append(want[d.User], ids[i])
 		}
 		for _, u := range users {
-			waitFor(t, 10*time.Second, func() bool { return sinks[u].count() >= 5 }, u)
+			testutil.WaitFor(t, 10*time.Second, func() bool { return sinks[u].count() >= 5 }, u)
 			msgs, _ := sinks[u].snapshot()
 			checkInOrder(t, msgs, want[u])
 			for r, m := range msgs {
@@ -188,7 +189,7 @@ func TestOnRedisCluster(t *testing.T) {
 		slot := int(probe.(*redis.ClusterClient).ClusterKeySlot(context.Background(), key).Val())
 		before := hs[0].Stats().PubSubReconnects
 		moveSlot(t, cl, slot, src, dst)
-		waitFor(t, 15*time.Second, func() bool { return hs[0].Stats().PubSubReconnects > before }, "the link of the moved slot to be rebuilt")
+		testutil.WaitFor(t, 15*time.Second, func() bool { return hs[0].Stats().PubSubReconnects > before }, "the link of the moved slot to be rebuilt")
 		for i := 10; i < 30; i++ {
 			var id StreamID
 			// The publisher's view of the slots catches up on the first MOVED.
@@ -204,7 +205,7 @@ func TestOnRedisCluster(t *testing.T) {
 			}
 			ids = append(ids, id)
 		}
-		waitFor(t, 15*time.Second, func() bool { return s.count() >= len(ids) }, "deliveries after the move")
+		testutil.WaitFor(t, 15*time.Second, func() bool { return s.count() >= len(ids) }, "deliveries after the move")
 		msgs, dropped := s.snapshot()
 		if dropped != nil {
 			t.Fatalf("dropped: %v", dropped)
@@ -228,7 +229,7 @@ func TestOnRedisCluster(t *testing.T) {
 			}
 		}
 		for _, u := range users {
-			waitFor(t, 15*time.Second, func() bool { return sinks[u].count() >= 20 }, u)
+			testutil.WaitFor(t, 15*time.Second, func() bool { return sinks[u].count() >= 20 }, u)
 			msgs, dropped := sinks[u].snapshot()
 			if dropped != nil {
 				t.Fatalf("%s dropped: %v", u, dropped)

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 )
 
 // sink records what a subscription delivers. With limit > 0 it refuses deliveries past
@@ -81,19 +82,8 @@ func startHubOn(t testing.TB, rdb redis.UniversalClient, mods ...func(*Config)) 
 	done := make(chan struct{})
 	go func() { defer close(done); _ = h.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done; _ = rdb.Close() })
-	waitFor(t, 10*time.Second, func() bool { return h.Ready() == nil }, "hub ready")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return h.Ready() == nil }, "hub ready")
 	return h
-}
-
-func waitFor(t testing.TB, d time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func subscribe(t testing.TB, h *Hub, user, since string, s Sink) (*Subscription, Welcome) {
@@ -141,7 +131,7 @@ func TestPublishStoresAndDeliversTheSameEnvelope(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `{"type":"message","id":"` + id.String() + `","from":"alice","room":"lobby","data":{"a":[1,2]}}`
-	waitFor(t, 5*time.Second, func() bool { return s.count() == 1 }, "delivery")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return s.count() == 1 }, "delivery")
 	msgs, _ := s.snapshot()
 	if string(msgs[0].Payload) != want {
 		t.Fatalf("live envelope\n got %s\nwant %s", msgs[0].Payload, want)
@@ -259,7 +249,7 @@ func TestLiveMessagesDuringSetupAreNeitherLostNorDuplicated(t *testing.T) {
 	// in order, across the switch from replay to live.
 	var sinks []*sink
 	for range 10 {
-		waitFor(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(ids) > 0 }, "first publish")
+		testutil.WaitFor(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(ids) > 0 }, "first publish")
 		s := &sink{}
 		subscribe(t, h, "bob", "0-0", s)
 		sinks = append(sinks, s)
@@ -270,7 +260,7 @@ func TestLiveMessagesDuringSetupAreNeitherLostNorDuplicated(t *testing.T) {
 	all := ids
 	mu.Unlock()
 	for i, s := range sinks {
-		waitFor(t, 5*time.Second, func() bool { return s.count() == len(all) }, fmt.Sprintf("sink %d to get all %d", i, len(all)))
+		testutil.WaitFor(t, 5*time.Second, func() bool { return s.count() == len(all) }, fmt.Sprintf("sink %d to get all %d", i, len(all)))
 		msgs, _ := s.snapshot()
 		checkInOrder(t, msgs, all)
 	}
@@ -308,8 +298,8 @@ func TestConnectStormCoalescesSubscribes(t *testing.T) {
 	for _, s := range subs {
 		s.Close()
 	}
-	waitFor(t, 10*time.Second, func() bool { return len(rdb.PubSubChannels(ctx, "{t:*").Val()) == 0 }, "every channel unsubscribed")
-	waitFor(t, 10*time.Second, func() bool { return h.channelCount() == 0 }, "channel table emptied")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return len(rdb.PubSubChannels(ctx, "{t:*").Val()) == 0 }, "every channel unsubscribed")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return h.channelCount() == 0 }, "channel table emptied")
 }
 
 // subscribeCalls reads how many SUBSCRIBE commands Redis has run.
@@ -334,7 +324,7 @@ func TestSubscribeRaceWithUnsubscribeKeepsTheChannel(t *testing.T) {
 		s := &sink{}
 		sub, _ := subscribe(t, h, "flip", "", s)
 		id := publish(t, h, "flip", strconv.Itoa(i))
-		waitFor(t, 5*time.Second, func() bool { return s.count() == 1 }, fmt.Sprintf("round %d delivery", i))
+		testutil.WaitFor(t, 5*time.Second, func() bool { return s.count() == 1 }, fmt.Sprintf("round %d delivery", i))
 		if msgs, _ := s.snapshot(); msgs[0].ID != id {
 			t.Fatalf("round %d: got %s want %s", i, msgs[0].ID, id)
 		}
@@ -398,7 +388,7 @@ func TestOneBadKeyFailsOnlyItsOwnDelivery(t *testing.T) {
 		t.Fatalf("room fan-out: %d recipients, %v; want 2", n, err)
 	}
 	for _, u := range []string{"good1", "good2"} {
-		waitFor(t, 5*time.Second, func() bool { return sinks[u].count() == 2 }, u+"'s two messages")
+		testutil.WaitFor(t, 5*time.Second, func() bool { return sinks[u].count() == 2 }, u+"'s two messages")
 	}
 	if v := rdb.Get(ctx, h.keys.userStream("bad")).Val(); v != "oops" {
 		t.Fatalf("bad's key was changed to %q", v)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 )
 
 // publishDuring publishes n messages to user from one goroutine while fault runs halfway,
@@ -66,7 +67,7 @@ func TestPubSubKilledMidStreamLosesNothing(t *testing.T) {
 	wg.Wait()
 	for _, u := range users {
 		for i, s := range sinks[u] {
-			waitFor(t, 10*time.Second, func() bool { return s.count() >= len(sent[u]) }, u+" sink "+strconv.Itoa(i))
+			testutil.WaitFor(t, 10*time.Second, func() bool { return s.count() >= len(sent[u]) }, u+" sink "+strconv.Itoa(i))
 			msgs, dropped := s.snapshot()
 			if dropped != nil {
 				t.Fatalf("%s: dropped: %v", u, dropped)
@@ -82,18 +83,18 @@ func TestFrozenRedisIsDetectedAndCaughtUp(t *testing.T) {
 	s := &sink{}
 	subscribe(t, h, "bob", "", s)
 	first := publish(t, h, "bob", "0")
-	waitFor(t, 5*time.Second, func() bool { return s.count() == 1 }, "first delivery")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return s.count() == 1 }, "first delivery")
 
 	srv.Freeze()
-	waitFor(t, 10*time.Second, func() bool { return h.Ready() != nil }, "readiness to turn off while Redis is frozen")
-	waitFor(t, 10*time.Second, func() bool { return h.Stats().PubSubReconnects > 0 }, "the watchdog to rebuild the quiet Pub/Sub link")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return h.Ready() != nil }, "readiness to turn off while Redis is frozen")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return h.Stats().PubSubReconnects > 0 }, "the watchdog to rebuild the quiet Pub/Sub link")
 	srv.Thaw()
-	waitFor(t, 10*time.Second, func() bool { return h.Ready() == nil }, "readiness to come back")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return h.Ready() == nil }, "readiness to come back")
 	ids := []StreamID{first}
 	for i := 1; i < 20; i++ {
 		ids = append(ids, publish(t, h, "bob", strconv.Itoa(i)))
 	}
-	waitFor(t, 10*time.Second, func() bool { return s.count() >= len(ids) }, "deliveries after the freeze")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return s.count() >= len(ids) }, "deliveries after the freeze")
 	msgs, dropped := s.snapshot()
 	if dropped != nil {
 		t.Fatalf("dropped: %v", dropped)
@@ -116,7 +117,7 @@ func TestMessagesPublishedWhileThePubSubLinkIsDownAreCaughtUp(t *testing.T) {
 		}
 		ids = append(ids, publish(t, other, "bob", strconv.Itoa(i)))
 	}
-	waitFor(t, 10*time.Second, func() bool { return s.count() >= len(ids) }, "all deliveries")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return s.count() >= len(ids) }, "all deliveries")
 	t.Logf("reconnects %d, caught up %d", h.Stats().PubSubReconnects, h.Stats().CaughtUp)
 	msgs, dropped := s.snapshot()
 	if dropped != nil {
@@ -131,7 +132,7 @@ func TestCatchUpPastTrimmedHistoryDropsTheConnection(t *testing.T) {
 	s := &sink{}
 	sub, _ := subscribe(t, h, "bob", "", s)
 	publish(t, h, "bob", "0")
-	waitFor(t, 5*time.Second, func() bool { return s.count() == 1 }, "first delivery")
+	testutil.WaitFor(t, 5*time.Second, func() bool { return s.count() == 1 }, "first delivery")
 	// Take the node's Pub/Sub link away for longer than the history lasts: stop the
 	// subscription's live feed by hand, publish past the history, then catch up.
 	sub.mu.Lock()
@@ -145,7 +146,7 @@ func TestCatchUpPastTrimmedHistoryDropsTheConnection(t *testing.T) {
 	sub.pending = nil // what the dead link never brought
 	sub.mu.Unlock()
 	sub.requestCatchup()
-	waitFor(t, 5*time.Second, func() bool { _, d := s.snapshot(); return d != nil }, "the drop")
+	testutil.WaitFor(t, 5*time.Second, func() bool { _, d := s.snapshot(); return d != nil }, "the drop")
 	if _, d := s.snapshot(); d != ErrLagged {
 		t.Fatalf("dropped with %v, want ErrLagged", d)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 )
 
@@ -55,13 +56,13 @@ type osProcess struct {
 	base string
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *lockedBuffer
+	log  *testutil.LockedBuffer
 }
 
 func startOSProcess(t *testing.T, args ...string) *osProcess {
 	t.Helper()
 	addr := freeAddr(t)
-	p := &osProcess{base: "http://" + addr, done: make(chan struct{}), log: &lockedBuffer{}}
+	p := &osProcess{base: "http://" + addr, done: make(chan struct{}), log: &testutil.LockedBuffer{}}
 	p.cmd = exec.Command(binary(t), append([]string{"--addr", addr}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,31 +8,13 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 )
-
-// lockedBuffer collects run's log, written from run's goroutines and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // process is one run of the binary's run function in the test process.
 type process struct {
@@ -41,7 +22,7 @@ type process struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run has returned
 	err    error         // run's result, set before done closes
-	log    *lockedBuffer
+	log    *testutil.LockedBuffer
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
@@ -64,7 +45,7 @@ func startProcess(t *testing.T, getenv func(string) string, args ...string) *pro
 	t.Helper()
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &process{base: "http://" + addr, cancel: cancel, done: make(chan struct{}), log: &lockedBuffer{}}
+	p := &process{base: "http://" + addr, cancel: cancel, done: make(chan struct{}), log: &testutil.LockedBuffer{}}
 	go func() {
 		defer close(p.done)
 		p.err = run(ctx, append([]string{"--addr", addr}, args...), getenv, p.log)
@@ -285,7 +266,7 @@ func TestRunRefusesWhatItCannotServe(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			done := make(chan error, 1)
-			var log lockedBuffer
+			var log testutil.LockedBuffer
 			go func() { done <- run(ctx, append([]string{"--addr", "127.0.0.1:0"}, tc.args...), noEnv, &log) }()
 			select {
 			case err := <-done:
