@@ -179,8 +179,8 @@ func TestAdminSubscriptionsListsThisNodesUsers(t *testing.T) {
 
 // An envelope that is not valid UTF-8 can only come from something else writing to Redis
 // (the API refuses such payloads). Sent as a text frame it would make a browser fail the
-// connection, and the client would resume into it forever: the node drops it, logs it, and
-// the connection goes on with what follows.
+// connection, and the client would resume into it forever: the node does not take it for a
+// message, and the connection goes on with what follows.
 func TestAnEnvelopeWithInvalidUTF8FromRedisIsSkipped(t *testing.T) {
 	srv, rdb := startRedis(t)
 	n := startNode(t, srv.URL(), "a")

@@ -2,10 +2,8 @@ package service
 
 import (
 	"encoding/binary"
-	"log/slog"
 	"net"
 	"sync"
-	"unicode/utf8"
 )
 
 // frameWriter holds what one writev of WebSocket frames needs, reused across writes.
@@ -22,10 +20,10 @@ var frameWriters = sync.Pool{New: func() any { return new(frameWriter) }}
 // (Go's netFD holds its write lock for it), so frames never interleave with the control
 // frames gws writes on the same socket.
 //
-// A frame that is not valid UTF-8 would make a browser fail the connection, and the
-// client would then resume into the same frame forever; it is skipped and logged. Input
-// is validated where it enters, so this is a guard against data put in Redis by other means.
-func writeTextFrames(conn net.Conn, frames [][]byte, log *slog.Logger) error {
+// Every frame must be valid UTF-8, as a text frame must: what the server encodes is, what
+// clients send is checked by gws, and what comes from Redis is checked once per message by
+// subscriptions (decodeMessage, entryMessage).
+func writeTextFrames(conn net.Conn, frames [][]byte) error {
 	fw := frameWriters.Get().(*frameWriter)
 	defer func() {
 		if cap(fw.bufs) > 4096 { // a long replay's batch: do not keep its arrays around
@@ -41,10 +39,6 @@ func writeTextFrames(conn net.Conn, frames [][]byte, log *slog.Logger) error {
 		fw.headers = make([]byte, 0, maxFrameHeader*len(frames))
 	}
 	for _, f := range frames {
-		if !utf8.Valid(f) {
-			log.Error("dropped a frame that is not valid UTF-8", "bytes", len(f))
-			continue
-		}
 		at := len(fw.headers)
 		fw.headers = appendTextHeader(fw.headers, len(f))
 		fw.bufs = append(fw.bufs, fw.headers[at:], f)

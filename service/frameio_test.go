@@ -5,9 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"strings"
 	"testing"
 )
 
@@ -55,7 +53,7 @@ func TestWriteTextFramesWritesEachFrameWhole(t *testing.T) {
 	client, server := net.Pipe()
 	defer client.Close()
 	done := make(chan error, 1)
-	go func() { done <- writeTextFrames(server, frames, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- writeTextFrames(server, frames) }()
 	for i, want := range frames {
 		fin, op, got := readServerFrame(t, client)
 		if !fin || op != 0x1 {
@@ -70,34 +68,10 @@ func TestWriteTextFramesWritesEachFrameWhole(t *testing.T) {
 	}
 }
 
-func TestWriteTextFramesSkipsInvalidUTF8(t *testing.T) {
-	var logged strings.Builder
-	log := slog.New(slog.NewTextHandler(&logged, nil))
-	frames := [][]byte{[]byte(`{"n":1}`), []byte("{\"n\":\"\xff\"}"), []byte(`{"n":3}`)}
-	client, server := net.Pipe()
-	defer client.Close()
-	done := make(chan error, 1)
-	go func() { done <- writeTextFrames(server, frames, log); server.Close() }()
-	for _, want := range []string{`{"n":1}`, `{"n":3}`} {
-		if _, _, got := readServerFrame(t, client); string(got) != want {
-			t.Fatalf("got %q, want %q", got, want)
-		}
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if rest, _ := io.ReadAll(client); len(rest) != 0 {
-		t.Fatalf("%d bytes after the valid frames", len(rest))
-	}
-	if !strings.Contains(logged.String(), "not valid UTF-8") {
-		t.Fatalf("the dropped frame was not logged: %q", logged.String())
-	}
-}
-
 func TestWriteTextFramesReportsAWriteError(t *testing.T) {
 	client, server := net.Pipe()
 	client.Close()
-	if err := writeTextFrames(server, [][]byte{[]byte("x")}, slog.New(slog.DiscardHandler)); err == nil {
+	if err := writeTextFrames(server, [][]byte{[]byte("x")}); err == nil {
 		t.Fatal("a write to a closed pipe succeeded")
 	}
 }
@@ -113,7 +87,7 @@ func BenchmarkWriteTextFrames(b *testing.B) {
 		b.Run(fmt.Sprintf("frames=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := writeTextFrames(conn, frames, slog.New(slog.DiscardHandler)); err != nil {
+				if err := writeTextFrames(conn, frames); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -130,9 +104,8 @@ func TestWriteTextFramesAllocationBudget(t *testing.T) {
 	}
 	conn := discardConn(t)
 	frames := [][]byte{[]byte(`{"n":1}`), []byte(`{"n":2}`), []byte(`{"n":3}`)}
-	log := slog.New(slog.DiscardHandler)
 	// One: net.Buffers escapes into the io.Writer it is written to.
-	if got := testing.AllocsPerRun(200, func() { _ = writeTextFrames(conn, frames, log) }); got > 1 {
+	if got := testing.AllocsPerRun(200, func() { _ = writeTextFrames(conn, frames) }); got > 1 {
 		t.Fatalf("%.1f allocations per write of 3 frames, budget 1", got)
 	}
 }

@@ -300,7 +300,7 @@ func (c *client) drain() {
 			c.writeDeadline = now.Add(c.s.cfg.WriteTimeout)
 			_ = c.conn.SetWriteDeadline(c.writeDeadline)
 		}
-		if err := writeTextFrames(c.conn.NetConn(), batch, c.s.log); err != nil {
+		if err := writeTextFrames(c.conn.NetConn(), batch); err != nil {
 			// As gws does when a write fails: the read loop then ends and OnClose follows.
 			_ = c.conn.NetConn().Close()
 		}

@@ -3,6 +3,7 @@ package subscriptions
 import (
 	"encoding/base64"
 	"encoding/json"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -73,7 +74,8 @@ func assemble(id string, tail string) []byte {
 }
 
 // decodeMessage reads the id of a published envelope. It returns false for anything that is
-// not a message envelope (control messages, or garbage someone published on the channel).
+// not a message envelope (control messages, or garbage someone published on the channel,
+// invalid UTF-8 included): checked here once per message, not once per connection.
 func decodeMessage(payload string) (Message, bool) {
 	if len(payload) < len(envelopePrefix)+4 || payload[:len(envelopePrefix)] != envelopePrefix {
 		return Message{}, false
@@ -91,6 +93,11 @@ func decodeMessage(payload string) (Message, bool) {
 	}
 	id, err := ParseStreamID(rest[:end])
 	if err != nil {
+		return Message{}, false
+	}
+	if !utf8.ValidString(payload) {
+		// Only something other than a node can have published it (nodes refuse such input),
+		// and as a text frame it would make a browser fail the connection on every resume.
 		return Message{}, false
 	}
 	// The payload's bytes are shared, not copied: a Message's Payload is never modified,

@@ -3,6 +3,9 @@ package subscriptions
 import (
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // FuzzParseStreamID checks that any id that parses prints back to an id that parses to the
@@ -37,7 +40,7 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 		env := Envelope{From: from, Room: room}
 		if binary {
 			env.Binary = data
-		} else if json.Valid(data) {
+		} else if utf8.Valid(data) && json.Valid(data) { // what the service accepts as JSON
 			env.Data = data
 		} else {
 			return
@@ -51,4 +54,23 @@ func FuzzEnvelopeRoundTrip(f *testing.F) {
 			t.Fatalf("envelope %s decodes to %v %v", payload, m.ID, ok)
 		}
 	})
+}
+
+// Invalid UTF-8 can reach a node only from another writer of its Redis keys; a text frame
+// carrying it makes a browser fail the connection, so neither the Pub/Sub reader nor a
+// stream read takes it for a message.
+func TestInvalidUTF8FromRedisIsNotAMessage(t *testing.T) {
+	good, bad := `,"data":"café"}`, ",\"data\":\"caf\xe9\"}"
+	if _, ok := decodeMessage(string(assemble("5-0", good))); !ok {
+		t.Fatal("a valid envelope was refused")
+	}
+	if _, ok := decodeMessage(string(assemble("5-0", bad))); ok {
+		t.Fatal("the Pub/Sub reader took an envelope with invalid UTF-8 for a message")
+	}
+	if _, ok := entryMessage(redis.XMessage{ID: "5-0", Values: map[string]any{"e": good}}); !ok {
+		t.Fatal("a valid stream entry was refused")
+	}
+	if _, ok := entryMessage(redis.XMessage{ID: "5-0", Values: map[string]any{"e": bad}}); ok {
+		t.Fatal("a stream read took an entry with invalid UTF-8 for a message")
+	}
 }

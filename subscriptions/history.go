@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -164,7 +165,7 @@ func entryMessage(e redis.XMessage) (Message, bool) {
 		return Message{}, false
 	}
 	tail, ok := e.Values["e"].(string)
-	if !ok {
+	if !ok || !utf8.ValidString(tail) { // as decodeMessage: only another writer can have put it there
 		return Message{}, false
 	}
 	return Message{ID: id, Payload: assemble(e.ID, tail)}, true
