@@ -12,8 +12,4 @@ redis.call('SADD', KEYS[4], ARGV[5])
 if redis.call('HLEN', KEYS[2]) ~= 1 then
   return {0, 0}
 end
-local trimmed = 0
-if ARGV[1] ~= '0' then
-  trimmed = emit(KEYS[1], ARGV[1], ARGV[6])
-end
-return {1, trimmed}
+return transitioned(KEYS[1], ARGV[1], ARGV[6])

@@ -25,8 +25,4 @@ end
 if #fields > 0 then
   return {0, 0}
 end
-local trimmed = 0
-if ARGV[1] ~= '0' then
-  trimmed = emit(KEYS[1], ARGV[1], ARGV[5])
-end
-return {1, trimmed}
+return transitioned(KEYS[1], ARGV[1], ARGV[5])

@@ -8,3 +8,13 @@ local function emit(stream, maxlen, event)
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e', event)
   return before + 1 - redis.call('XLEN', stream)
 end
+
+-- transitioned answers a presence script whose change took a user online or offline: it
+-- queues the event unless events are off (maxlen '0') and returns {1, entries trimmed}.
+local function transitioned(stream, maxlen, event)
+  local trimmed = 0
+  if maxlen ~= '0' then
+    trimmed = emit(stream, maxlen, event)
+  end
+  return {1, trimmed}
+end
