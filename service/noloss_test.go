@@ -381,3 +381,58 @@ func testResumeOfAHistoryLargerThanTheQueueIsPacedNotDropped(t *testing.T, be ba
 		t.Fatalf("live after a paced replay: %s", m.Raw)
 	}
 }
+
+// A write stuck on a peer that stopped reading, before its queue is over any bound, ends
+// when WriteTimeout passes (the drain moves the deadline only every half WriteTimeout, so
+// within ½–1 × WriteTimeout of the write): the connection closes, nobody else waits on it,
+// and its client resumes without loss.
+func TestAWriteStuckOnAPeerThatStoppedReadingEndsItsConnection(t *testing.T) {
+	srv, _ := startRedis(t)
+	const writeTimeout = 400 * time.Millisecond
+	a := startNode(t, srv.URL(), "a", func(o *nodeOptions) { o.service.WriteTimeout = writeTimeout })
+	stalled, err := wsclient.Dial(a.wsURL("user=slow"), wsclient.Options{Buffer: 1})
+	must(t, err)
+	t.Cleanup(stalled.Close)
+	w := next(t, stalled, "welcome")
+	fast, _ := connect(t, a, "fast")
+
+	// 200 messages of 60 kB: 12 MB, more than the two sockets' buffers can hold (Linux
+	// allows at most 6 + 4 MB by default), and far below the queue's bounds (4,096 messages,
+	// 16 MiB), so that only the stuck write can end the connection.
+	big := `"` + strings.Repeat("x", 60000) + `"`
+	var ids []string
+	for i := 0; i < 200 && a.hub.LocalConnections("slow") > 0; i++ {
+		ids = append(ids, sendDM(t, a, "slow", big))
+		id := sendDM(t, a, "fast", fmt.Sprintf("%d", i))
+		if m := next(t, fast, "message"); m.ID != id {
+			t.Fatalf("fast got %s", m.Raw)
+		}
+	}
+	testutil.WaitFor(t, 10*writeTimeout, func() bool { return a.hub.LocalConnections("slow") == 0 },
+		"the write to a peer that stopped reading to time out")
+	if n := a.srvSlowCloses(); n != 0 {
+		t.Fatalf("%d slow-consumer closes: the queue bound ended it, not the write deadline", n)
+	}
+	// What the stalled client still reads, then a resume from there: every message, once.
+	var got []wsclient.Frame
+	for {
+		f, err := stalled.NextWithin(5 * time.Second)
+		if err != nil {
+			break
+		}
+		if f.Type == "message" {
+			got = append(got, f)
+		}
+	}
+	checkExactly(t, got, ids[:len(got)])
+	since := w.LastID
+	if len(got) > 0 {
+		since = got[len(got)-1].ID
+	}
+	again, _ := connect(t, a, "slow", "since", since)
+	var rest []wsclient.Frame
+	for range len(ids) - len(got) {
+		rest = append(rest, next(t, again, "message"))
+	}
+	checkExactly(t, rest, ids[len(got):])
+}
