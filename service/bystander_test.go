@@ -21,14 +21,14 @@ import (
 // if any was lost, arrived out of order or the connection ended: one misbehaving client must
 // never hurt another.
 type bystanderProbe struct {
-	t      *testing.T
-	user   string
-	stop   chan struct{}
-	done   chan struct{}
-	lat    []time.Duration // written by the probe goroutine, read after done
+	t    *testing.T
+	user string
+	stop chan struct{}
+	done chan struct{}
+	lat  []time.Duration // written by the probe goroutine, read after done
 	// Delivered counts the DMs that went through so far; a test may wait on it.
 	Delivered atomic.Int64
-	failed string          // why the probe stopped early, if it did
+	failed    string // why the probe stopped early, if it did
 }
 
 // startBystander connects user to wsNode and starts posting to it through postNode every
