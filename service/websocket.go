@@ -62,6 +62,22 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &client{s: s, user: user, since: since, tokens: float64(s.cfg.FrameBurst)}
+	if since != "" {
+		// A replay costs the node reads and memory for as long as its client takes to read
+		// it: a user gets a few at once, and a plain connect is never refused for it.
+		release, ok := s.hub.ReserveResume(user)
+		if !ok {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, &apiError{status: http.StatusTooManyRequests, code: codeRateLimited, message: "too many resumes under way for this user; retry shortly"})
+			return
+		}
+		c.releaseResume = release
+		defer func() {
+			if c.conn == nil { // not upgraded: OnClose will not release it
+				release()
+			}
+		}()
+	}
 	netConn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		s.log.Debug("websocket hijack failed", "err", err)
@@ -77,6 +93,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	c.conn = conn
 	conn.Session().Store(sessionKey, c)
 	if !s.register(c) {
+		c.Replayed() // OnClose runs only for registered connections
 		_ = conn.WriteClose(closeRestarting, []byte("server restarting"))
 		return
 	}
@@ -198,24 +215,39 @@ type client struct {
 	closed        bool
 	// onDrained continues a paced replay once the queue has drained (see Room).
 	onDrained func()
+	// releaseResume gives back the user's resume slot (Hub.ReserveResume); nil without
+	// since. Called when the replay is over or the connection ends, whichever is first.
+	releaseResume func()
 }
 
 var _ subscriptions.PacedSink = (*client)(nil)
 
-// Room implements subscriptions.PacedSink: a replay may fill half the queue; the rest
-// follows as it drains.
-func (c *client) Room(n int, resume func()) bool {
+// Room implements subscriptions.PacedSink: a replay may fill the queue up to limit bytes
+// (the half of the replay's budget that is not read ahead) and at most half the queue's
+// bounds; the rest follows as it drains.
+func (c *client) Room(n, limit int, resume func()) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return true // nothing will drain; let the replay finish into the void
+		// Nothing will drain, and reading the rest of the history would be for nobody; the
+		// subscription is closed by OnClose.
+		return false
 	}
-	empty := len(c.queue) == 0 && c.bytes == 0 // even a message over half the budget fits then
-	if empty || len(c.queue) < c.s.cfg.MaxQueueMessages/2 && c.bytes+n <= c.s.cfg.MaxQueueBytes/2 {
+	limit = min(limit, c.s.cfg.MaxQueueBytes/2)
+	empty := len(c.queue) == 0 && c.bytes == 0 // even a message over the limit fits then
+	if empty || len(c.queue) < c.s.cfg.MaxQueueMessages/2 && c.bytes+n <= limit {
 		return true
 	}
 	c.onDrained = resume
 	return false
+}
+
+// Replayed implements subscriptions.PacedSink: the replay is over, and the user's resume
+// slot is free for another.
+func (c *client) Replayed() {
+	if c.releaseResume != nil {
+		c.releaseResume()
+	}
 }
 
 // Deliver queues a message envelope; false means the queue is full.
@@ -406,6 +438,7 @@ func (h *wsHandler) OnClose(conn *gws.Conn, err error) {
 	if c.sub != nil {
 		c.sub.Close()
 	}
+	c.Replayed() // a connection that ends mid-replay gives its resume slot back too
 	if c.counted {
 		// Also while the node drains (its context is cancelled then), but not forever.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(h.s.ctx), 10*time.Second)

@@ -71,24 +71,44 @@ func (q *catchupQueue) run(ctx context.Context, workers int) {
 // catchUp reads, in one pipeline, each subscription's stream from its last delivered id
 // (inclusive, to prove nothing was trimmed past it), delivers what it missed, then what
 // arrived live meanwhile, and puts it back live. A subscription with more to read than one
-// page goes back on the queue.
+// page goes back on the queue. A subscription whose replay asked for its next page (see
+// Subscription.replayLocked) gets that page, bounded in bytes, in the same pipeline.
 func (q *catchupQueue) catchUp(ctx context.Context, batch []*Subscription) {
 	h := q.hub
 	froms := make([]StreamID, len(batch))
+	replays := make([]bool, len(batch))
 	for i, s := range batch {
 		s.mu.Lock()
-		froms[i] = s.last
+		if s.state == stateSetup && s.reading {
+			froms[i], replays[i] = s.replayFrom, true
+		} else {
+			froms[i] = s.last
+		}
 		s.mu.Unlock()
 	}
-	var cmds []*redis.XMessageSliceCmd
+	var ranges []*redis.XMessageSliceCmd
+	var pages []*redis.Cmd
 	var err error
 	for attempt := 0; ; attempt++ {
 		pipe := h.rdb.Pipeline()
-		cmds = make([]*redis.XMessageSliceCmd, len(batch))
+		ranges = make([]*redis.XMessageSliceCmd, len(batch))
+		pages = make([]*redis.Cmd, len(batch))
 		for i, s := range batch {
-			cmds[i] = pipe.XRangeN(ctx, h.keys.userStream(s.user), froms[i].String(), "+", historyPage+1)
+			stream := h.keys.userStream(s.user)
+			if replays[i] {
+				pages[i] = pipe.EvalSha(ctx, pageScript.Hash(), []string{stream}, h.pageArgs(froms[i])...)
+			} else {
+				ranges[i] = pipe.XRangeN(ctx, stream, froms[i].String(), "+", historyPage+1)
+			}
 		}
-		if _, err = pipe.Exec(ctx); err == nil || ctx.Err() != nil || attempt == 5 {
+		_, err = pipe.Exec(ctx)
+		if err != nil && isNoScript(err) && attempt < 5 {
+			// Redis restarted or failed over and lost the script; the reads did not run.
+			if lerr := pageScript.Load(ctx, h.rdb).Err(); lerr == nil {
+				continue
+			}
+		}
+		if err == nil || ctx.Err() != nil || attempt == 5 {
 			break
 		}
 		select {
@@ -100,13 +120,23 @@ func (q *catchupQueue) catchUp(ctx context.Context, batch []*Subscription) {
 		h.obs.ObserveRedisError()
 	}
 	for i, s := range batch {
-		if err != nil {
+		switch {
+		case replays[i] && err != nil:
+			s.pageRead(froms[i], replayPage{}, false, fmt.Errorf("%w: read history: %w", ErrUnavailable, err))
+		case replays[i]:
+			page, perr := parsePage(pages[i].Val())
+			kept := false
+			if perr == nil {
+				kept, perr = h.recoveredFrom(ctx, h.keys.userStream(s.user), froms[i], page.entries)
+			}
+			s.pageRead(froms[i], page, kept, perr)
+		case err != nil:
 			s.mu.Lock()
 			s.queued = false
 			s.dropLocked(fmt.Errorf("%w: catch up: %w", ErrUnavailable, err))
-			continue
+		default:
+			q.finish(s, froms[i], ranges[i].Val())
 		}
-		q.finish(s, froms[i], cmds[i].Val())
 	}
 }
 

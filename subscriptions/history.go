@@ -2,6 +2,7 @@ package subscriptions
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -9,8 +10,72 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// historyPage is how many stream entries one XRANGE reads.
+// historyPage is how many stream entries one XRANGE reads, and at most how many one page
+// of a replay holds.
 const historyPage = 500
+
+//go:embed page.lua
+var pageLua string
+
+// pageScript reads one page of a replay, bounded in entries and bytes (page.lua). It is
+// loaded at startup, called by its SHA in the catch-up workers' pipelines, and loaded again
+// on NOSCRIPT.
+var pageScript = redis.NewScript(pageLua)
+
+// replayPage is one page of a user's stream read for a replay.
+type replayPage struct {
+	// entries start with the anchor (the position read from) when the stream still holds
+	// it, without its fields.
+	entries []redis.XMessage
+	// more is set when the stream may hold entries after the last one: the page was cut by
+	// its byte or entry bound.
+	more bool
+}
+
+// pageArgs are the page script's arguments for a page from from: half of ReplayBytes is
+// read ahead, the other half may wait in the connection's queue (see PacedSink).
+func (h *Hub) pageArgs(from StreamID) []any {
+	return []any{from.String(), historyPage + 1, max(1, h.cfg.ReplayBytes/2), from.String()}
+}
+
+// readPage reads one page of user's stream from from, inclusive.
+func (h *Hub) readPage(ctx context.Context, user string, from StreamID) (replayPage, error) {
+	v, err := pageScript.Run(ctx, h.rdb, []string{h.keys.userStream(user)}, h.pageArgs(from)...).Result()
+	if err != nil {
+		return replayPage{}, fmt.Errorf("%w: read history: %w", ErrUnavailable, err)
+	}
+	return parsePage(v)
+}
+
+// parsePage decodes the page script's answer.
+func parsePage(v any) (replayPage, error) {
+	top, ok := v.([]any)
+	if !ok || len(top) != 2 {
+		return replayPage{}, fmt.Errorf("%w: the page script answered %T", ErrUnavailable, v)
+	}
+	cut, _ := top[0].(int64)
+	list, ok := top[1].([]any)
+	if !ok {
+		return replayPage{}, fmt.Errorf("%w: the page script answered %T for entries", ErrUnavailable, top[1])
+	}
+	p := replayPage{entries: make([]redis.XMessage, 0, len(list)), more: cut == 1 || len(list) >= historyPage+1}
+	for _, x := range list {
+		pair, ok := x.([]any)
+		if !ok || len(pair) != 2 {
+			return replayPage{}, fmt.Errorf("%w: the page script answered a malformed entry", ErrUnavailable)
+		}
+		id, _ := pair[0].(string)
+		fields, _ := pair[1].([]any)
+		values := make(map[string]any, len(fields)/2)
+		for i := 0; i+1 < len(fields); i += 2 {
+			if k, ok := fields[i].(string); ok {
+				values[k] = fields[i+1]
+			}
+		}
+		p.entries = append(p.entries, redis.XMessage{ID: id, Values: values})
+	}
+	return p, nil
+}
 
 // readAfter reads up to limit messages of user's stream after from, oldest first. recovered
 // tells whether nothing after from was trimmed: from itself is still in the stream (or from

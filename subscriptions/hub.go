@@ -44,6 +44,16 @@ type Config struct {
 	// MaxPending bounds the live messages buffered for one connection while it catches up
 	// from its stream; past it the connection is dropped as a slow consumer. Default 4096.
 	MaxPending int
+	// ReplayBytes bounds the bytes of history one connection's replay holds in the node's
+	// memory at once: half for the page read ahead from the stream, half for what waits in
+	// the connection's queue (a single larger message still passes, alone). Live messages
+	// that arrive during a replay are buffered up to half of it too; past that (or past
+	// MaxPending) the buffer is forgotten and the replay reads them from the stream.
+	// Default 1 MiB.
+	ReplayBytes int
+	// MaxResumesPerUser bounds how many of one user's resumes (connections with since)
+	// may be replaying on this node at once; see ReserveResume. Default 4.
+	MaxResumesPerUser int
 	// Advertise is the address this node's clients reach it at, shown in the registry.
 	Advertise string
 	// RegistryInterval is how often the node announces itself in the registry; a node that
@@ -76,6 +86,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = 4096
+	}
+	if c.ReplayBytes <= 0 {
+		c.ReplayBytes = 1 << 20
+	}
+	if c.MaxResumesPerUser <= 0 {
+		c.MaxResumesPerUser = 4
 	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
@@ -122,6 +138,8 @@ type Hub struct {
 	started     atomic.Bool // Run was called
 	running     atomic.Bool // between Run's start and its stop: subscriptions are taken
 	catchups    *catchupQueue
+	resumeMu    sync.Mutex
+	resumes     map[string]int // replays under way by user, for MaxResumesPerUser
 	roomLocks   roomLocks
 	tops        chan *topRead  // newest-id reads of new connections, batched
 	wg          sync.WaitGroup // link goroutines
@@ -161,6 +179,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Hub, error) {
 		keys:        keys{prefix: cfg.Prefix},
 		log:         cfg.Logger.With("node", cfg.Node),
 		links:       make(map[int]*link),
+		resumes:     make(map[string]int),
 		tops:        make(chan *topRead, 1024),
 		done:        make(chan struct{}),
 		ctx:         context.Background(),
@@ -224,6 +243,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.running.Store(true)
 	if err := batchScript.Load(ctx, h.rdb).Err(); err != nil {
 		h.log.Warn("loading batch script", "err", err)
+	}
+	if err := pageScript.Load(ctx, h.rdb).Err(); err != nil {
+		h.log.Warn("loading page script", "err", err)
 	}
 	if err := deliveryScript.Load(ctx, h.rdb).Err(); err != nil {
 		// Not fatal: Redis may come up later, and the publisher loads the script on NOSCRIPT.
@@ -387,4 +409,28 @@ func (h *Hub) checkRedis(ctx context.Context) {
 			h.log.Warn("redis does not answer")
 		}
 	}
+}
+
+// ReserveResume takes one of user's concurrent resumes on this node, so that a user cannot
+// make the node replay its history to many connections at once. It returns false when
+// MaxResumesPerUser replays of user are under way; otherwise release gives the slot back,
+// and may be called more than once. The caller releases it when the replay is over
+// (PacedSink.Replayed) or the connection ends, whichever comes first.
+func (h *Hub) ReserveResume(user string) (release func(), ok bool) {
+	h.resumeMu.Lock()
+	defer h.resumeMu.Unlock()
+	if h.resumes[user] >= h.cfg.MaxResumesPerUser {
+		return nil, false
+	}
+	h.resumes[user]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			h.resumeMu.Lock()
+			defer h.resumeMu.Unlock()
+			if h.resumes[user]--; h.resumes[user] <= 0 {
+				delete(h.resumes, user)
+			}
+		})
+	}, true
 }

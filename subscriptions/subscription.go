@@ -32,7 +32,7 @@ type Welcome struct {
 type subState uint8
 
 const (
-	stateSetup   subState = iota // confirmed or confirming; live messages are buffered
+	stateSetup   subState = iota // confirmed or confirming, or replaying; live messages are buffered
 	stateLive                    // messages go straight to the sink
 	stateSyncing                 // catching up from the stream; live messages are buffered
 	stateClosed
@@ -42,25 +42,37 @@ const (
 // sink sees the user's messages in id order, each once, with no gap since its position:
 // live messages are buffered whenever it reads the stream, and anything not newer than the
 // last id delivered is dropped.
+//
+// A resume replays the stream a page at a time (see PacedSink): a page is read only once
+// the previous one is in the sink, so that a connection's replay holds at most
+// Config.ReplayBytes of the history however long it is and however slowly its client reads.
+// Live messages that arrive meanwhile are buffered; when the buffer overflows it is
+// forgotten and the replay reads on past it, since every live message is in the stream too.
 type Subscription struct {
 	hub  *Hub
 	user string
 	sink Sink
 	ch   *channel // guarded by hub.mu; nil once detached
 
-	mu      sync.Mutex
-	state   subState
-	last    StreamID
-	replay  []Message // read at setup, delivered by Start
-	pending []Message // live messages that arrived while not live
-	catchup bool      // a catch-up is wanted once the current phase ends
-	queued  bool      // in the catch-up queue
+	mu           sync.Mutex
+	state        subState
+	last         StreamID
+	replay       []Message // the page read and not yet delivered
+	replayFrom   StreamID  // the newest id read from the stream; the next page starts there
+	replayDone   bool      // the stream held nothing after replayFrom when last read
+	reading      bool      // a page read is queued or under way
+	overflowed   bool      // pending was forgotten since the current read was asked for
+	started      bool      // Start was called: the welcome is out
+	pending      []Message // live messages that arrived while not live
+	pendingBytes int
+	catchup      bool // a catch-up is wanted once the current phase ends
+	queued       bool // in the catch-up queue
 }
 
 // Subscribe subscribes a new connection of user. It returns once Redis has confirmed the
-// user's channel and, with since, the history after since has been read; nothing reaches
-// sink until Start is called, so that the caller can send its welcome first. since is ""
-// for a connection that does not resume.
+// user's channel and, with since, the first page of the history after since has been read
+// (it decides Welcome.Recovered); nothing reaches sink until Start is called, so that the
+// caller can send its welcome first. since is "" for a connection that does not resume.
 func (h *Hub) Subscribe(ctx context.Context, user, since string, sink Sink) (*Subscription, Welcome, error) {
 	if !ValidID(user) {
 		return nil, Welcome{}, ErrInvalidID
@@ -87,27 +99,58 @@ func (h *Hub) Subscribe(ctx context.Context, user, since string, sink Sink) (*Su
 		return nil, Welcome{}, ErrClosed
 	}
 	var w Welcome
-	var replay []Message
-	if since != "" {
-		msgs, recovered, err := h.readAfter(ctx, user, from, int(h.cfg.HistorySize)+1000)
-		if err != nil {
-			s.Close()
-			return nil, Welcome{}, err
-		}
-		replay, w.Recovered, w.Position = msgs, &recovered, from
-		h.replayed.Add(int64(len(msgs)))
-	} else {
+	s.mu.Lock()
+	s.overflowed = false // what is forgotten before the read below is in what it reads
+	s.mu.Unlock()
+	if since == "" {
 		top, err := h.newest(ctx, user)
 		if err != nil {
 			s.Close()
 			return nil, Welcome{}, err
 		}
 		w.Position = top
+		s.mu.Lock()
+		s.last, s.replayFrom = top, top
+		s.replayDone = !s.overflowed
+		s.mu.Unlock()
+		return s, w, nil
 	}
+	page, err := h.readPage(ctx, user, from)
+	if err != nil {
+		s.Close()
+		return nil, Welcome{}, err
+	}
+	recovered, err := h.recoveredFrom(ctx, h.keys.userStream(user), from, page.entries)
+	if err != nil {
+		s.Close()
+		return nil, Welcome{}, err
+	}
+	w.Recovered, w.Position = &recovered, from
 	s.mu.Lock()
-	s.last, s.replay = w.Position, replay
+	s.last, s.replayFrom = from, from
+	s.takePageLocked(page)
 	s.mu.Unlock()
 	return s, w, nil
+}
+
+// takePageLocked keeps the messages of a page read from replayFrom for delivery.
+func (s *Subscription) takePageLocked(page replayPage) {
+	n := 0
+	for _, e := range page.entries {
+		id, err := ParseStreamID(e.ID)
+		if err != nil || !s.replayFrom.Less(id) {
+			continue // the anchor, delivered already
+		}
+		s.replayFrom = id // past an entry that is not a message too, or it is read forever
+		if m, ok := entryMessage(e); ok {
+			s.replay = append(s.replay, m)
+			n++
+		}
+	}
+	s.hub.replayed.Add(int64(n))
+	// Done when the stream held nothing more, and no live message was forgotten after the
+	// read was asked for: one forgotten later may lie past what it saw.
+	s.replayDone = !page.more && !s.overflowed
 }
 
 // attach registers s on user's channel and returns a channel closed once Redis has
@@ -134,43 +177,63 @@ func (h *Hub) attach(user string, s *Subscription) <-chan struct{} {
 
 // PacedSink is a Sink that can say when it is full, so that a long replay is fed to it as
 // it drains instead of overflowing it (a resume after 1,000 large messages would otherwise
-// be dropped as a slow consumer, resume, and be dropped again).
+// be dropped as a slow consumer, resume, and be dropped again), and so that the next page
+// of the history is read only once the sink has taken the last.
 type PacedSink interface {
 	Sink
-	// Room reports whether a message of n bytes fits now without filling the sink. When it
-	// does not, the sink calls resume once, later, when it has drained.
-	Room(n int, resume func()) bool
+	// Room reports whether a message of n bytes fits now with at most limit bytes queued
+	// (a message into an empty sink always fits). When it does not, the sink calls resume
+	// once, later, when it has drained.
+	Room(n, limit int, resume func()) bool
+	// Replayed is called once when a subscription that was set up goes live: its replay,
+	// if any, is over. It is not called for a subscription closed before that.
+	Replayed()
 }
 
 // Start delivers the replayed history and the live messages buffered since the
 // subscription was confirmed, then switches to live delivery.
 func (s *Subscription) Start() {
 	s.mu.Lock()
-	if s.state != stateSetup {
+	if s.state != stateSetup || s.started {
 		s.mu.Unlock()
 		return
 	}
+	s.started = true
 	s.replayLocked()
 }
 
-// replayLocked delivers what is left of the replay, as far as a paced sink has room, and
-// goes live once it is all delivered. It unlocks s.mu.
+// replayLocked delivers what is left of the page, as far as a paced sink has room, asks for
+// the next page once it is all delivered, and goes live once the stream has no more. It
+// unlocks s.mu.
 func (s *Subscription) replayLocked() {
 	paced, _ := s.sink.(PacedSink)
-	ok := true
 	for len(s.replay) > 0 {
 		m := s.replay[0]
-		if paced != nil && !paced.Room(len(m.Payload), s.resumeReplay) {
+		if paced != nil && !paced.Room(len(m.Payload), s.hub.cfg.ReplayBytes/2, s.resumeReplay) {
 			s.mu.Unlock() // resumeReplay continues; live messages wait in pending
 			return
 		}
+		s.replay[0] = Message{} // the queue holds it now; the page must not
 		s.replay = s.replay[1:]
-		if ok = s.deliverLocked(m); !ok {
-			break
+		if !s.deliverLocked(m) {
+			s.dropLocked(ErrSlowConsumer)
+			return
 		}
 	}
 	s.replay = nil
-	s.goLiveLocked(ok)
+	if !s.replayDone {
+		if !s.reading {
+			// Read off this goroutine: it may be the dispatcher's, a socket writer's or
+			// the read loop's, none of which may wait on Redis.
+			s.reading, s.overflowed = true, false
+			s.mu.Unlock()
+			s.hub.catchups.push(s)
+			return
+		}
+		s.mu.Unlock() // the page under way continues
+		return
+	}
+	s.goLiveLocked(true)
 }
 
 // resumeReplay continues a paced replay once the sink has drained.
@@ -183,6 +246,26 @@ func (s *Subscription) resumeReplay() {
 	s.replayLocked()
 }
 
+// pageRead applies a page read for s from from by a catch-up worker: err is the read's
+// error, kept whether the stream still held every message after from.
+func (s *Subscription) pageRead(from StreamID, page replayPage, kept bool, err error) {
+	s.mu.Lock()
+	s.reading = false
+	switch {
+	case s.state != stateSetup:
+		s.mu.Unlock() // closed meanwhile
+	case err != nil:
+		s.dropLocked(err)
+	case !kept || from != s.replayFrom:
+		// Our position left the stream while the client was slow to take the replay:
+		// messages after it were trimmed. Its client must resume to learn so.
+		s.dropLocked(ErrLagged)
+	default:
+		s.takePageLocked(page)
+		s.replayLocked()
+	}
+}
+
 // goLiveLocked delivers what was buffered and goes live, or drops the subscription when a
 // delivery failed. It unlocks s.mu.
 func (s *Subscription) goLiveLocked(ok bool) {
@@ -190,15 +273,19 @@ func (s *Subscription) goLiveLocked(ok bool) {
 		ok = s.deliverLocked(s.pending[i])
 	}
 	clear(s.pending)
-	s.pending = s.pending[:0]
+	s.pending, s.pendingBytes = s.pending[:0], 0
 	if !ok {
 		s.dropLocked(ErrSlowConsumer)
 		return
 	}
+	wasSetup := s.state == stateSetup
 	s.state = stateLive
 	again := s.catchup
 	s.catchup = false
 	s.mu.Unlock()
+	if paced, ok := s.sink.(PacedSink); ok && wasSetup {
+		paced.Replayed()
+	}
 	if again {
 		s.requestCatchup()
 	}
@@ -250,7 +337,20 @@ func (s *Subscription) offer(m Message) {
 			s.dropLocked(ErrSlowConsumer)
 			return
 		}
-	case stateSetup, stateSyncing:
+	case stateSetup:
+		if len(s.pending) >= s.hub.cfg.MaxPending || s.pendingBytes+len(m.Payload) > s.hub.cfg.ReplayBytes/2 {
+			// m and everything buffered are in the stream already (appended before they
+			// were published): forget them, and the replay reads on past them instead of
+			// holding them in memory or dropping a client that is merely slow.
+			clear(s.pending)
+			s.pending, s.pendingBytes = s.pending[:0], 0
+			s.overflowed, s.replayDone = true, false
+			s.mu.Unlock()
+			return
+		}
+		s.pending = append(s.pending, m)
+		s.pendingBytes += len(m.Payload)
+	case stateSyncing:
 		if len(s.pending) >= s.hub.cfg.MaxPending {
 			s.dropLocked(ErrSlowConsumer)
 			return

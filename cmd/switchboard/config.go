@@ -31,6 +31,10 @@ type config struct {
 	InsecureDev     bool
 	DebugAddr       string
 	DrainDelay      time.Duration
+	// ReplayBytes and MaxResumesPerUser bound resumes (subscriptions.Config); 0 means the
+	// hub's defaults, 1 MiB and 4.
+	ReplayBytes       int
+	MaxResumesPerUser int
 }
 
 // parseConfig reads flags; each flag's default comes from its environment variable when set,
@@ -64,6 +68,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&historyTTL, "history-ttl", historyTTL, "how long an idle user stream is kept (env SWITCHBOARD_HISTORY_TTL)")
 	fs.StringVar(&maxBytes, "max-message-bytes", maxBytes, "largest payload, HTTP or WebSocket (env SWITCHBOARD_MAX_MESSAGE_BYTES)")
 	fs.StringVar(&drainDelay, "drain-delay", drainDelay, "on SIGTERM, how long to answer /readyz 503 before closing (env SWITCHBOARD_DRAIN_DELAY)")
+	replayBytes := env("SWITCHBOARD_REPLAY_BYTES", "")
+	maxResumes := env("SWITCHBOARD_MAX_RESUMES_PER_USER", "")
+	fs.StringVar(&replayBytes, "replay-bytes", replayBytes, "bytes of history one resuming connection may hold in memory at once, read ahead and queued; default 1048576 (env SWITCHBOARD_REPLAY_BYTES)")
+	fs.StringVar(&maxResumes, "max-resumes-per-user", maxResumes, "resumes (since=) of one user replaying on this node at once, more are refused with 429; default 4 (env SWITCHBOARD_MAX_RESUMES_PER_USER)")
 	fs.StringVar(&c.WebhookURL, "webhook-url", env("SWITCHBOARD_WEBHOOK_URL", ""), "backend URL that receives events; empty means no events (env SWITCHBOARD_WEBHOOK_URL)")
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", env("SWITCHBOARD_WEBHOOK_SECRET", ""), "HMAC-SHA256 key that signs event requests (env SWITCHBOARD_WEBHOOK_SECRET)")
 	fs.StringVar(&c.LogLevel, "log-level", env("SWITCHBOARD_LOG_LEVEL", "info"), "debug, info, warn or error (env SWITCHBOARD_LOG_LEVEL)")
@@ -88,6 +96,16 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.DrainDelay, err = time.ParseDuration(drainDelay); err != nil || c.DrainDelay < 0 || c.DrainDelay > time.Minute {
 		return c, fmt.Errorf("--drain-delay must be a duration from 0s to 1m, got %q", drainDelay)
+	}
+	if replayBytes != "" {
+		if c.ReplayBytes, err = strconv.Atoi(replayBytes); err != nil || c.ReplayBytes < 1024 || c.ReplayBytes > 1<<30 {
+			return c, fmt.Errorf("--replay-bytes must be an integer from 1024 to 1073741824, got %q", replayBytes)
+		}
+	}
+	if maxResumes != "" {
+		if c.MaxResumesPerUser, err = strconv.Atoi(maxResumes); err != nil || c.MaxResumesPerUser < 1 {
+			return c, fmt.Errorf("--max-resumes-per-user must be a positive integer, got %q", maxResumes)
+		}
 	}
 	if c.Redis != "" && c.RedisCluster != "" {
 		return c, errors.New("--redis and --redis-cluster are exclusive")

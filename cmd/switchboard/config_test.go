@@ -105,6 +105,10 @@ func TestParseConfig(t *testing.T) {
 			with(func(c *config) { c.HistorySize, c.HistoryTTL, c.MaxMessageBytes = 1, time.Second, 1 })},
 		{"the largest message size is accepted", []string{"--max-message-bytes", "16777216"}, fakeEnv(),
 			with(func(c *config) { c.MaxMessageBytes = 16 << 20 })},
+		{"the resume bounds come from flags", []string{"--replay-bytes", "65536", "--max-resumes-per-user", "2"}, fakeEnv(),
+			with(func(c *config) { c.ReplayBytes, c.MaxResumesPerUser = 65536, 2 })},
+		{"the resume bounds come from the environment", nil, fakeEnv("SWITCHBOARD_REPLAY_BYTES", "2097152", "SWITCHBOARD_MAX_RESUMES_PER_USER", "8"),
+			with(func(c *config) { c.ReplayBytes, c.MaxResumesPerUser = 2<<20, 8 })},
 		{"an empty environment variable counts as unset", nil, fakeEnv("SWITCHBOARD_ADDR", "", "SWITCHBOARD_HISTORY_SIZE", ""), contractDefaults},
 	}
 	for _, tc := range cases {
@@ -155,6 +159,9 @@ func TestParseConfigRefusesBadValues(t *testing.T) {
 		getenv   func(string) string
 		wantText []string // the error names the setting and the value
 	}{
+		{"a replay budget under 1 KiB is refused", []string{"--replay-bytes", "100"}, fakeEnv(), []string{"--replay-bytes", `"100"`}},
+		{"a replay budget that is not a number is refused", nil, fakeEnv("SWITCHBOARD_REPLAY_BYTES", "1MB"), []string{"--replay-bytes", `"1MB"`}},
+		{"zero resumes per user is refused", []string{"--max-resumes-per-user", "0"}, fakeEnv(), []string{"--max-resumes-per-user", `"0"`}},
 		{"a history size of zero is refused", []string{"--history-size", "0"}, fakeEnv(), []string{"--history-size", `"0"`}},
 		{"a negative history size is refused", []string{"--history-size", "-5"}, fakeEnv(), []string{"--history-size", `"-5"`}},
 		{"a history size that is not a number is refused", []string{"--history-size", "lots"}, fakeEnv(), []string{"--history-size", `"lots"`}},

@@ -76,6 +76,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		HistoryTTL:  cfg.HistoryTTL,
 		Advertise:   cfg.Addr,
 		Logger:      log,
+		// Resumes: 0 leaves the hub's defaults.
+		ReplayBytes:       cfg.ReplayBytes,
+		MaxResumesPerUser: cfg.MaxResumesPerUser,
 	})
 	if err != nil {
 		return err
