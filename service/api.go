@@ -3,6 +3,7 @@ package service
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -107,19 +108,48 @@ func (s *Server) handleGetUserMessages(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleDeleteConnections closes every connection of a user, on every node, with 4001:
-// DELETE /v1/users/{user}/connections.
+// DELETE /v1/users/{user}/connections. With ?revoke=true it first refuses, on every node,
+// the user's tokens issued before now, so that a kicked client cannot reconnect with the
+// token it holds; the revocation is stored before the kick, so no reconnect slips between.
 func (s *Server) handleDeleteConnections(w http.ResponseWriter, r *http.Request) {
 	user, err := pathID(r, "user")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	n, err := s.hub.Disconnect(r.Context(), user)
+	var revoke bool
+	if r.URL.RawQuery != "" {
+		switch v := r.URL.Query().Get("revoke"); v {
+		case "", "false":
+		case "true":
+			revoke = true
+		default:
+			writeError(w, errBadRequest(codeBadRequest, "revoke must be true or false"))
+			return
+		}
+	}
+	var answer struct {
+		Disconnected  int    `json:"disconnected"`
+		RevokedBefore string `json:"revoked_before,omitempty"`
+	}
+	if revoke {
+		// iat is in whole seconds: every token of the current second may predate the
+		// revocation, so the revocation reaches to the start of the next one, which is
+		// when a fresh token (iat >= revoked_before) passes.
+		before := time.Now().Truncate(time.Second).Add(time.Second)
+		// The record must outlive every token it refuses: they all expire within the
+		// maximum lifetime (plus the leeway exp gets) from now.
+		ttl := s.cfg.MaxTokenLifetime + tokenLeeway + time.Second
+		if err := s.hub.RevokeTokens(r.Context(), user, before, ttl); err != nil {
+			writeError(w, err)
+			return
+		}
+		answer.RevokedBefore = before.UTC().Format(time.RFC3339)
+	}
+	answer.Disconnected, err = s.hub.Disconnect(r.Context(), user)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Disconnected int `json:"disconnected"`
-	}{n})
+	writeJSON(w, http.StatusOK, answer)
 }

@@ -81,7 +81,7 @@ func TestHalfOpenSocketsAreDroppedByTheReadDeadline(t *testing.T) {
 	defer conn.Close()
 	key := make([]byte, 16)
 	_, _ = rand.Read(key)
-	fmt.Fprintf(conn, "GET /ws?user=ghost HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n", base64.StdEncoding.EncodeToString(key))
+	fmt.Fprintf(conn, "GET /ws?user=ghost HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n", base64.StdEncoding.EncodeToString(key))
 	status, err := bufio.NewReader(conn).ReadString('\n')
 	if err != nil || !strings.Contains(status, "101") {
 		t.Fatalf("handshake: %q %v", status, err)

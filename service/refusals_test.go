@@ -702,7 +702,7 @@ func TestUpgradeRefusedByGwsIsAnswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_, _ = conn.Write([]byte("HEAD /ws?user=bob HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+	_, _ = conn.Write([]byte("HEAD /ws?user=bob HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"))
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got, _ := io.ReadAll(conn)

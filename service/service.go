@@ -70,6 +70,14 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
+	// MaxTokenLifetime is the longest a token may live: one whose exp is further than this
+	// from now or from its iat is refused, and a revocation's record lasts this long.
+	// Default 24h.
+	MaxTokenLifetime time.Duration
+	// DevHosts lists the Host names dev mode (no JWTSecret) serves besides loopback ones
+	// (localhost, *.localhost, 127.0.0.0/8, [::1]); "*" allows any. Default none: a page on
+	// another name, even one that resolves here (DNS rebinding), is refused.
+	DevHosts []string
 }
 
 func (c *Config) setDefaults() {
@@ -105,6 +113,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.MaxTokenLifetime <= 0 {
+		c.MaxTokenLifetime = 24 * time.Hour
 	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics()
@@ -197,6 +208,9 @@ func (s *Server) routes() chi.Router {
 		writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: codeNotAllowed, message: "method not allowed on this endpoint"})
 	}))
 	r.Use(s.recoverer, middleware.GetHead)
+	if len(s.cfg.JWTSecret) == 0 {
+		r.Use(s.devModeGuard)
+	}
 
 	// /ws stays out of any middleware that wraps the ResponseWriter: gws hijacks it.
 	r.Get("/ws", s.handleWS)

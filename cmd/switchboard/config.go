@@ -35,6 +35,10 @@ type config struct {
 	// hub's defaults, 1 MiB and 4.
 	ReplayBytes       int
 	MaxResumesPerUser int
+	// MaxTokenLifetime caps how long a user token may live (exp - now, exp - iat).
+	MaxTokenLifetime time.Duration
+	// DevHosts lists the Host names dev mode serves besides loopback ones.
+	DevHosts string
 }
 
 // parseConfig reads flags; each flag's default comes from its environment variable when set,
@@ -67,6 +71,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&historySize, "history-size", historySize, "messages kept per user stream (env SWITCHBOARD_HISTORY_SIZE)")
 	fs.StringVar(&historyTTL, "history-ttl", historyTTL, "how long an idle user stream is kept (env SWITCHBOARD_HISTORY_TTL)")
 	fs.StringVar(&maxBytes, "max-message-bytes", maxBytes, "largest payload, HTTP or WebSocket (env SWITCHBOARD_MAX_MESSAGE_BYTES)")
+	maxTokenLifetime := env("SWITCHBOARD_MAX_TOKEN_LIFETIME", "24h")
+	fs.StringVar(&maxTokenLifetime, "max-token-lifetime", maxTokenLifetime, "longest a user token may live: exp at most this far from now and from iat; also how long a revocation is kept (env SWITCHBOARD_MAX_TOKEN_LIFETIME)")
+	fs.StringVar(&c.DevHosts, "dev-hosts", env("SWITCHBOARD_DEV_HOSTS", ""), "comma-separated Host names dev mode serves besides loopback ones, * for any (env SWITCHBOARD_DEV_HOSTS)")
 	fs.StringVar(&drainDelay, "drain-delay", drainDelay, "on SIGTERM, how long to answer /readyz 503 before closing (env SWITCHBOARD_DRAIN_DELAY)")
 	replayBytes := env("SWITCHBOARD_REPLAY_BYTES", "")
 	maxResumes := env("SWITCHBOARD_MAX_RESUMES_PER_USER", "")
@@ -106,6 +113,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		if c.MaxResumesPerUser, err = strconv.Atoi(maxResumes); err != nil || c.MaxResumesPerUser < 1 {
 			return c, fmt.Errorf("--max-resumes-per-user must be a positive integer, got %q", maxResumes)
 		}
+	}
+	if c.MaxTokenLifetime, err = time.ParseDuration(maxTokenLifetime); err != nil || c.MaxTokenLifetime < time.Minute {
+		return c, fmt.Errorf("--max-token-lifetime must be a duration of at least 1m, got %q", maxTokenLifetime)
 	}
 	if c.Redis != "" && c.RedisCluster != "" {
 		return c, errors.New("--redis and --redis-cluster are exclusive")
@@ -153,6 +163,17 @@ func (c config) origins() []string {
 	for _, o := range strings.Split(c.AllowedOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// devHosts splits the --dev-hosts list.
+func (c config) devHosts() []string {
+	var out []string
+	for _, h := range strings.Split(c.DevHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			out = append(out, h)
 		}
 	}
 	return out

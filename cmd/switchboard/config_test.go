@@ -29,6 +29,8 @@ var contractDefaults = config{
 	HistoryTTL:      24 * time.Hour,
 	MaxMessageBytes: 65536,
 	LogLevel:        "info",
+	// A day: a token's lifetime cap and how long a revocation is kept (docs/security.md).
+	MaxTokenLifetime: 24 * time.Hour,
 }
 
 func TestParseConfig(t *testing.T) {
@@ -58,11 +60,13 @@ func TestParseConfig(t *testing.T) {
 			"--webhook-url", "https://backend.example/hook",
 			"--webhook-secret", "hook",
 			"--log-level", "debug",
+			"--max-token-lifetime", "1h",
+			"--dev-hosts", "switchboard,app.test",
 		}, fakeEnv(), config{
 			Addr: "0.0.0.0:9000", Redis: "redis://r:6379/2", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
 			AllowedOrigins: "https://a.example,https://b.example", NodeID: "n1", HistorySize: 50,
 			HistoryTTL: 90 * time.Minute, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
-			WebhookSecret: "hook", LogLevel: "debug",
+			WebhookSecret: "hook", LogLevel: "debug", MaxTokenLifetime: time.Hour, DevHosts: "switchboard,app.test",
 		}},
 		{"environment variables set every field", nil, fakeEnv(
 			"SWITCHBOARD_ADDR", "0.0.0.0:9000",
@@ -78,11 +82,13 @@ func TestParseConfig(t *testing.T) {
 			"SWITCHBOARD_WEBHOOK_URL", "https://backend.example/hook",
 			"SWITCHBOARD_WEBHOOK_SECRET", "hook",
 			"SWITCHBOARD_LOG_LEVEL", "warn",
+			"SWITCHBOARD_MAX_TOKEN_LIFETIME", "15m",
+			"SWITCHBOARD_DEV_HOSTS", "switchboard",
 		), config{
 			Addr: "0.0.0.0:9000", RedisCluster: "r1:7000,r2:7000", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
 			AllowedOrigins: "https://a.example", NodeID: "n1", HistorySize: 50,
 			HistoryTTL: time.Hour, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
-			WebhookSecret: "hook", LogLevel: "warn",
+			WebhookSecret: "hook", LogLevel: "warn", MaxTokenLifetime: 15 * time.Minute, DevHosts: "switchboard",
 		}},
 		{"the redis URL comes from the environment", nil, fakeEnv("SWITCHBOARD_REDIS", "redis://r:6379/0"),
 			with(func(c *config) { c.Redis = "redis://r:6379/0" })},
@@ -178,6 +184,9 @@ func TestParseConfigRefusesBadValues(t *testing.T) {
 		{"a max message size that is not a number is refused", []string{"--max-message-bytes", "64k"}, fakeEnv(), []string{"--max-message-bytes", `"64k"`}},
 		{"a max message size over 16 MiB is refused", []string{"--max-message-bytes", "16777217"}, fakeEnv(), []string{"--max-message-bytes", `"16777217"`}},
 		{"a bad max message size from the environment is refused", nil, fakeEnv("SWITCHBOARD_MAX_MESSAGE_BYTES", "big"), []string{"--max-message-bytes", `"big"`}},
+		{"a max token lifetime under a minute is refused", []string{"--max-token-lifetime", "30s"}, fakeEnv(), []string{"--max-token-lifetime", `"30s"`}},
+		{"a max token lifetime without a unit is refused", []string{"--max-token-lifetime", "24"}, fakeEnv(), []string{"--max-token-lifetime", `"24"`}},
+		{"a bad max token lifetime from the environment is refused", nil, fakeEnv("SWITCHBOARD_MAX_TOKEN_LIFETIME", "forever"), []string{"--max-token-lifetime", `"forever"`}},
 		{"--redis with --redis-cluster is refused", []string{"--redis", "redis://r:6379/0", "--redis-cluster", "r1:7000"}, fakeEnv(), []string{"--redis", "--redis-cluster"}},
 		{"--redis with a cluster from the environment is refused", []string{"--redis", "redis://r:6379/0"}, fakeEnv("SWITCHBOARD_REDIS_CLUSTER", "r1:7000"), []string{"--redis", "--redis-cluster"}},
 		{"an unknown flag is refused", []string{"--redis-url", "x"}, fakeEnv(), []string{"redis-url"}},
@@ -212,6 +221,7 @@ func TestParseConfigHelpListsEveryFlagWithItsVariable(t *testing.T) {
 	for _, name := range []string{
 		"addr", "redis", "redis-cluster", "jwt-secret", "api-key", "admin-key", "allowed-origins", "node-id",
 		"history-size", "history-ttl", "max-message-bytes", "webhook-url", "webhook-secret",
+		"max-token-lifetime", "dev-hosts",
 	} {
 		v := "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 		if !strings.Contains(stderr.String(), "-"+name) || !strings.Contains(stderr.String(), v) {
@@ -251,6 +261,24 @@ func TestDefaultNodeIDIsAValidID(t *testing.T) {
 			got := sanitizeNode(tc.in)
 			if got != tc.want || !subscriptions.ValidID(got) {
 				t.Fatalf("sanitizeNode(%q) = %q, want the valid id %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDevHostsSplitOnCommas(t *testing.T) {
+	cases := []struct {
+		name, in string
+		want     []string
+	}{
+		{"an empty list serves only loopback names", "", nil},
+		{"one name is kept", "switchboard", []string{"switchboard"}},
+		{"spaces and empty items are dropped", " switchboard , ,app.test,", []string{"switchboard", "app.test"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := (config{DevHosts: tc.in}).devHosts(); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("devHosts(%q) = %q, want %q", tc.in, got, tc.want)
 			}
 		})
 	}

@@ -94,6 +94,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Metrics:         metrics,
 		Events:          queue,
 		Logger:          log,
+		// Token lifetime and dev-mode Host names (docs/security.md).
+		MaxTokenLifetime: cfg.MaxTokenLifetime,
+		DevHosts:         cfg.devHosts(),
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
