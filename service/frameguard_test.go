@@ -1,11 +1,20 @@
 package service
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
+
+	"github.com/lxzan/gws"
 )
 
 // wireFrame encodes one client frame with an explicit first byte and length form, so
@@ -368,3 +377,105 @@ func TestFrameGuardAllocationBudget(t *testing.T) {
 		t.Fatalf("%.1f allocations per read, want 0", allocs)
 	}
 }
+
+// gwsRecorder records what gws delivers.
+type gwsRecorder struct {
+	gws.BuiltinEventHandler
+	mu     sync.Mutex
+	events []string
+	closed chan struct{}
+}
+
+func (r *gwsRecorder) OnMessage(_ *gws.Conn, m *gws.Message) {
+	defer m.Close()
+	r.mu.Lock()
+	r.events = append(r.events, fmt.Sprintf("message %d %x", m.Opcode, sha256.Sum256(m.Bytes())))
+	r.mu.Unlock()
+}
+
+func (r *gwsRecorder) OnPing(_ *gws.Conn, p []byte) {
+	r.mu.Lock()
+	r.events = append(r.events, fmt.Sprintf("ping %q", p))
+	r.mu.Unlock()
+}
+
+func (r *gwsRecorder) OnClose(*gws.Conn, error) { close(r.closed) }
+
+// TestFrameGuardAgreesWithGwsOnConformingStreams runs conforming streams through gws
+// reading through the guard, as a connection does, and checks that gws delivers exactly
+// the messages and pings they were built from: the guard passes them on unchanged and
+// refuses none.
+func TestFrameGuardAgreesWithGwsOnConformingStreams(t *testing.T) {
+	masked := func(b0 byte, form int, payload []byte) []byte {
+		f := wireFrame(b0, true, form, -1, payload)
+		p := f[len(f)-len(payload):]
+		for i := range p {
+			p[i] ^= byte(i%4 + 1) // the mask key wireFrame writes: 1 2 3 4
+		}
+		return f
+	}
+	big := bytes.Repeat([]byte("0123456789"), 7000)
+	stream := joinBytes(
+		masked(0x81, 0, []byte(`{"a":1}`)),
+		masked(0x01, 0, big[:100]),
+		masked(0x89, 0, []byte("p1")),
+		masked(0x00, 0, big[100:300]),
+		masked(0x80, 0, big[300:70000]),
+		masked(0x82, 64, big),
+		masked(0x8A, 0, nil),
+		masked(0x81, 16, big[:126]),
+	)
+	want := []string{
+		fmt.Sprintf("message 1 %x", sha256.Sum256([]byte(`{"a":1}`))),
+		`ping "p1"`,
+		fmt.Sprintf("message 1 %x", sha256.Sum256(big[:70000])),
+		fmt.Sprintf("message 2 %x", sha256.Sum256(big)),
+		fmt.Sprintf("message 1 %x", sha256.Sum256(big[:126])),
+	}
+	for _, cuts := range [][]byte{nil, {0}, {6, 13, 2}} {
+		rec := &gwsRecorder{closed: make(chan struct{})}
+		up := gws.NewUpgrader(rec, &gws.ServerOption{ReadBufferSize: wsReadBufferSize})
+		server, client := net.Pipe()
+		req := httptest.NewRequest("GET", "/ws", nil)
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		req.Header.Set("Sec-WebSocket-Version", "13")
+		req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		guard := &frameGuard{r: server, owner: &frameRecorder{}}
+		go func() {
+			conn, err := up.UpgradeFromConn(server, bufio.NewReaderSize(guard, wsReadBufferSize), req)
+			if err == nil {
+				conn.ReadLoop()
+			}
+		}()
+		br := bufio.NewReader(client)
+		if resp, err := http.ReadResponse(br, req); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %v %v", resp, err)
+		}
+		go func() { _, _ = io.Copy(io.Discard, br) }() // gws's pongs
+		src := &chunkReader{data: stream, cuts: cuts}
+		buf := make([]byte, 4096)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				break
+			}
+			if _, err := client.Write(buf[:n]); err != nil {
+				t.Fatalf("cuts %v: write: %v (gws closed early: it refused something)", cuts, err)
+			}
+		}
+		_ = client.Close()
+		<-rec.closed
+		rec.mu.Lock()
+		got := rec.events
+		rec.mu.Unlock()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("cuts %v: gws delivered\n%v\nwant\n%v", cuts, got, want)
+		}
+		if guard.err != nil {
+			t.Fatalf("cuts %v: the guard refused a conforming stream: %v", cuts, guard.err)
+		}
+	}
+}
+
+func joinBytes(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
