@@ -51,7 +51,7 @@ func NewMetrics() *Metrics {
 			Name: "switchboard_redis_errors_total", Help: "Failed Redis calls.",
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_connections_closed_total", Help: "WebSockets closed by the server, by reason (slow_consumer, rate_limited, kicked, draining, lagged).",
+			Name: "switchboard_connections_closed_total", Help: "WebSockets closed by the server, once each, by reason (slow_consumer, rate_limited, protocol_error, panic, kicked, draining, lagged, redis_unavailable, server_error).",
 		}, []string{"reason"}),
 	}
 	m.httpDirect = m.messagesIn.WithLabelValues("http", "direct")

@@ -52,9 +52,11 @@ type Config struct {
 	// MaxConnsPerUser caps one user's WebSockets on this node; more are refused with 429.
 	// Default 32.
 	MaxConnsPerUser int
-	// FrameRate and FrameBurst rate-limit each connection's frames (a token bucket): frames
-	// over the limit get an error frame with code rate_limited, and a connection that keeps
-	// going past FrameBurst refusals in a row is closed with 1008. Defaults 50/s and 100.
+	// FrameRate and FrameBurst rate-limit each connection's frames, control and
+	// continuation frames included (a token bucket): a message with a frame over the limit
+	// gets an error frame with code rate_limited, and a connection with more than
+	// FrameBurst frames refused (a count that falls by FrameBurst every 10 s) is closed
+	// with 1008. Defaults 50/s and 100.
 	FrameRate  float64
 	FrameBurst int
 	// Events queues backend events (webhook) and counts presence. Nil: no events, and
@@ -138,6 +140,8 @@ type Server struct {
 
 	slowCloses atomic.Int64 // connections closed with 1013 for falling behind
 	connSeq    atomic.Int64 // numbers this node's connections for presence
+
+	panicHook atomic.Pointer[func(user, where string)] // tests only: see testPanic
 
 	mu      sync.Mutex
 	clients map[*client]struct{}
@@ -282,7 +286,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	select {
 	case err := <-errc:
-		s.closeClients(1011, "server error")
+		s.closeClients(1011, "server error", "server_error")
 		s.cancel()
 		return err
 	case <-ctx.Done():
@@ -298,8 +302,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = hs.Shutdown(sctx) })
-	s.eachClient(func(*client) { s.metrics.rejected.WithLabelValues("draining").Inc() })
-	s.closeClients(closeRestarting, "server restarting; reconnect and resume")
+	s.closeClients(closeRestarting, "server restarting; reconnect and resume", "draining")
 	wg.Wait()
 	s.cancel()
 	s.waitClients(sctx)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,8 +84,11 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("websocket hijack failed", "err", err)
 		return
 	}
-	// gws's answer is held until the welcome (see handshakeConn); gws reads through br.
-	br := bufio.NewReaderSize(netConn, wsReadBufferSize)
+	// gws's answer is held until the welcome (see handshakeConn); gws reads through br,
+	// which reads through the frame guard, so that gws never parses a frame RFC 6455
+	// forbids (see frameGuard) and every frame is counted.
+	c.guard = frameGuard{r: netConn, owner: c}
+	br := bufio.NewReaderSize(&c.guard, wsReadBufferSize)
 	conn, err := s.upgrader.UpgradeFromConn(&handshakeConn{Conn: netConn}, br, r)
 	if err != nil {
 		s.log.Debug("websocket upgrade failed", "err", err)
@@ -99,6 +103,21 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	go func() {
 		defer s.wg.Done()
+		// gws recovers panics only in OnMessage; one anywhere else on this goroutine (its
+		// frame parser, OnOpen, OnPing, OnPong, OnClose) unwinds ReadLoop, and would end
+		// the process. It ends this connection instead, and runs what OnClose would have.
+		defer func() {
+			if v := recover(); v != nil {
+				c.logPanic("read loop", v)
+				c.close(closeInternalError, "internal error", "panic")
+				defer func() {
+					if v := recover(); v != nil { // the same step again: give up on the rest
+						c.logPanic("cleanup", v)
+					}
+				}()
+				c.release()
+			}
+		}()
 		conn.ReadLoop()
 	}()
 }
@@ -155,8 +174,9 @@ func (s *Server) eachClient(f func(*client)) {
 	}
 }
 
-func (s *Server) closeClients(code uint16, reason string) {
-	s.eachClient(func(c *client) { c.close(code, reason) })
+// closeClients closes every connection, counted in closed_total under label.
+func (s *Server) closeClients(code uint16, reason, label string) {
+	s.eachClient(func(c *client) { c.close(code, reason, label) })
 }
 
 // waitClients waits until every connection's read loop has ended, or ctx ends.
@@ -198,10 +218,19 @@ type client struct {
 	// connection is uncounted; OnOpen and OnClose run on the same goroutine.
 	counted bool
 
-	// Frame rate limiting; touched only on the read loop goroutine.
+	// Frame rate limiting, fed by the guard with every frame; touched only on the read
+	// loop goroutine (the guard reads on it, as does OnMessage).
+	guard   frameGuard
 	tokens  float64
+	debt    float64 // refused frames, decaying by FrameBurst per refusalWindow
 	refill  time.Time
-	limited int // frames refused in a row
+	partial bool // a frame of the message being received was refused
+	// verdicts holds, for each message whose last frame the guard passed and OnMessage
+	// has not handled yet, whether it was refused: the guard reads ahead of gws (a read
+	// holds several frames), so the verdict travels with the message. Bit seen%N is the
+	// verdict of the seen-th message.
+	verdicts     [verdictRing / 64]uint64
+	seen, served uint32
 
 	// wmu orders the data frames drain writes straight to the socket with the close frame
 	// close writes through gws.
@@ -261,21 +290,17 @@ func (c *client) Deliver(m subscriptions.Message) bool {
 
 // Drop closes the connection because the hub gave up on it; the client resumes.
 func (c *client) Drop(reason error) {
-	closed := c.s.metrics.rejected
 	switch {
 	case errors.Is(reason, subscriptions.ErrKicked):
-		closed.WithLabelValues("kicked").Inc()
-		c.close(closeKicked, "disconnected by the service")
+		c.close(closeKicked, "disconnected by the service", "kicked")
 	case errors.Is(reason, subscriptions.ErrUnavailable):
-		closed.WithLabelValues("redis_unavailable").Inc()
-		c.close(closeTryAgainLater, "redis unavailable; reconnect and resume")
+		c.close(closeTryAgainLater, "redis unavailable; reconnect and resume", "redis_unavailable")
 	case errors.Is(reason, subscriptions.ErrLagged):
-		closed.WithLabelValues("lagged").Inc()
-		c.close(closeTryAgainLater, "fell behind the history; reconnect and resume")
+		c.close(closeTryAgainLater, "fell behind the history; reconnect and resume", "lagged")
 	default:
-		c.s.slowCloses.Add(1)
-		closed.WithLabelValues("slow_consumer").Inc()
-		c.close(closeTryAgainLater, "too slow; reconnect and resume")
+		if c.close(closeTryAgainLater, "too slow; reconnect and resume", "slow_consumer") {
+			c.s.slowCloses.Add(1)
+		}
 	}
 }
 
@@ -313,6 +338,8 @@ func (c *client) send(frame []byte) {
 // The frames of a batch go out in one system call (writev): under fan-out or a replay a
 // connection often has several queued, and it is the call, not the bytes, that costs.
 func (c *client) drain() {
+	defer c.recoverPanic("drain")
+	c.s.testPanic(c, "drain")
 	c.mu.Lock()
 	batch := c.queue
 	c.queue, c.spare = c.spare[:0], nil
@@ -358,6 +385,7 @@ func (c *client) drain() {
 }
 
 func (c *client) ping() {
+	defer c.recoverPanic("ping")
 	_ = c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
 	_ = c.conn.WritePing(nil)
 }
@@ -366,22 +394,62 @@ func (c *client) ping() {
 // read; a peer that reads again within it still gets the close frame with its code.
 const closeWriteTimeout = 3 * time.Second
 
-// close sends a close frame with code and closes the connection.
-func (c *client) close(code uint16, reason string) {
+// close sends a close frame with code and closes the connection, unless it is closed
+// already. The first close of a connection, and only that one, is counted in
+// switchboard_connections_closed_total under label; it reports whether it was the first.
+func (c *client) close(code uint16, reason, label string) bool {
+	if !c.markClosed(label) {
+		return false
+	}
+	go func() {
+		defer c.recoverPanic("close")
+		c.writeClose(code, reason)
+	}()
+	return true
+}
+
+// markClosed ends the connection's queue and counts why, once per connection.
+func (c *client) markClosed(label string) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.closed = true
 	c.queue = nil
 	c.mu.Unlock()
-	go func() {
-		c.wmu.Lock() // after a batch being written, never inside it
-		defer c.wmu.Unlock()
-		_ = c.conn.SetWriteDeadline(time.Now().Add(closeWriteTimeout))
-		_ = c.conn.WriteClose(code, []byte(reason))
-	}()
+	c.s.metrics.rejected.WithLabelValues(label).Inc()
+	return true
+}
+
+func (c *client) writeClose(code uint16, reason string) {
+	c.wmu.Lock() // after a batch being written, never inside it
+	defer c.wmu.Unlock()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(closeWriteTimeout))
+	_ = c.conn.WriteClose(code, []byte(reason))
+}
+
+// framesFailed implements frameOwner: the close frame is written before the guard hands
+// gws its error, on the read loop goroutine, because gws would otherwise answer that
+// error with a close of its own choosing (1000) — it sends only codes from its internal
+// package — and a hostile peer is the one waiting on the write lock.
+func (c *client) framesFailed(v *frameViolation) {
+	if c.markClosed(v.label) {
+		c.writeClose(v.code, v.reason)
+	}
+}
+
+// recoverPanic, deferred on a connection's goroutines, turns a panic into the end of
+// that connection (1011) and a log line, instead of the end of the process.
+func (c *client) recoverPanic(where string) {
+	if v := recover(); v != nil {
+		c.logPanic(where, v)
+		c.close(closeInternalError, "internal error", "panic")
+	}
+}
+
+func (c *client) logPanic(where string, v any) {
+	c.s.log.Error("panic on a websocket; closing it", "where", where, "user", c.user, "panic", v, "stack", string(debug.Stack()))
 }
 
 // wsHandler receives gws's events. OnOpen, OnMessage, OnPong and OnClose of one connection
@@ -399,20 +467,17 @@ func clientOf(conn *gws.Conn) *client {
 func (h *wsHandler) OnOpen(conn *gws.Conn) {
 	c := clientOf(conn)
 	s := h.s
-	// gws recovers panics only in OnMessage.
-	defer func() {
-		if v := recover(); v != nil {
-			s.log.Error("panic opening a connection", "user", c.user, "panic", v)
-			c.close(closeInternalError, "internal error")
-		}
-	}()
+	// gws recovers panics only in OnMessage; the read loop's goroutine would recover this
+	// one too, but stop reading for it.
+	defer c.recoverPanic("OnOpen")
+	s.testPanic(c, "OnOpen")
 	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
 	ctx, cancel := context.WithTimeout(s.ctx, subscribeTimeout)
 	defer cancel()
 	sub, w, err := s.hub.Subscribe(ctx, c.user, c.since, c)
 	if err != nil {
 		s.log.Warn("subscribe failed", "user", c.user, "err", err)
-		c.close(closeTryAgainLater, "redis unavailable; reconnect and resume")
+		c.close(closeTryAgainLater, "redis unavailable; reconnect and resume", "redis_unavailable")
 		return
 	}
 	c.sub = sub
@@ -431,45 +496,59 @@ func (h *wsHandler) OnOpen(conn *gws.Conn) {
 
 func (h *wsHandler) OnClose(conn *gws.Conn, err error) {
 	c := clientOf(conn)
+	h.s.testPanic(c, "OnClose")
+	c.release()
+}
+
+// release undoes what the connection holds: its subscription, its presence count, its
+// place in the registry. It runs from OnClose, or from the read loop's recovery when a
+// panic cut ReadLoop short (OnClose then never runs, or ran in part): each step is marked
+// done before it starts, so that none runs twice, even if one of them panicked.
+func (c *client) release() {
 	c.mu.Lock()
 	c.closed = true
 	c.queue = nil
 	c.mu.Unlock()
-	if c.sub != nil {
-		c.sub.Close()
+	if sub := c.sub; sub != nil {
+		c.sub = nil
+		sub.Close()
 	}
 	c.Replayed() // a connection that ends mid-replay gives its resume slot back too
+	c.s.testPanic(c, "unsubscribed")
 	if c.counted {
+		c.counted = false
+		s := c.s
+		s.testPanic(c, "uncount")
 		// Also while the node drains (its context is cancelled then), but not forever.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(h.s.ctx), 10*time.Second)
-		if err := h.s.cfg.Events.Presence().Disconnected(ctx, c.user, h.s.hub.Node(), c.id); err != nil {
-			h.s.log.Warn("uncounting a connection failed; the user stays online until this node's entry expires", "user", c.user, "err", err)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 10*time.Second)
+		if err := s.cfg.Events.Presence().Disconnected(ctx, c.user, s.hub.Node(), c.id); err != nil {
+			s.log.Warn("uncounting a connection failed; the user stays online until this node's entry expires", "user", c.user, "err", err)
 		}
 		cancel()
 	}
-	h.s.unregister(c)
+	c.s.unregister(c)
 }
 
 func (h *wsHandler) OnPing(conn *gws.Conn, payload []byte) {
+	h.s.testPanic(clientOf(conn), "OnPing")
 	_ = conn.SetReadDeadline(time.Now().Add(h.s.cfg.ReadTimeout))
 	_ = conn.SetWriteDeadline(time.Now().Add(h.s.cfg.WriteTimeout))
 	_ = conn.WritePong(payload)
 }
 
 func (h *wsHandler) OnPong(conn *gws.Conn, _ []byte) {
+	h.s.testPanic(clientOf(conn), "OnPong")
 	_ = conn.SetReadDeadline(time.Now().Add(h.s.cfg.ReadTimeout))
 }
 
 func (h *wsHandler) OnMessage(conn *gws.Conn, msg *gws.Message) {
 	defer msg.Close()
 	c := clientOf(conn)
+	// gws's own recovery (gws.Recovery) would log and carry on with the connection.
+	defer c.recoverPanic("OnMessage")
+	h.s.testPanic(c, "OnMessage")
 	_ = conn.SetReadDeadline(time.Now().Add(h.s.cfg.ReadTimeout))
-	if !c.allowFrame() {
-		if c.limited > h.s.cfg.FrameBurst {
-			h.s.metrics.rejected.WithLabelValues("rate_limited").Inc()
-			c.close(closePolicy, "rate limit exceeded")
-			return
-		}
+	if c.refusedNext() {
 		c.send(encodeFrame(errorFrame{Type: "error", Code: codeRateLimited, Message: "too many frames; slow down"}))
 		return
 	}
@@ -488,19 +567,86 @@ func (h *wsHandler) OnMessage(conn *gws.Conn, msg *gws.Message) {
 	h.s.handleFrame(c, f)
 }
 
-// allowFrame takes a token from the connection's bucket.
+// refusalWindow is how long a connection's refused frames weigh: it may have FrameBurst
+// frames refused per refusalWindow (the count decays evenly), and one more closes it with
+// 1008. A client briefly over the limit gets rate_limited error frames; one that keeps
+// sending faster than FrameRate — by as little as FrameBurst per refusalWindow — is closed.
+const refusalWindow = 10 * time.Second
+
+// verdictRing bounds the messages the guard may have passed ahead of OnMessage: they all
+// fit in gws's read buffer (a read past the buffer holds one payload, no header), and the
+// smallest client frame is 6 bytes.
+const verdictRing = 256
+
+var (
+	errRateLimited = &frameViolation{code: closePolicy, reason: "rate limit exceeded", label: "rate_limited"}
+	errFramesAhead = &frameViolation{code: closePolicy, reason: "too many frames ahead", label: "rate_limited"}
+)
+
+// testPanic calls the hook a test set with setPanicHook (export_test), which may panic
+// at where on c's goroutines; production never sets it.
+func (s *Server) testPanic(c *client, where string) {
+	if h := s.panicHook.Load(); h != nil {
+		(*h)(c.user, where)
+	}
+}
+
+// frameSeen implements frameOwner: every frame, control and continuation frames
+// included, takes a token from the connection's bucket. A message with a refused frame is
+// refused whole with an error frame (see OnMessage); too many refusals close the
+// connection.
+func (c *client) frameSeen(opcode byte, fin bool) *frameViolation {
+	ok := c.allowFrame()
+	if !ok && c.debt > float64(c.s.cfg.FrameBurst) {
+		return errRateLimited
+	}
+	if opcode&0x08 != 0 {
+		return nil // a control frame: counted, nothing to refuse
+	}
+	c.partial = c.partial || !ok
+	if !fin {
+		return nil
+	}
+	if c.seen-c.served >= verdictRing {
+		return errFramesAhead
+	}
+	word, bit := c.seen/64%uint32(len(c.verdicts)), uint64(1)<<(c.seen%64)
+	if c.partial {
+		c.verdicts[word] |= bit
+	} else {
+		c.verdicts[word] &^= bit
+	}
+	c.seen++
+	c.partial = false
+	return nil
+}
+
+// refusedNext reports whether the message OnMessage is handling was refused by the rate
+// limit when its frames arrived.
+func (c *client) refusedNext() bool {
+	if c.served == c.seen {
+		return false // not through the guard: a test's client
+	}
+	word, bit := c.served/64%uint32(len(c.verdicts)), uint64(1)<<(c.served%64)
+	c.served++
+	return c.verdicts[word]&bit != 0
+}
+
+// allowFrame takes a token from the connection's bucket; a refusal adds to its debt.
 func (c *client) allowFrame() bool {
 	now := time.Now()
 	if !c.refill.IsZero() {
-		c.tokens = min(float64(c.s.cfg.FrameBurst), c.tokens+now.Sub(c.refill).Seconds()*c.s.cfg.FrameRate)
+		dt := now.Sub(c.refill).Seconds()
+		burst := float64(c.s.cfg.FrameBurst)
+		c.tokens = min(burst, c.tokens+dt*c.s.cfg.FrameRate)
+		c.debt = max(0, c.debt-dt*burst/refusalWindow.Seconds())
 	}
 	c.refill = now
 	if c.tokens < 1 {
-		c.limited++
+		c.debt++
 		return false
 	}
 	c.tokens--
-	c.limited = 0
 	return true
 }
 
