@@ -76,6 +76,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		HistoryTTL:  cfg.HistoryTTL,
 		Advertise:   cfg.Addr,
 		Logger:      log,
+
+		MaxRoomsPerUser: cfg.MaxRoomsPerUser,
+		MaxRoomMembers:  cfg.MaxRoomMembers,
+	})
+	if err != nil {
+		return err
+	}
+	limiter, err := service.NewLimiter(rdb, service.LimiterConfig{
+		Sends:          cfg.SendLimit,
+		Joins:          cfg.JoinLimit,
+		Events:         cfg.EventLimit,
+		UserConns:      cfg.UserConnLimit,
+		IPConns:        cfg.IPConnLimit,
+		TrustedProxies: cfg.proxies(),
 	})
 	if err != nil {
 		return err
@@ -91,6 +105,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Metrics:         metrics,
 		Events:          queue,
 		Logger:          log,
+
+		Limiter: limiter,
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
