@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/subscriptions"
@@ -22,6 +24,7 @@ const (
 	codeUnsupported  = "unsupported_media_type"
 	codeUnavailable  = "unavailable"
 	codeRateLimited  = "rate_limited"
+	codeQuota        = "quota_exceeded"
 	codeNotMember    = "not_member"
 	codeUnknownType  = "unknown_type"
 	codeInternal     = "internal"
@@ -33,6 +36,8 @@ type apiError struct {
 	status  int
 	code    string
 	message string
+	// retryAfter, when set, is sent as Retry-After: when the refused request may succeed.
+	retryAfter time.Duration
 }
 
 func (e *apiError) Error() string { return e.message }
@@ -45,9 +50,16 @@ func errBadRequest(code, msg string) *apiError {
 // mapped here and nowhere else.
 func classify(err error) *apiError {
 	var ae *apiError
+	var rl *rateLimitedError
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &rl):
+		return &apiError{status: http.StatusTooManyRequests, code: codeRateLimited, message: rl.Error(), retryAfter: rl.retryAfter}
+	case errors.Is(err, subscriptions.ErrQuotaExceeded):
+		// 429 rather than 409: the contract's list of statuses has it, and clients already
+		// read it as "over a limit"; the code tells a quota (no Retry-After) from a rate.
+		return &apiError{status: http.StatusTooManyRequests, code: codeQuota, message: err.Error()}
 	case errors.Is(err, subscriptions.ErrInvalidID):
 		return errBadRequest(codeInvalidID, "ids must match ^[A-Za-z0-9._@+-]{1,128}$")
 	case errors.Is(err, subscriptions.ErrNotMember):
@@ -77,6 +89,9 @@ func writeError(w http.ResponseWriter, err error) {
 	ae := classify(err)
 	if ae.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
+	}
+	if ae.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((ae.retryAfter+time.Second-1)/time.Second), 10))
 	}
 	writeJSON(w, ae.status, errorBody{Error: errorDetail{Code: ae.code, Message: ae.message}})
 }

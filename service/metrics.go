@@ -23,6 +23,7 @@ type Metrics struct {
 	dispatch    prometheus.Histogram
 	redisErrors prometheus.Counter
 	rejected    *prometheus.CounterVec
+	limited     *prometheus.CounterVec
 }
 
 var _ subscriptions.Observer = (*Metrics)(nil)
@@ -54,6 +55,10 @@ func NewMetrics() *Metrics {
 			Name: "switchboard_connections_closed_total", Help: "WebSockets closed by the server, once each, by reason (slow_consumer, rate_limited, protocol_error, panic, kicked, draining, lagged, redis_unavailable, server_error).",
 		}, []string{"reason"}),
 	}
+	m.limited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_limited_total", Help: "Client actions refused by a per-user or per-IP rate limit (send, join, event, user_conn, ip_conn) or a quota (rooms_per_user, room_members).",
+	}, []string{"limit"})
+	reg.MustRegister(m.limited)
 	m.httpDirect = m.messagesIn.WithLabelValues("http", "direct")
 	reg.MustRegister(m.messagesIn, m.messagesOut, m.publish, m.dispatch, m.redisErrors, m.rejected)
 	return m

@@ -49,6 +49,7 @@ func (s *Server) changeMembership(ctx context.Context, room, user string, join b
 		changed, err = s.hub.Leave(ctx, room, user)
 		typ = events.RoomLeft
 	}
+	s.countLimited(err) // a quota's refusal
 	if err != nil || !changed || s.cfg.Events == nil {
 		return err
 	}

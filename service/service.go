@@ -59,6 +59,10 @@ type Config struct {
 	// with 1008. Defaults 50/s and 100.
 	FrameRate  float64
 	FrameBurst int
+	// Limiter keeps the per-user limits on client sends, joins and events and the per-user
+	// and per-IP limits on new WebSockets, in Redis, across connections and nodes (see
+	// NewLimiter). Nil: none, only the per-connection frame limit and MaxConnsPerUser.
+	Limiter *Limiter
 	// Events queues backend events (webhook) and counts presence. Nil: no events, and
 	// presence answers from the Pub/Sub subscriber count alone.
 	Events *events.Queue

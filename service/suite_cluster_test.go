@@ -41,6 +41,9 @@ func TestSuiteOnRedisCluster(t *testing.T) {
 		{"RoomEventsFromTheWebSocketAndTheAPI", testRoomEventsFromTheWebSocketAndTheAPI},
 		{"ClientEventsAreAckedOnceQueuedAndRefusedWhenMalformed", testClientEventsAreAckedOnceQueuedAndRefusedWhenMalformed},
 		{"ClusterViewListsLiveNodesAndSubscriberCounts", testClusterViewListsLiveNodesAndSubscriberCounts},
+		{"ReconnectFloodOfDMsIsLimitedPerUserAcrossNodes", testReconnectFloodOfDMsIsLimitedPerUserAcrossNodes},
+		{"ReconnectFloodOfJoinsIsLimitedPerUserAcrossNodes", testReconnectFloodOfJoinsIsLimitedPerUserAcrossNodes},
+		{"RoomQuotasHoldAtTheEdge", testRoomQuotasHoldAtTheEdge},
 	}
 	for i, tc := range suite {
 		t.Run(tc.name, func(t *testing.T) {

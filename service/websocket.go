@@ -36,6 +36,12 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: "node is draining"})
 		return
 	}
+	// Before anything else, so that every attempt from an address counts, failed ones too.
+	if err := s.cfg.Limiter.allowIP(r); err != nil {
+		s.countLimited(err)
+		writeError(w, err)
+		return
+	}
 	user, err := s.authenticate(r)
 	if err != nil {
 		writeError(w, err)
@@ -60,6 +66,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.hub.LocalConnections(user) >= s.cfg.MaxConnsPerUser {
 		writeError(w, &apiError{status: http.StatusTooManyRequests, code: codeRateLimited, message: "too many connections for this user"})
+		return
+	}
+	// Last before the upgrade, so that only a connection that would open takes from the
+	// user's budget (the IP's was taken first, above).
+	if err := s.cfg.Limiter.allowUserConn(r.Context(), user); err != nil {
+		s.countLimited(err)
+		writeError(w, err)
 		return
 	}
 	c := &client{s: s, user: user, since: since, tokens: float64(s.cfg.FrameBurst)}
@@ -222,7 +235,7 @@ type client struct {
 	// loop goroutine (the guard reads on it, as does OnMessage).
 	guard   frameGuard
 	tokens  float64
-	debt    float64 // refused frames, decaying by FrameBurst per refusalWindow
+	debt    float64 // refused frames (by either limit), decaying by FrameBurst per refusalWindow
 	refill  time.Time
 	partial bool // a frame of the message being received was refused
 	// verdicts holds, for each message whose last frame the guard passed and OnMessage
@@ -654,6 +667,9 @@ func (c *client) allowFrame() bool {
 func (s *Server) handleFrame(c *client, f clientFrame) {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
+	if !c.allowFrameOfUser(ctx, f) {
+		return
+	}
 	switch {
 	case f.Type == "send" && f.To != "":
 		id, err := s.hub.Publish(ctx, f.To, subscriptions.Envelope{From: c.user, Data: f.Data})

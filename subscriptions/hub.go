@@ -62,6 +62,13 @@ type Config struct {
 	// OnNodeGone is called, once across the deployment, when a node's registry entry
 	// expired without the node leaving (it crashed): survivors clean up after it.
 	OnNodeGone func(ctx context.Context, node string)
+	// MaxRoomsPerUser caps how many rooms one user is in; a join past it fails with a
+	// QuotaError. It bounds the user's room set in Redis (about 30 bytes a room). Default 1000.
+	MaxRoomsPerUser int
+	// MaxRoomMembers caps how many members one room has; a join past it fails with a
+	// QuotaError. It bounds the room's member set (about 30 bytes a member) and what one room
+	// send fans out to. Default 100000.
+	MaxRoomMembers int
 	// Observer receives measurements for metrics. Default: none.
 	Observer Observer
 	// Logger receives the hub's logs. Default slog.Default().
@@ -92,6 +99,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxResumesPerUser <= 0 {
 		c.MaxResumesPerUser = 4
+	}
+	if c.MaxRoomsPerUser <= 0 {
+		c.MaxRoomsPerUser = 1000
+	}
+	if c.MaxRoomMembers <= 0 {
+		c.MaxRoomMembers = 100000
 	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}

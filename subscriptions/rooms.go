@@ -3,6 +3,7 @@ package subscriptions
 import (
 	"context"
 	crand "crypto/rand"
+	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -31,45 +32,121 @@ const (
 	roomLockLease = 30 * time.Second
 )
 
-// Join adds user to room. It reports whether the user was not a member before. The room's
-// member set and the user's room set change in one MULTI (on Redis Cluster, where they live
-// in different slots, in one pipeline of idempotent commands).
+// ErrQuotaExceeded is what a QuotaError is: a join refused because the user is in as many
+// rooms as it may be, or the room has as many members as it may have. Nothing changed.
+var ErrQuotaExceeded = errors.New("quota exceeded")
+
+// Quotas a QuotaError names.
+const (
+	QuotaRoomsPerUser = "rooms_per_user"
+	QuotaRoomMembers  = "room_members"
+)
+
+// QuotaError is a join refused by a quota (Config.MaxRoomsPerUser or MaxRoomMembers). It
+// matches ErrQuotaExceeded with errors.Is.
+type QuotaError struct {
+	// Quota is QuotaRoomsPerUser or QuotaRoomMembers.
+	Quota string
+	// Max is the quota's value.
+	Max int
+}
+
+func (e *QuotaError) Error() string {
+	if e.Quota == QuotaRoomsPerUser {
+		return fmt.Sprintf("the user is in %d rooms, the most one user may join", e.Max)
+	}
+	return fmt.Sprintf("the room has %d members, the most one room may have", e.Max)
+}
+
+// Is makes a QuotaError match ErrQuotaExceeded.
+func (e *QuotaError) Is(target error) bool { return target == ErrQuotaExceeded }
+
+//go:embed join.lua
+var joinLua string
+
+var joinScript = redis.NewScript(joinLua)
+
+// Join adds user to room. It reports whether the user was not a member before. A user in
+// MaxRoomsPerUser rooms, or a room with MaxRoomMembers members, refuses a new membership with
+// a *QuotaError and nothing changes; re-joining a room the user is in always succeeds.
+//
+// On a single Redis one script checks both quotas and changes both sets, atomically. On
+// Redis Cluster the user's rooms and the room's members live in different slots: the
+// script runs on the user's set, then on the room's, and a refusal by the room takes the
+// room back out of the user's set. A failure between the two leaves the room in the user's
+// set only, which counts against the user's quota until the join is repeated (as a client
+// does with a join that got no ack) or the room left.
 func (h *Hub) Join(ctx context.Context, room, user string) (bool, error) {
-	return h.changeMembership(ctx, room, user, true)
+	if !ValidID(room) || !ValidID(user) {
+		return false, ErrInvalidID
+	}
+	userRooms, members := h.keys.userRooms(user), h.keys.roomMembers(room)
+	if !h.cluster {
+		n, err := joinScript.Run(ctx, h.rdb, []string{userRooms, members},
+			room, h.cfg.MaxRoomsPerUser, user, h.cfg.MaxRoomMembers).Int()
+		if err != nil {
+			return false, fmt.Errorf("%w: join %s to %s: %w", ErrUnavailable, user, room, err)
+		}
+		return h.joined(n)
+	}
+	added, err := joinScript.Run(ctx, h.rdb, []string{userRooms}, room, h.cfg.MaxRoomsPerUser).Int()
+	if err != nil {
+		return false, fmt.Errorf("%w: join %s to %s: %w", ErrUnavailable, user, room, err)
+	}
+	if added < 0 {
+		return h.joined(added)
+	}
+	n, err := joinScript.Run(ctx, h.rdb, []string{members}, user, h.cfg.MaxRoomMembers).Int()
+	if err != nil {
+		return false, fmt.Errorf("%w: join %s to %s: %w", ErrUnavailable, user, room, err)
+	}
+	if n < 0 && added == 1 {
+		if err := h.rdb.SRem(ctx, userRooms, room).Err(); err != nil {
+			h.log.Warn("taking back a refused join failed; the room counts against the user's quota until it is left", "user", user, "room", room, "err", err)
+		}
+	}
+	if n < 0 {
+		n = -2 // the room's members, whichever call it was
+	}
+	return h.joined(n)
+}
+
+// joined turns the join script's answer into Join's.
+func (h *Hub) joined(n int) (bool, error) {
+	switch n {
+	case -1:
+		return false, &QuotaError{Quota: QuotaRoomsPerUser, Max: h.cfg.MaxRoomsPerUser}
+	case -2:
+		return false, &QuotaError{Quota: QuotaRoomMembers, Max: h.cfg.MaxRoomMembers}
+	}
+	return n == 1, nil
 }
 
 // Leave removes user from room. It reports whether the user was a member. A room whose last
-// member leaves is gone from Redis.
+// member leaves is gone from Redis. The room's member set and the user's room set change in
+// one MULTI (on Redis Cluster, where they live in different slots, in one pipeline of
+// idempotent commands).
 func (h *Hub) Leave(ctx context.Context, room, user string) (bool, error) {
-	return h.changeMembership(ctx, room, user, false)
-}
-
-func (h *Hub) changeMembership(ctx context.Context, room, user string, join bool) (bool, error) {
 	if !ValidID(room) || !ValidID(user) {
 		return false, ErrInvalidID
 	}
 	var changed *redis.IntCmd
 	change := func(p redis.Pipeliner) error {
-		if join {
-			changed = p.SAdd(ctx, h.keys.roomMembers(room), user)
-			p.SAdd(ctx, h.keys.userRooms(user), room)
-		} else {
-			changed = p.SRem(ctx, h.keys.roomMembers(room), user)
-			p.SRem(ctx, h.keys.userRooms(user), room)
-		}
+		changed = p.SRem(ctx, h.keys.roomMembers(room), user)
+		p.SRem(ctx, h.keys.userRooms(user), room)
 		return nil
 	}
 	var err error
 	if h.cluster {
 		// The two sets live in different slots, so no MULTI spans them. Both changes are
 		// idempotent: a failure between them is repaired by repeating the call, which is
-		// what a client does with a join that got no ack or a PUT that got no 204.
+		// what a client does with a leave that got no ack or a DELETE that got no 204.
 		_, err = h.rdb.Pipelined(ctx, change)
 	} else {
 		_, err = h.rdb.TxPipelined(ctx, change)
 	}
 	if err != nil {
-		return false, fmt.Errorf("%w: change membership of %s in %s: %w", ErrUnavailable, user, room, err)
+		return false, fmt.Errorf("%w: leave %s from %s: %w", ErrUnavailable, user, room, err)
 	}
 	return changed.Val() == 1, nil
 }

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/service"
 )
 
 // config is everything the flags and their environment variables set.
@@ -39,6 +42,11 @@ type config struct {
 	MaxTokenLifetime time.Duration
 	// DevHosts lists the Host names dev mode serves besides loopback ones.
 	DevHosts string
+	// Per-user and per-IP rate limits, kept in Redis, and room quotas (docs/security.md).
+	SendLimit, JoinLimit, EventLimit service.Limit
+	UserConnLimit, IPConnLimit       service.Limit
+	TrustedProxies                   string
+	MaxRoomsPerUser, MaxRoomMembers  int
 }
 
 // parseConfig reads flags; each flag's default comes from its environment variable when set,
@@ -83,6 +91,26 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", env("SWITCHBOARD_WEBHOOK_SECRET", ""), "HMAC-SHA256 key that signs event requests (env SWITCHBOARD_WEBHOOK_SECRET)")
 	fs.StringVar(&c.LogLevel, "log-level", env("SWITCHBOARD_LOG_LEVEL", "info"), "debug, info, warn or error (env SWITCHBOARD_LOG_LEVEL)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("SWITCHBOARD_DEBUG_ADDR", ""), "address of a separate listener for /debug/pprof; empty means none (env SWITCHBOARD_DEBUG_ADDR)")
+	limits := []struct {
+		name, env, def, help string
+		dst                  *service.Limit
+	}{
+		{"user-send-limit", "SWITCHBOARD_USER_SEND_LIMIT", "50/s,100", "client sends (DMs and room sends) per user, over all its connections and nodes", &c.SendLimit},
+		{"user-join-limit", "SWITCHBOARD_USER_JOIN_LIMIT", "10/s,100", "client joins per user", &c.JoinLimit},
+		{"user-event-limit", "SWITCHBOARD_USER_EVENT_LIMIT", "10/s,50", "client events per user", &c.EventLimit},
+		{"user-connect-limit", "SWITCHBOARD_USER_CONNECT_LIMIT", "1/s,30", "new WebSockets per user", &c.UserConnLimit},
+		{"ip-connect-limit", "SWITCHBOARD_IP_CONNECT_LIMIT", "20/s,200", "new WebSockets per client IP (IPv6 per /64)", &c.IPConnLimit},
+	}
+	limitValues := make([]string, len(limits))
+	for i, l := range limits {
+		limitValues[i] = env(l.env, l.def)
+		fs.StringVar(&limitValues[i], l.name, limitValues[i], l.help+": RATE/PERIOD[,BURST] or off (env "+l.env+")")
+	}
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", env("SWITCHBOARD_TRUSTED_PROXIES", ""), "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client IP; empty: the TCP peer is the client (env SWITCHBOARD_TRUSTED_PROXIES)")
+	maxRooms := env("SWITCHBOARD_MAX_ROOMS_PER_USER", "1000")
+	maxMembers := env("SWITCHBOARD_MAX_ROOM_MEMBERS", "100000")
+	fs.StringVar(&maxRooms, "max-rooms-per-user", maxRooms, "rooms one user may be in (env SWITCHBOARD_MAX_ROOMS_PER_USER)")
+	fs.StringVar(&maxMembers, "max-room-members", maxMembers, "members one room may have (env SWITCHBOARD_MAX_ROOM_MEMBERS)")
 	insecure := env("SWITCHBOARD_INSECURE_DEV", "")
 	fs.BoolVar(&c.InsecureDev, "insecure-dev", insecure == "1" || strings.EqualFold(insecure, "true"), "allow dev mode (no --jwt-secret) on a non-loopback --addr (env SWITCHBOARD_INSECURE_DEV)")
 	if err := fs.Parse(args); err != nil {
@@ -116,6 +144,22 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.MaxTokenLifetime, err = time.ParseDuration(maxTokenLifetime); err != nil || c.MaxTokenLifetime < time.Minute {
 		return c, fmt.Errorf("--max-token-lifetime must be a duration of at least 1m, got %q", maxTokenLifetime)
+	}
+	for i, l := range limits {
+		if *l.dst, err = service.ParseLimit(limitValues[i]); err != nil {
+			return c, fmt.Errorf("--%s: %w", l.name, err)
+		}
+	}
+	if c.MaxRoomsPerUser, err = strconv.Atoi(maxRooms); err != nil || c.MaxRoomsPerUser < 1 {
+		return c, fmt.Errorf("--max-rooms-per-user must be a positive integer, got %q", maxRooms)
+	}
+	if c.MaxRoomMembers, err = strconv.Atoi(maxMembers); err != nil || c.MaxRoomMembers < 1 {
+		return c, fmt.Errorf("--max-room-members must be a positive integer, got %q", maxMembers)
+	}
+	for _, p := range c.proxies() {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			return c, fmt.Errorf("--trusted-proxies: %q is not a CIDR such as 10.0.0.0/8", p)
+		}
 	}
 	if c.Redis != "" && c.RedisCluster != "" {
 		return c, errors.New("--redis and --redis-cluster are exclusive")
@@ -157,10 +201,16 @@ func sanitizeNode(s string) string {
 	return string(b)
 }
 
+// proxies splits the --trusted-proxies list.
+func (c config) proxies() []string { return splitList(c.TrustedProxies) }
+
 // origins splits the --allowed-origins list.
-func (c config) origins() []string {
+func (c config) origins() []string { return splitList(c.AllowedOrigins) }
+
+// splitList splits a comma-separated list, dropping spaces and empty items.
+func splitList(list string) []string {
 	var out []string
-	for _, o := range strings.Split(c.AllowedOrigins, ",") {
+	for _, o := range strings.Split(list, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			out = append(out, o)
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/service"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
@@ -31,6 +32,23 @@ var contractDefaults = config{
 	LogLevel:        "info",
 	// A day: a token's lifetime cap and how long a revocation is kept (docs/security.md).
 	MaxTokenLifetime: 24 * time.Hour,
+
+	SendLimit:       service.Limit{Rate: 50, Per: time.Second, Burst: 100},
+	JoinLimit:       service.Limit{Rate: 10, Per: time.Second, Burst: 100},
+	EventLimit:      service.Limit{Rate: 10, Per: time.Second, Burst: 50},
+	UserConnLimit:   service.Limit{Rate: 1, Per: time.Second, Burst: 30},
+	IPConnLimit:     service.Limit{Rate: 20, Per: time.Second, Burst: 200},
+	MaxRoomsPerUser: 1000,
+	MaxRoomMembers:  100000,
+}
+
+// withDefaultLimits gives c the default rate limits and room quotas.
+func withDefaultLimits(c config) config {
+	d := contractDefaults
+	c.SendLimit, c.JoinLimit, c.EventLimit = d.SendLimit, d.JoinLimit, d.EventLimit
+	c.UserConnLimit, c.IPConnLimit = d.UserConnLimit, d.IPConnLimit
+	c.MaxRoomsPerUser, c.MaxRoomMembers = d.MaxRoomsPerUser, d.MaxRoomMembers
+	return c
 }
 
 func TestParseConfig(t *testing.T) {
@@ -62,12 +80,12 @@ func TestParseConfig(t *testing.T) {
 			"--log-level", "debug",
 			"--max-token-lifetime", "1h",
 			"--dev-hosts", "switchboard,app.test",
-		}, fakeEnv(), config{
+		}, fakeEnv(), withDefaultLimits(config{
 			Addr: "0.0.0.0:9000", Redis: "redis://r:6379/2", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
 			AllowedOrigins: "https://a.example,https://b.example", NodeID: "n1", HistorySize: 50,
 			HistoryTTL: 90 * time.Minute, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
 			WebhookSecret: "hook", LogLevel: "debug", MaxTokenLifetime: time.Hour, DevHosts: "switchboard,app.test",
-		}},
+		})},
 		{"environment variables set every field", nil, fakeEnv(
 			"SWITCHBOARD_ADDR", "0.0.0.0:9000",
 			"SWITCHBOARD_REDIS_CLUSTER", "r1:7000,r2:7000",
@@ -84,12 +102,12 @@ func TestParseConfig(t *testing.T) {
 			"SWITCHBOARD_LOG_LEVEL", "warn",
 			"SWITCHBOARD_MAX_TOKEN_LIFETIME", "15m",
 			"SWITCHBOARD_DEV_HOSTS", "switchboard",
-		), config{
+		), withDefaultLimits(config{
 			Addr: "0.0.0.0:9000", RedisCluster: "r1:7000,r2:7000", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
 			AllowedOrigins: "https://a.example", NodeID: "n1", HistorySize: 50,
 			HistoryTTL: time.Hour, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
 			WebhookSecret: "hook", LogLevel: "warn", MaxTokenLifetime: 15 * time.Minute, DevHosts: "switchboard",
-		}},
+		})},
 		{"the redis URL comes from the environment", nil, fakeEnv("SWITCHBOARD_REDIS", "redis://r:6379/0"),
 			with(func(c *config) { c.Redis = "redis://r:6379/0" })},
 		{"a flag wins over its environment variable", []string{"--addr", "127.0.0.1:1", "--history-size", "7", "--api-key", "flag"},
@@ -116,6 +134,32 @@ func TestParseConfig(t *testing.T) {
 		{"the resume bounds come from the environment", nil, fakeEnv("SWITCHBOARD_REPLAY_BYTES", "2097152", "SWITCHBOARD_MAX_RESUMES_PER_USER", "8"),
 			with(func(c *config) { c.ReplayBytes, c.MaxResumesPerUser = 2<<20, 8 })},
 		{"an empty environment variable counts as unset", nil, fakeEnv("SWITCHBOARD_ADDR", "", "SWITCHBOARD_HISTORY_SIZE", ""), contractDefaults},
+		{"limits, trusted proxies and quotas come from flags", []string{
+			"--user-send-limit", "5/s,7", "--user-join-limit", "1/m", "--user-event-limit", "off",
+			"--user-connect-limit", "2/10s,4", "--ip-connect-limit", "100/s,1000",
+			"--trusted-proxies", "10.0.0.0/8, 127.0.0.1/32", "--max-rooms-per-user", "5", "--max-room-members", "6",
+		}, fakeEnv(), with(func(c *config) {
+			c.SendLimit = service.Limit{Rate: 5, Per: time.Second, Burst: 7}
+			c.JoinLimit = service.Limit{Rate: 1, Per: time.Minute, Burst: 1}
+			c.EventLimit = service.Limit{Rate: -1}
+			c.UserConnLimit = service.Limit{Rate: 2, Per: 10 * time.Second, Burst: 4}
+			c.IPConnLimit = service.Limit{Rate: 100, Per: time.Second, Burst: 1000}
+			c.TrustedProxies = "10.0.0.0/8, 127.0.0.1/32"
+			c.MaxRoomsPerUser, c.MaxRoomMembers = 5, 6
+		})},
+		{"limits, trusted proxies and quotas come from the environment", nil, fakeEnv(
+			"SWITCHBOARD_USER_SEND_LIMIT", "5/s,7", "SWITCHBOARD_USER_JOIN_LIMIT", "1/m", "SWITCHBOARD_USER_EVENT_LIMIT", "off",
+			"SWITCHBOARD_USER_CONNECT_LIMIT", "2/10s,4", "SWITCHBOARD_IP_CONNECT_LIMIT", "off",
+			"SWITCHBOARD_TRUSTED_PROXIES", "::1/128", "SWITCHBOARD_MAX_ROOMS_PER_USER", "5", "SWITCHBOARD_MAX_ROOM_MEMBERS", "6",
+		), with(func(c *config) {
+			c.SendLimit = service.Limit{Rate: 5, Per: time.Second, Burst: 7}
+			c.JoinLimit = service.Limit{Rate: 1, Per: time.Minute, Burst: 1}
+			c.EventLimit = service.Limit{Rate: -1}
+			c.UserConnLimit = service.Limit{Rate: 2, Per: 10 * time.Second, Burst: 4}
+			c.IPConnLimit = service.Limit{Rate: -1}
+			c.TrustedProxies = "::1/128"
+			c.MaxRoomsPerUser, c.MaxRoomMembers = 5, 6
+		})},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -192,6 +236,11 @@ func TestParseConfigRefusesBadValues(t *testing.T) {
 		{"an unknown flag is refused", []string{"--redis-url", "x"}, fakeEnv(), []string{"redis-url"}},
 		{"a stray argument is refused", []string{"serve"}, fakeEnv(), []string{`"serve"`}},
 		{"a flag without its value is refused", []string{"--addr"}, fakeEnv(), []string{"addr"}},
+		{"a send limit without a period is refused", []string{"--user-send-limit", "50"}, fakeEnv(), []string{"--user-send-limit", `"50"`}},
+		{"a bad connect limit from the environment is refused", nil, fakeEnv("SWITCHBOARD_IP_CONNECT_LIMIT", "lots/s"), []string{"--ip-connect-limit", `"lots/s"`}},
+		{"a trusted proxy that is not a CIDR is refused", []string{"--trusted-proxies", "10.0.0.1"}, fakeEnv(), []string{"--trusted-proxies", `"10.0.0.1"`}},
+		{"zero rooms per user is refused", []string{"--max-rooms-per-user", "0"}, fakeEnv(), []string{"--max-rooms-per-user", `"0"`}},
+		{"a room member quota that is not a number is refused", nil, fakeEnv("SWITCHBOARD_MAX_ROOM_MEMBERS", "many"), []string{"--max-room-members", `"many"`}},
 		{"dev mode on every interface is refused", []string{"--addr", ":8080"}, fakeEnv(), []string{"dev mode", `":8080"`, "--insecure-dev"}},
 		{"dev mode on a public address is refused", []string{"--addr", "10.1.2.3:8080"}, fakeEnv(), []string{"dev mode", `"10.1.2.3:8080"`}},
 		{"dev mode on 0.0.0.0 from the environment is refused", nil, fakeEnv("SWITCHBOARD_ADDR", "0.0.0.0:80"), []string{"dev mode", `"0.0.0.0:80"`}},
@@ -222,6 +271,8 @@ func TestParseConfigHelpListsEveryFlagWithItsVariable(t *testing.T) {
 		"addr", "redis", "redis-cluster", "jwt-secret", "api-key", "admin-key", "allowed-origins", "node-id",
 		"history-size", "history-ttl", "max-message-bytes", "webhook-url", "webhook-secret",
 		"max-token-lifetime", "dev-hosts",
+		"user-send-limit", "user-join-limit", "user-event-limit", "user-connect-limit", "ip-connect-limit",
+		"trusted-proxies", "max-rooms-per-user", "max-room-members",
 	} {
 		v := "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 		if !strings.Contains(stderr.String(), "-"+name) || !strings.Contains(stderr.String(), v) {

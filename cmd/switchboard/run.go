@@ -79,6 +79,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// Resumes: 0 leaves the hub's defaults.
 		ReplayBytes:       cfg.ReplayBytes,
 		MaxResumesPerUser: cfg.MaxResumesPerUser,
+
+		MaxRoomsPerUser: cfg.MaxRoomsPerUser,
+		MaxRoomMembers:  cfg.MaxRoomMembers,
+	})
+	if err != nil {
+		return err
+	}
+	limiter, err := service.NewLimiter(rdb, service.LimiterConfig{
+		Sends:          cfg.SendLimit,
+		Joins:          cfg.JoinLimit,
+		Events:         cfg.EventLimit,
+		UserConns:      cfg.UserConnLimit,
+		IPConns:        cfg.IPConnLimit,
+		TrustedProxies: cfg.proxies(),
 	})
 	if err != nil {
 		return err
@@ -97,6 +111,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		// Token lifetime and dev-mode Host names (docs/security.md).
 		MaxTokenLifetime: cfg.MaxTokenLifetime,
 		DevHosts:         cfg.devHosts(),
+
+		Limiter: limiter,
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
