@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/events"
 )
 
 // config is everything the flags and their environment variables set.
@@ -31,6 +33,12 @@ type config struct {
 	InsecureDev     bool
 	DebugAddr       string
 	DrainDelay      time.Duration
+
+	// EventQueueBytes, EventUserBytes and EventSystemReserve bound the webhook event queue
+	// (events.Config MaxBytes, MaxUserBytes, SystemReserve).
+	EventQueueBytes    int64
+	EventUserBytes     int64
+	EventSystemReserve float64
 }
 
 // parseConfig reads flags; each flag's default comes from its environment variable when set,
@@ -66,6 +74,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&drainDelay, "drain-delay", drainDelay, "on SIGTERM, how long to answer /readyz 503 before closing (env SWITCHBOARD_DRAIN_DELAY)")
 	fs.StringVar(&c.WebhookURL, "webhook-url", env("SWITCHBOARD_WEBHOOK_URL", ""), "backend URL that receives events; empty means no events (env SWITCHBOARD_WEBHOOK_URL)")
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", env("SWITCHBOARD_WEBHOOK_SECRET", ""), "HMAC-SHA256 key that signs event requests (env SWITCHBOARD_WEBHOOK_SECRET)")
+	eventQueueBytes := env("SWITCHBOARD_EVENT_QUEUE_BYTES", strconv.Itoa(events.DefaultMaxBytes))
+	eventUserBytes := env("SWITCHBOARD_EVENT_USER_BYTES", strconv.Itoa(events.DefaultMaxUserBytes))
+	eventReserve := env("SWITCHBOARD_EVENT_SYSTEM_RESERVE", strconv.FormatFloat(events.DefaultSystemReserve, 'g', -1, 64))
+	fs.StringVar(&eventQueueBytes, "event-queue-bytes", eventQueueBytes, "byte budget of the webhook event queue in Redis; events that do not fit are refused and counted (env SWITCHBOARD_EVENT_QUEUE_BYTES)")
+	fs.StringVar(&eventUserBytes, "event-user-bytes", eventUserBytes, "one user's share of the event queue; a client's events past it are refused with queue_full (env SWITCHBOARD_EVENT_USER_BYTES)")
+	fs.StringVar(&eventReserve, "event-system-reserve", eventReserve, "fraction of the event queue only server events (presence, rooms) may use (env SWITCHBOARD_EVENT_SYSTEM_RESERVE)")
 	fs.StringVar(&c.LogLevel, "log-level", env("SWITCHBOARD_LOG_LEVEL", "info"), "debug, info, warn or error (env SWITCHBOARD_LOG_LEVEL)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("SWITCHBOARD_DEBUG_ADDR", ""), "address of a separate listener for /debug/pprof; empty means none (env SWITCHBOARD_DEBUG_ADDR)")
 	insecure := env("SWITCHBOARD_INSECURE_DEV", "")
@@ -88,6 +102,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	}
 	if c.DrainDelay, err = time.ParseDuration(drainDelay); err != nil || c.DrainDelay < 0 || c.DrainDelay > time.Minute {
 		return c, fmt.Errorf("--drain-delay must be a duration from 0s to 1m, got %q", drainDelay)
+	}
+	if c.EventQueueBytes, err = strconv.ParseInt(eventQueueBytes, 10, 64); err != nil || c.EventQueueBytes < 1<<20 {
+		return c, fmt.Errorf("--event-queue-bytes must be an integer of at least 1048576, got %q", eventQueueBytes)
+	}
+	if c.EventUserBytes, err = strconv.ParseInt(eventUserBytes, 10, 64); err != nil || c.EventUserBytes < 1 {
+		return c, fmt.Errorf("--event-user-bytes must be a positive integer, got %q", eventUserBytes)
+	}
+	if c.EventSystemReserve, err = strconv.ParseFloat(eventReserve, 64); err != nil || !(c.EventSystemReserve > 0 && c.EventSystemReserve < 1) {
+		return c, fmt.Errorf("--event-system-reserve must be a fraction strictly between 0 and 1, got %q", eventReserve)
 	}
 	if c.Redis != "" && c.RedisCluster != "" {
 		return c, errors.New("--redis and --redis-cluster are exclusive")

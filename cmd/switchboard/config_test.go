@@ -29,6 +29,10 @@ var contractDefaults = config{
 	HistoryTTL:      24 * time.Hour,
 	MaxMessageBytes: 65536,
 	LogLevel:        "info",
+
+	EventQueueBytes:    256 << 20,
+	EventUserBytes:     1 << 20,
+	EventSystemReserve: 0.25,
 }
 
 func TestParseConfig(t *testing.T) {
@@ -58,11 +62,15 @@ func TestParseConfig(t *testing.T) {
 			"--webhook-url", "https://backend.example/hook",
 			"--webhook-secret", "hook",
 			"--log-level", "debug",
+			"--event-queue-bytes", "67108864",
+			"--event-user-bytes", "65536",
+			"--event-system-reserve", "0.5",
 		}, fakeEnv(), config{
 			Addr: "0.0.0.0:9000", Redis: "redis://r:6379/2", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
 			AllowedOrigins: "https://a.example,https://b.example", NodeID: "n1", HistorySize: 50,
 			HistoryTTL: 90 * time.Minute, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
 			WebhookSecret: "hook", LogLevel: "debug",
+			EventQueueBytes: 64 << 20, EventUserBytes: 64 << 10, EventSystemReserve: 0.5,
 		}},
 		{"environment variables set every field", nil, fakeEnv(
 			"SWITCHBOARD_ADDR", "0.0.0.0:9000",
@@ -78,11 +86,15 @@ func TestParseConfig(t *testing.T) {
 			"SWITCHBOARD_WEBHOOK_URL", "https://backend.example/hook",
 			"SWITCHBOARD_WEBHOOK_SECRET", "hook",
 			"SWITCHBOARD_LOG_LEVEL", "warn",
+			"SWITCHBOARD_EVENT_QUEUE_BYTES", "67108864",
+			"SWITCHBOARD_EVENT_USER_BYTES", "65536",
+			"SWITCHBOARD_EVENT_SYSTEM_RESERVE", "0.5",
 		), config{
 			Addr: "0.0.0.0:9000", RedisCluster: "r1:7000,r2:7000", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
 			AllowedOrigins: "https://a.example", NodeID: "n1", HistorySize: 50,
 			HistoryTTL: time.Hour, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
 			WebhookSecret: "hook", LogLevel: "warn",
+			EventQueueBytes: 64 << 20, EventUserBytes: 64 << 10, EventSystemReserve: 0.5,
 		}},
 		{"the redis URL comes from the environment", nil, fakeEnv("SWITCHBOARD_REDIS", "redis://r:6379/0"),
 			with(func(c *config) { c.Redis = "redis://r:6379/0" })},
@@ -173,6 +185,12 @@ func TestParseConfigRefusesBadValues(t *testing.T) {
 		{"a bad max message size from the environment is refused", nil, fakeEnv("SWITCHBOARD_MAX_MESSAGE_BYTES", "big"), []string{"--max-message-bytes", `"big"`}},
 		{"--redis with --redis-cluster is refused", []string{"--redis", "redis://r:6379/0", "--redis-cluster", "r1:7000"}, fakeEnv(), []string{"--redis", "--redis-cluster"}},
 		{"--redis with a cluster from the environment is refused", []string{"--redis", "redis://r:6379/0"}, fakeEnv("SWITCHBOARD_REDIS_CLUSTER", "r1:7000"), []string{"--redis", "--redis-cluster"}},
+		{"an event queue under 1 MiB is refused", []string{"--event-queue-bytes", "1000"}, fakeEnv(), []string{"--event-queue-bytes", `"1000"`}},
+		{"an event queue size that is not a number is refused", nil, fakeEnv("SWITCHBOARD_EVENT_QUEUE_BYTES", "1GB"), []string{"--event-queue-bytes", `"1GB"`}},
+		{"a user share of zero is refused", []string{"--event-user-bytes", "0"}, fakeEnv(), []string{"--event-user-bytes", `"0"`}},
+		{"a system reserve of zero is refused", []string{"--event-system-reserve", "0"}, fakeEnv(), []string{"--event-system-reserve", `"0"`}},
+		{"a system reserve of the whole queue is refused", []string{"--event-system-reserve", "1"}, fakeEnv(), []string{"--event-system-reserve", `"1"`}},
+		{"a system reserve that is not a number is refused", nil, fakeEnv("SWITCHBOARD_EVENT_SYSTEM_RESERVE", "25%"), []string{"--event-system-reserve", `"25%"`}},
 		{"an unknown flag is refused", []string{"--redis-url", "x"}, fakeEnv(), []string{"redis-url"}},
 		{"a stray argument is refused", []string{"serve"}, fakeEnv(), []string{`"serve"`}},
 		{"a flag without its value is refused", []string{"--addr"}, fakeEnv(), []string{"addr"}},
@@ -205,6 +223,7 @@ func TestParseConfigHelpListsEveryFlagWithItsVariable(t *testing.T) {
 	for _, name := range []string{
 		"addr", "redis", "redis-cluster", "jwt-secret", "api-key", "admin-key", "allowed-origins", "node-id",
 		"history-size", "history-ttl", "max-message-bytes", "webhook-url", "webhook-secret",
+		"event-queue-bytes", "event-user-bytes", "event-system-reserve",
 	} {
 		v := "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 		if !strings.Contains(stderr.String(), "-"+name) || !strings.Contains(stderr.String(), v) {
