@@ -16,16 +16,42 @@
 //
 // Emit and the presence calls return once Redis holds the change: that is when a client's
 // ack may be sent. They never wait for the webhook. Errors wrap ErrUnavailable (Redis did
-// not answer: 503 or an error frame) or ErrInvalidEvent (bad input: 400).
+// not answer: 503 or an error frame), ErrInvalidEvent (bad input: 400) or, for Emit,
+// ErrQueueFull (the event does not fit in the byte budget: see below).
 //
 // # Queue
 //
 // Events are spread over Config.Shards Redis streams by fnv32a(user), each stream under
 // its own hash tag {<prefix>:ev:<shard>} so that on Redis Cluster they live on different
-// slots. A user's events all go to one stream, in order. Every append is bounded (XADD
-// MAXLEN ~ MaxEvents/Shards) by a script that also returns how many entries the bound
-// trimmed, so what the bound drops is counted. Delivered events are acknowledged and
-// deleted (XACK+XDEL), so the streams hold only what is undelivered.
+// slots. A user's events all go to one stream, in order. Delivered events are acknowledged
+// and deleted (XACK+XDEL), so the streams hold only what is undelivered.
+//
+// # Byte budget
+//
+// The queue is bounded in bytes, not entries, and refuses rather than trims: an event that
+// does not fit is not queued (Emit returns ErrQueueFull, Stats counts it by reason), and
+// nothing already queued is ever dropped to make room, so one user's flood cannot evict
+// another user's events. Each shard has MaxBytes/Shards. Each entry is charged about what it
+// takes of Redis's memory (lib.lua: its JSON and user id, 128 bytes of bookkeeping, and above
+// 4 KB the allocator's rounding). Three limits apply:
+//
+//   - a client.event is refused when its user's queued bytes in the shard would pass
+//     MaxUserBytes (reason user_share);
+//   - a client.event is refused when the shard would pass (1-SystemReserve) of its budget
+//     (reason queue_bytes): the rest is reserved for the server's own events, so however
+//     many users flood, user.online, user.offline, room.joined and room.left still fit;
+//   - a server event is refused only when the shard's whole budget is used (queue_bytes).
+//     Presence changes then stand without their event; Emit of a room event returns
+//     ErrQueueFull after the membership changed, as it returns ErrUnavailable.
+//
+// The shard's byte counter and its per-user hash live in the shard's slot. The script that
+// checks the limits also appends the entry and charges the counters (emit in lib.lua), so
+// there is no read-then-write race between nodes. Each entry records its user and charge;
+// the script that acknowledges entries (ack.lua) releases a charge only when its XDEL deleted
+// the entry, so retries, a node that crashed mid-send and a late ack after another node
+// claimed the events never release twice. The counters are reset whenever the stream is
+// empty (which heals drift from outside, such as a key edited by hand) and expire after
+// 2*MaxAge without an append, with an abandoned queue.
 //
 // # Sender
 //

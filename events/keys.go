@@ -40,6 +40,15 @@ func (k keys) shard(user string) int { return int(fnv32a(user) % uint32(k.shards
 // stream is a shard's event stream, read by the consumer group.
 func (k keys) stream(s int) string { return k.tags[s] + ":events" }
 
+// bytes is what a shard's queued entries cost, in bytes (see lib.lua).
+func (k keys) bytes(s int) string { return k.tags[s] + ":bytes" }
+
+// userBytes is a hash of what each user's queued entries in a shard cost, in bytes.
+func (k keys) userBytes(s int) string { return k.tags[s] + ":bytes:users" }
+
+// queue is the keys every queuing script starts with: the stream and its byte counters.
+func (k keys) queue(s int) []string { return []string{k.stream(s), k.bytes(s), k.userBytes(s)} }
+
 // owner is the lease naming the sender instance that delivers a shard's stream.
 func (k keys) owner(s int) string { return k.tags[s] + ":owner" }
 

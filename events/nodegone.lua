@@ -2,16 +2,20 @@
 -- user.offline for each of them left with no connection anywhere. Each user is handled by
 -- exactly one call: it is removed from the node's set in the same step, so repeating the
 -- call, or two nodes running it at once, queues no second event.
--- KEYS[1] shard stream, KEYS[2] the node's user set, KEYS[3] the shard's node set,
--- KEYS[3+i] the presence hash of the i-th user
--- ARGV[1] bound of the stream ("0": do not queue events), ARGV[2] node,
--- ARGV[1+2i] the i-th user, ARGV[2+2i] its user.offline JSON
--- Returns {users gone offline, entries trimmed, users of the node left in this shard}.
-local prefix = ARGV[2] .. '/'
-local offline, trimmed = 0, 0
-for i = 1, #KEYS - 3 do
-  local hash = KEYS[3 + i]
-  if redis.call('SREM', KEYS[2], ARGV[1 + 2 * i]) == 1 then
+-- KEYS[1] shard stream, KEYS[2] its bytes counter, KEYS[3] its users' bytes hash,
+-- KEYS[4] the node's user set, KEYS[5] the shard's node set,
+-- KEYS[5+i] the presence hash of the i-th user
+-- ARGV[1..4] limits (lib.lua; ARGV[1] '0': do not queue events), ARGV[5] node,
+-- ARGV[4+2i] the i-th user, ARGV[5+2i] its user.offline JSON
+-- Returns {users gone offline, events that did not fit in the queue, users of the node
+-- left in this shard}.
+local lim = limits(ARGV)
+local prefix = ARGV[5] .. '/'
+local offline, refused = 0, 0
+for i = 1, #KEYS - 5 do
+  local hash = KEYS[5 + i]
+  local user = ARGV[4 + 2 * i]
+  if redis.call('SREM', KEYS[4], user) == 1 then
     local fields = redis.call('HKEYS', hash)
     local removed = 0
     for _, f in ipairs(fields) do
@@ -22,14 +26,12 @@ for i = 1, #KEYS - 3 do
     end
     if removed > 0 and removed == #fields then
       offline = offline + 1
-      if ARGV[1] ~= '0' then
-        trimmed = trimmed + emit(KEYS[1], ARGV[1], ARGV[2 + 2 * i])
-      end
+      refused = refused + transitioned(KEYS, lim, user, ARGV[5 + 2 * i])[2]
     end
   end
 end
-local left = redis.call('SCARD', KEYS[2])
+local left = redis.call('SCARD', KEYS[4])
 if left == 0 then
-  redis.call('SREM', KEYS[3], ARGV[2])
+  redis.call('SREM', KEYS[5], ARGV[5])
 end
-return {offline, trimmed, left}
+return {offline, refused, left}

@@ -55,19 +55,19 @@ func (p *Presence) change(ctx context.Context, script *redis.Script, typ Type, u
 			return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 		}
 	}
-	keys := []string{q.keys.stream(s), q.keys.presence(s, user), q.keys.nodeUsers(s, node), q.keys.nodes(s)}
-	var args []any
+	keys := append(q.keys.queue(s), q.keys.presence(s, user), q.keys.nodeUsers(s, node), q.keys.nodes(s))
+	args := append(make([]any, 0, len(q.limits)+5), q.limits...)
 	if typ == UserOnline {
-		args = []any{q.maxLen, node + "/" + conn, now.UnixMilli(), user, node, ev}
+		args = append(args, node+"/"+conn, now.UnixMilli(), user, node, ev)
 	} else {
-		args = []any{q.maxLen, node + "/" + conn, user, node, ev}
+		args = append(args, node+"/"+conn, user, node, ev)
 	}
 	res, err := p.calls.run(ctx, script, keys, args...)
 	if err != nil {
 		return fmt.Errorf("%w: presence of %s on %s: %w", ErrUnavailable, user, node, err)
 	}
 	if res[0] == 1 && q.enabled() {
-		q.queued(s, 1, res[1])
+		q.counted(s, 1, res[1])
 	}
 	return nil
 }
@@ -115,10 +115,10 @@ func (p *Presence) NodeGone(ctx context.Context, node string) (int, error) {
 // went offline and how many users of the node remain in the shard.
 func (p *Presence) nodeGone(ctx context.Context, s int, node string, users []string) (offline int, left int64, err error) {
 	q := p.q
-	keys := make([]string, 3, 3+len(users))
-	keys[0], keys[1], keys[2] = q.keys.stream(s), q.keys.nodeUsers(s, node), q.keys.nodes(s)
-	args := make([]any, 2, 2+2*len(users))
-	args[0], args[1] = q.maxLen, node
+	keys := append(make([]string, 0, 5+len(users)), q.keys.queue(s)...)
+	keys = append(keys, q.keys.nodeUsers(s, node), q.keys.nodes(s))
+	args := append(make([]any, 0, len(q.limits)+1+2*len(users)), q.limits...)
+	args = append(args, node)
 	now := time.Now()
 	for _, u := range users {
 		keys = append(keys, q.keys.presence(s, u))
@@ -136,9 +136,20 @@ func (p *Presence) nodeGone(ctx context.Context, s int, node string, users []str
 		return 0, 0, fmt.Errorf("%w: connections of node %s: %w", ErrUnavailable, node, err)
 	}
 	if res[0] > 0 && q.enabled() {
-		q.queued(s, res[0], res[1])
+		q.counted(s, res[0], res[1])
 	}
 	return int(res[0]), res[2], nil
+}
+
+// counted accounts for n presence events of shard s, of which refused did not fit in the
+// queue: the presence change stands, and only its event is lost (and counted).
+func (q *Queue) counted(s int, n, refused int64) {
+	if refused > 0 {
+		q.refused(s, reasonQueueBytes, refused)
+	}
+	if n > refused {
+		q.queued(s, n-refused)
+	}
 }
 
 // Online returns how many connections user has open anywhere in the deployment, for the

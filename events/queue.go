@@ -21,10 +21,22 @@ var (
 	// ErrInvalidEvent means an event, or a presence call's argument, is malformed; nothing
 	// was queued.
 	ErrInvalidEvent = errors.New("invalid event")
+	// ErrQueueFull means an event did not fit in the queue's byte budget and was not queued:
+	// its user's share (MaxUserBytes) or the queue (MaxBytes) is used up, typically because
+	// the webhook is behind. Nothing already queued was dropped to make room. For a client's
+	// event it is a refusal (no ack); the client may retry later.
+	ErrQueueFull = errors.New("event queue full")
 )
 
 // MaxBatch is the largest number of events in one webhook request, per the contract.
 const MaxBatch = 100
+
+// Defaults of the byte budget's settings, for flags to show (see Config).
+const (
+	DefaultMaxBytes      = 256 << 20
+	DefaultMaxUserBytes  = 1 << 20
+	DefaultSystemReserve = 0.25
+)
 
 // Config configures a Queue. Zero values mean the defaults named on each field. Every node
 // of a deployment must use the same Prefix and Shards: they are the key layout.
@@ -43,10 +55,27 @@ type Config struct {
 	// events and presence live in shard fnv32a(user) mod Shards. Default 16. Changing it
 	// orphans queued events and presence counts: stop every node first.
 	Shards int
-	// MaxEvents bounds the queue: each shard stream keeps about MaxEvents/Shards entries
-	// (plus up to ~100 each, as trimming removes whole stream nodes). Older undelivered
-	// events beyond it are trimmed and counted in Stats.DroppedTrimmed. Default 1,000,000.
-	MaxEvents int64
+	// MaxBytes bounds the queue in bytes: what its undelivered events take of Redis's
+	// memory, each charged its JSON and user id, 128 bytes of bookkeeping and, above 4 KB,
+	// the allocator's rounding (lib.lua), split evenly over the shards (MaxBytes/Shards
+	// each). An event that does not fit is refused with ErrQueueFull and counted, never
+	// queued by trimming older ones. Default 256 MiB: the
+	// entry bound it replaces (1,000,000 events) times 256 bytes, what a presence event or a
+	// small client event costs, so ordinary traffic keeps today's capacity while a flood of
+	// large events can no longer grow Redis past it.
+	MaxBytes int64
+	// MaxUserBytes is one user's share of its shard: a client event that would take the
+	// bytes its user has queued past it is refused (ErrQueueFull, counted as user_share), so
+	// one user's flood cannot use up the queue for others. Server events (presence, rooms)
+	// count towards it but are never refused for it. Capped at the client part of a shard
+	// (see SystemReserve). Default 1 MiB: about 4,000 small client events, or 120 of 8 KB,
+	// waiting for the webhook.
+	MaxUserBytes int64
+	// SystemReserve is the fraction of each shard's budget only server events (user.online,
+	// user.offline, room.joined, room.left) may use: client events are refused once a shard
+	// holds (1-SystemReserve)*MaxBytes/Shards bytes, so however many users flood, the
+	// server's own events still fit. Values outside (0, 1) mean the default, 0.25.
+	SystemReserve float64
 	// MaxAge is how long an undelivered event is retried before it is dropped and counted
 	// in Stats.DroppedExpired. Default 24h.
 	MaxAge time.Duration
@@ -93,8 +122,14 @@ func (c *Config) setDefaults() {
 	if c.Shards <= 0 {
 		c.Shards = 16
 	}
-	if c.MaxEvents <= 0 {
-		c.MaxEvents = 1_000_000
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxUserBytes <= 0 {
+		c.MaxUserBytes = DefaultMaxUserBytes
+	}
+	if c.SystemReserve <= 0 || c.SystemReserve >= 1 {
+		c.SystemReserve = DefaultSystemReserve
 	}
 	if c.MaxAge <= 0 {
 		c.MaxAge = 24 * time.Hour
@@ -141,6 +176,8 @@ var (
 	nodeGoneLua string
 	//go:embed lease.lua
 	leaseLua string
+	//go:embed ack.lua
+	ackLua string
 )
 
 // Scripts are immutable values (source and SHA); Run loads them on NOSCRIPT, which is safe
@@ -151,6 +188,7 @@ var (
 	disconnectScript = redis.NewScript(libLua + disconnectLua)
 	nodeGoneScript   = redis.NewScript(libLua + nodeGoneLua)
 	leaseScript      = redis.NewScript(leaseLua)
+	ackScript        = redis.NewScript(ackLua)
 )
 
 // Queue is the durable, bounded queue of backend events in Redis and the sender that
@@ -162,15 +200,15 @@ type Queue struct {
 	cfg      Config
 	keys     keys
 	log      *slog.Logger
-	maxLen   string // MAXLEN of one shard stream; "0" when events are disabled
+	limits   []any  // the first arguments of every queuing script (lib.lua); budget "0": events off
 	token    string // this instance in lease values: node ids may be reused by a restart
 	client   *http.Client
 	wake     []chan struct{} // per shard: an event was queued here
 	stats    counters
 	presence Presence
 	running  atomic.Bool
-	// trimLogged is when a trim was last logged (unix nanos).
-	trimLogged atomic.Int64
+	// refusedLogged is when a refusal was last logged (unix nanos).
+	refusedLogged atomic.Int64
 }
 
 // New builds a queue on a go-redis client, which must be configured with MaxRetries -1:
@@ -194,13 +232,17 @@ func New(rdb redis.UniversalClient, cfg Config) (*Queue, error) {
 		cfg:    cfg,
 		keys:   newKeys(cfg.Prefix, cfg.Shards),
 		log:    cfg.Logger.With("node", cfg.Node),
-		maxLen: "0",
+		limits: []any{"0", "0", "0", "0"},
 		token:  cfg.Node + "/" + newID(),
 		client: httpClient(cfg),
 		wake:   make([]chan struct{}, cfg.Shards),
 	}
 	if cfg.URL != "" {
-		q.maxLen = fmt.Sprint((cfg.MaxEvents + int64(cfg.Shards) - 1) / int64(cfg.Shards))
+		budget := max(1, cfg.MaxBytes/int64(cfg.Shards))
+		client := int64(float64(budget) * (1 - cfg.SystemReserve))
+		// The counters outlive every entry (MaxAge) by far, and expire with an abandoned queue.
+		ttl := 2 * cfg.MaxAge.Milliseconds()
+		q.limits = []any{budget, client, min(cfg.MaxUserBytes, client), ttl}
 	}
 	for s := range q.wake {
 		q.wake[s] = make(chan struct{}, 1)
@@ -241,13 +283,16 @@ func httpClient(cfg Config) *http.Client {
 }
 
 // enabled reports whether events are queued at all (a webhook URL is configured).
-func (q *Queue) enabled() bool { return q.maxLen != "0" }
+func (q *Queue) enabled() bool { return q.cfg.URL != "" }
 
 // Emit queues an event and returns once Redis holds it: from then on it is delivered at
 // least once, whatever happens to this node, so this is when a client's ack may be sent.
-// It fills an empty ID, Node and Time. A malformed event gives ErrInvalidEvent; an
-// unreachable Redis gives ErrUnavailable, and the event may or may not be queued. A slow
-// or dead webhook never slows Emit: it only writes to Redis.
+// It fills an empty ID, Node and Time. A malformed event gives ErrInvalidEvent; an event
+// that does not fit in the byte budget gives ErrQueueFull and is counted (a client event
+// past its user's share or past the part of the queue not reserved for server events; a
+// server event only when the whole queue is full); an unreachable Redis gives
+// ErrUnavailable, and the event may or may not be queued. A slow or dead webhook never
+// slows Emit: it only writes to Redis.
 func (q *Queue) Emit(ctx context.Context, e Event) error {
 	if e.ID == "" {
 		e.ID = newID()
@@ -269,25 +314,47 @@ func (q *Queue) Emit(ctx context.Context, e Event) error {
 		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
 	s := q.keys.shard(e.User)
-	trimmed, err := emitScript.Run(ctx, q.rdb, []string{q.keys.stream(s)}, q.maxLen, body).Int64()
+	system := "1"
+	if e.Type == ClientEvent {
+		system = "0"
+	}
+	args := append(q.limits[:len(q.limits):len(q.limits)], e.User, body, system)
+	reason, err := emitScript.Run(ctx, q.rdb, q.keys.queue(s), args...).Text()
 	if err != nil {
 		return fmt.Errorf("%w: queue %s event: %w", ErrUnavailable, e.Type, err)
 	}
-	q.queued(s, 1, trimmed)
+	if reason != "" {
+		q.refused(s, reason, 1)
+		return fmt.Errorf("%w: %s event of %s (%s)", ErrQueueFull, e.Type, e.User, reason)
+	}
+	q.queued(s, 1)
 	return nil
 }
 
-// queued accounts for n events added to shard s and wakes the shard's sender if it runs here.
-func (q *Queue) queued(s int, n, trimmed int64) {
-	q.stats.queued.Add(n)
-	if trimmed > 0 {
-		q.stats.trimmed.Add(trimmed)
-		// At most one line a minute: a full queue trims on every append.
-		now := time.Now().UnixNano()
-		if last := q.trimLogged.Load(); now-last > int64(time.Minute) && q.trimLogged.CompareAndSwap(last, now) {
-			q.log.Warn("event queue full: oldest undelivered events trimmed", "shard", s, "dropped_total", q.stats.trimmed.Load())
-		}
+// Reasons an event is refused, as Emit's errors and the metrics' labels say them.
+const (
+	reasonQueueBytes = "queue_bytes"
+	reasonUserShare  = "user_share"
+)
+
+// refused counts n events of shard s that did not fit, logging at most once a minute: a
+// full queue refuses on every append.
+func (q *Queue) refused(s int, reason string, n int64) {
+	if reason == reasonUserShare {
+		q.stats.userShare.Add(n)
+	} else {
+		q.stats.queueBytes.Add(n)
 	}
+	now := time.Now().UnixNano()
+	if last := q.refusedLogged.Load(); now-last > int64(time.Minute) && q.refusedLogged.CompareAndSwap(last, now) {
+		q.log.Warn("event queue full: refusing new events", "shard", s, "reason", reason,
+			"refused_user_share", q.stats.userShare.Load(), "refused_queue_bytes", q.stats.queueBytes.Load())
+	}
+}
+
+// queued accounts for n events added to shard s and wakes the shard's sender if it runs here.
+func (q *Queue) queued(s int, n int64) {
+	q.stats.queued.Add(n)
 	select {
 	case q.wake[s] <- struct{}{}:
 	default:
@@ -310,6 +377,27 @@ func (q *Queue) Backlog(ctx context.Context) (int64, error) {
 	var n int64
 	for _, c := range cmds {
 		n += c.Val()
+	}
+	return n, nil
+}
+
+// Bytes returns what the queued events cost, all shards together, as the byte budget
+// counts them (a gauge for metrics and tests; one pipelined GET per shard).
+func (q *Queue) Bytes(ctx context.Context) (int64, error) {
+	cmds := make([]*redis.StringCmd, q.cfg.Shards)
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for s := range cmds {
+			cmds[s] = p.Get(ctx, q.keys.bytes(s))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("%w: queued bytes: %w", ErrUnavailable, err)
+	}
+	var n int64
+	for _, c := range cmds {
+		v, _ := c.Int64() // redis.Nil: nothing queued
+		n += v
 	}
 	return n, nil
 }

@@ -12,11 +12,32 @@ import (
 )
 
 // entry is one queued event as the sender handles it: its stream id, the stream id's time
-// (when Redis queued it, which MaxAge is measured from) and its encoded JSON.
+// (when Redis queued it, which MaxAge is measured from), its encoded JSON, and its user and
+// cost in bytes, which the byte budget releases when it is deleted.
 type entry struct {
 	id   string
 	ms   int64
 	body string
+	user string
+	cost string // "0" for an entry queued without it
+}
+
+// newEntry reads a stream entry; ok is false for one that holds no event.
+func newEntry(m redis.XMessage) (e entry, ok bool) {
+	e.id, e.user, e.cost = m.ID, "", "0"
+	if u, isStr := m.Values["u"].(string); isStr {
+		e.user = u
+	}
+	if c, isStr := m.Values["c"].(string); isStr && e.user != "" {
+		e.cost = c
+	}
+	body, isStr := m.Values["e"].(string)
+	ms, err := strconv.ParseInt(m.ID[:max(0, strings.IndexByte(m.ID, '-'))], 10, 64)
+	if !isStr || err != nil {
+		return e, false
+	}
+	e.body, e.ms = body, ms
+	return e, true
 }
 
 // ackTimeout bounds one XACK+XDEL round trip.
@@ -169,15 +190,14 @@ func (q *Queue) pruneConsumers(ctx context.Context, s int) {
 // consumer, for the shard's next holder to claim.
 func (q *Queue) deliver(ctx context.Context, w *worker, msgs []redis.XMessage) bool {
 	batch := make([]entry, 0, len(msgs))
-	var malformed []string
+	var malformed []entry
 	for _, m := range msgs {
-		body, ok := m.Values["e"].(string)
-		ms, err := strconv.ParseInt(m.ID[:max(0, strings.IndexByte(m.ID, '-'))], 10, 64)
-		if !ok || err != nil {
-			malformed = append(malformed, m.ID)
+		e, ok := newEntry(m)
+		if !ok {
+			malformed = append(malformed, e)
 			continue
 		}
-		batch = append(batch, entry{id: m.ID, ms: ms, body: body})
+		batch = append(batch, e)
 	}
 	if len(malformed) > 0 && q.ack(ctx, w, malformed) {
 		q.stats.malformed.Add(int64(len(malformed)))
@@ -229,7 +249,7 @@ func (q *Queue) sendBatch(ctx context.Context, w *worker, batch []entry) bool {
 				q.log.Info("webhook accepts events again", "shard", w.shard)
 			}
 			q.stats.lag.Store(int64(time.Since(time.UnixMilli(batch[0].ms))))
-			if q.ack(ctx, w, ids(batch)) {
+			if q.ack(ctx, w, batch) {
 				q.stats.sent.Add(int64(len(batch)))
 			}
 			return true
@@ -254,11 +274,11 @@ func (q *Queue) sendBatch(ctx context.Context, w *worker, batch []entry) bool {
 // returns the rest.
 func (q *Queue) dropExpired(ctx context.Context, w *worker, batch []entry) []entry {
 	cutoff := time.Now().Add(-q.cfg.MaxAge).UnixMilli()
-	var old []string
+	var old []entry
 	keep := batch[:0]
 	for _, e := range batch {
 		if e.ms < cutoff {
-			old = append(old, e.id)
+			old = append(old, e)
 		} else {
 			keep = append(keep, e)
 		}
@@ -270,40 +290,32 @@ func (q *Queue) dropExpired(ctx context.Context, w *worker, batch []entry) []ent
 	return keep
 }
 
-// ack acknowledges and deletes events in one transaction. Deleting delivered events keeps
-// the queue's memory to what is undelivered, rather than MaxEvents at all times, and makes
-// whatever trimming removes a real loss that is worth counting. Both commands are
-// idempotent, so they are retried while the lease is held; the ack is attempted even after
+// ack acknowledges and deletes events, and releases the bytes they held in the budget, in
+// one script (ack.lua). Deleting delivered events keeps the queue's memory to what is
+// undelivered. The script releases an entry's bytes only when it deletes the entry, so it
+// is idempotent and retried while the lease is held; the ack is attempted even after
 // shutdown began, since the webhook already has the events. It reports success; on failure
 // the events stay pending and are sent again by a later claim (at least once).
-func (q *Queue) ack(ctx context.Context, w *worker, ids []string) bool {
-	stream, group := q.keys.stream(w.shard), q.keys.group()
+func (q *Queue) ack(ctx context.Context, w *worker, batch []entry) bool {
+	args := make([]any, 1, 1+3*len(batch))
+	args[0] = q.keys.group()
+	for _, e := range batch {
+		args = append(args, e.id, e.user, e.cost)
+	}
 	delay := q.cfg.RetryMin
 	for {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
-		_, err := q.rdb.TxPipelined(actx, func(p redis.Pipeliner) error {
-			p.XAck(actx, stream, group, ids...)
-			p.XDel(actx, stream, ids...)
-			return nil
-		})
+		err := ackScript.Run(actx, q.rdb, q.keys.queue(w.shard), args...).Err()
 		cancel()
 		if err == nil {
 			return true
 		}
 		if ctx.Err() != nil || !w.leaseValid() || !sleep(ctx, jitter(delay)) {
-			q.log.Warn("could not acknowledge events; they will be sent again", "shard", w.shard, "count", len(ids), "err", err)
+			q.log.Warn("could not acknowledge events; they will be sent again", "shard", w.shard, "count", len(batch), "err", err)
 			return false
 		}
 		delay = min(2*delay, q.cfg.RetryMax)
 	}
-}
-
-func ids(batch []entry) []string {
-	out := make([]string, len(batch))
-	for i, e := range batch {
-		out[i] = e.id
-	}
-	return out
 }
 
 // sleep waits d unless ctx ends first, which it reports.

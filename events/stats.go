@@ -17,10 +17,13 @@ type Stats struct {
 	Retried int64
 	// DroppedExpired counts events dropped unsent because they were older than MaxAge.
 	DroppedExpired int64
-	// DroppedTrimmed counts events this node's appends trimmed from a full shard stream.
-	// A trimmed event that a sender had already read may still be delivered, so this is an
-	// upper bound of what the bound lost.
-	DroppedTrimmed int64
+	// DroppedQueueBytes counts events this node did not queue because the byte budget was
+	// used up (MaxBytes; for client events, the part not reserved for server events). A
+	// client's event is refused to it (ErrQueueFull); a server event is lost, and counted.
+	DroppedQueueBytes int64
+	// DroppedUserShare counts client events this node refused because their user's queued
+	// bytes would have passed MaxUserBytes.
+	DroppedUserShare int64
 	// DroppedMalformed counts stream entries without an event, written by something else.
 	DroppedMalformed int64
 	// Claimed counts events this node took over from another consumer: a dead or departed
@@ -33,7 +36,9 @@ type Stats struct {
 }
 
 // Dropped is every event dropped unsent, the "dropped" of the contract's metrics.
-func (s Stats) Dropped() int64 { return s.DroppedExpired + s.DroppedTrimmed + s.DroppedMalformed }
+func (s Stats) Dropped() int64 {
+	return s.DroppedExpired + s.DroppedMalformed + s.DroppedQueueBytes + s.DroppedUserShare
+}
 
 // Attempt describes one webhook request, for Config.OnAttempt.
 type Attempt struct {
@@ -52,23 +57,25 @@ type Attempt struct {
 }
 
 type counters struct {
-	queued, sent, retried, expired, trimmed, malformed, claimed atomic.Int64
-	lag                                                         atomic.Int64 // nanoseconds
-	shards                                                      atomic.Int64
+	queued, sent, retried, expired, malformed, claimed atomic.Int64
+	queueBytes, userShare                              atomic.Int64
+	lag                                                atomic.Int64 // nanoseconds
+	shards                                             atomic.Int64
 }
 
 // Stats returns a snapshot of this node's counters.
 func (q *Queue) Stats() Stats {
 	c := &q.stats
 	return Stats{
-		Queued:           c.queued.Load(),
-		Sent:             c.sent.Load(),
-		Retried:          c.retried.Load(),
-		DroppedExpired:   c.expired.Load(),
-		DroppedTrimmed:   c.trimmed.Load(),
-		DroppedMalformed: c.malformed.Load(),
-		Claimed:          c.claimed.Load(),
-		Lag:              time.Duration(c.lag.Load()),
-		Shards:           int(c.shards.Load()),
+		Queued:            c.queued.Load(),
+		Sent:              c.sent.Load(),
+		Retried:           c.retried.Load(),
+		DroppedExpired:    c.expired.Load(),
+		DroppedQueueBytes: c.queueBytes.Load(),
+		DroppedUserShare:  c.userShare.Load(),
+		DroppedMalformed:  c.malformed.Load(),
+		Claimed:           c.claimed.Load(),
+		Lag:               time.Duration(c.lag.Load()),
+		Shards:            int(c.shards.Load()),
 	}
 }

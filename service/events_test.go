@@ -1,16 +1,20 @@
 package service_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/internal/testutil"
@@ -236,4 +240,108 @@ func TestADeadWebhookDoesNotSlowDirectMessages(t *testing.T) {
 	// When it comes back, everything queued arrives.
 	rcv.setDown(false)
 	testutil.WaitFor(t, 30*time.Second, func() bool { return len(rcv.of("sender", "client.event")) == 400 }, "the 200 events queued while it was down")
+}
+
+// usedMemory is Redis's INFO memory used_memory.
+func usedMemory(t *testing.T, rdb *redis.Client) int64 {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "memory").Result()
+	must(t, err)
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			must(t, err)
+			return n
+		}
+	}
+	t.Fatalf("no used_memory in %q", info)
+	return 0
+}
+
+// TestOneUsersEventFloodIsRefusedPastItsShareAndCostsOthersNothing is finding 4 of issue
+// 13: a flood of 8 KB client events while the webhook is down grew Redis without bound and
+// trimmed another user's queued room.joined.
+func TestOneUsersEventFloodIsRefusedPastItsShareAndCostsOthersNothing(t *testing.T) {
+	srv, rdb := startRedis(t)
+	rcv := startReceiver(t)
+	rcv.setDown(true)
+	const budget, share = 4 << 20, 256 << 10
+	a := startNode(t, srv.URL(), "a", withWebhook(rcv), func(o *nodeOptions) {
+		o.service.FrameRate, o.service.FrameBurst = 1e6, 1e6 // the byte budget is under test, not the rate limit
+		o.events.Shards = 1                                  // every user shares one stream: the worst case
+		o.events.MaxBytes, o.events.MaxUserBytes = budget, share
+	})
+	p := startBystander(t, a, a, "bystander", nil)
+	putMember(t, a, "before", "bob")
+	bob, _ := connect(t, a, "bob")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return p.Delivered.Load() > 0 }, "the bystander's first DM")
+	before := usedMemory(t, rdb)
+
+	mallory, _ := connect(t, a, "mallory")
+	pad := strings.Repeat("x", 8<<10)
+	const flood = 1000
+	go func() {
+		for i := range flood {
+			frame := fmt.Sprintf(`{"type":"event","name":"flood","data":{"seq":%d,"pad":"%s"},"ref":"%d"}`, i, pad, i)
+			if mallory.SendRaw([]byte(frame)) != nil {
+				return
+			}
+		}
+	}()
+	acked := 0
+	for refused := 0; acked+refused < flood; {
+		f, err := mallory.NextWithin(20 * time.Second)
+		must(t, err)
+		switch {
+		case f.Type == "ack":
+			acked++
+		case f.Type == "error" && f.Code == "queue_full":
+			refused++
+		default:
+			t.Fatalf("flood answered %s", f.Raw)
+		}
+	}
+	growth := usedMemory(t, rdb) - before
+	ack(t, bob, `{"type":"join","room":"after","ref":"j"}`)
+	p99 := p.Stop()
+	t.Logf("flood of %d x 8 KB client events: %d acked, %d refused; Redis used_memory +%d bytes (budget %d, share %d); bystander p99 %s",
+		flood, acked, flood-acked, growth, budget, share, p99)
+	if acked == 0 || acked > share/(8<<10) {
+		t.Errorf("%d flood events acked; want at most %d, the user's share", acked, share/(8<<10))
+	}
+	if growth > budget {
+		t.Errorf("Redis grew %d bytes during the flood, over the queue's budget of %d", growth, budget)
+	}
+	metrics := string(do(t, "GET", a.base+"/metrics", "", nil).body)
+	if want := fmt.Sprintf(`switchboard_events_dropped_total{reason="user_share"} %d`, flood-acked); !strings.Contains(metrics, want+"\n") {
+		t.Errorf("metrics do not say %s:\n%s", want, grepLines(metrics, "switchboard_events_dropped_total"))
+	}
+
+	// The backend comes back: bob's events from before and after the flood arrive, with
+	// every event mallory was acked for, and the queue's byte counter returns to zero.
+	rcv.setDown(false)
+	waitEvents(t, rcv, "bob", []string{"room.joined/before/api", "room.joined/after/client"}, "room.joined")
+	testutil.WaitFor(t, 20*time.Second, func() bool { return len(rcv.of("mallory", "client.event")) == acked }, "mallory's acked events")
+	opts, err := redis.ParseURL(srv.URL())
+	must(t, err)
+	opts.MaxRetries = -1
+	view := redis.NewClient(opts)
+	t.Cleanup(func() { _ = view.Close() })
+	q, err := events.New(view, events.Config{Prefix: "t", Shards: 1, URL: rcv.srv.URL})
+	must(t, err)
+	testutil.WaitFor(t, 10*time.Second, func() bool {
+		n, err := q.Bytes(context.Background())
+		return err == nil && n == 0
+	}, "the queue's byte counter back to zero")
+}
+
+// grepLines returns the lines of text that contain s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -90,13 +90,23 @@ func (m *Metrics) register(s *Server) {
 				ev(func(st events.Stats) float64 { return float64(st.Sent) })),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_events_retried_total", Help: "Webhook requests that failed and will be retried."},
 				ev(func(st events.Stats) float64 { return float64(st.Retried) })),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_events_dropped_total", Help: "Backend events dropped: older than 24h, or trimmed from a full queue."},
-				ev(func(st events.Stats) float64 {
-					return float64(st.DroppedExpired + st.DroppedTrimmed + st.DroppedMalformed)
-				})),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_events_lag_seconds", Help: "Age of the oldest event in the last request the webhook acknowledged."},
 				ev(func(st events.Stats) float64 { return st.Lag.Seconds() })),
 		)
+		// One series per reason: expired (older than 24h), malformed, queue_bytes (the byte
+		// budget was full), user_share (a client event past its user's share).
+		for reason, f := range map[string]func(events.Stats) float64{
+			"expired":     func(st events.Stats) float64 { return float64(st.DroppedExpired) },
+			"malformed":   func(st events.Stats) float64 { return float64(st.DroppedMalformed) },
+			"queue_bytes": func(st events.Stats) float64 { return float64(st.DroppedQueueBytes) },
+			"user_share":  func(st events.Stats) float64 { return float64(st.DroppedUserShare) },
+		} {
+			m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "switchboard_events_dropped_total",
+				Help:        "Backend events dropped or refused, by reason: expired (older than 24h), malformed, queue_bytes (the queue's byte budget was full), user_share (a client event past its user's share).",
+				ConstLabels: prometheus.Labels{"reason": reason},
+			}, ev(f)))
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/service"
 )
 
@@ -47,6 +48,12 @@ type config struct {
 	UserConnLimit, IPConnLimit       service.Limit
 	TrustedProxies                   string
 	MaxRoomsPerUser, MaxRoomMembers  int
+
+	// EventQueueBytes, EventUserBytes and EventSystemReserve bound the webhook event queue
+	// (events.Config MaxBytes, MaxUserBytes, SystemReserve).
+	EventQueueBytes    int64
+	EventUserBytes     int64
+	EventSystemReserve float64
 }
 
 // parseConfig reads flags; each flag's default comes from its environment variable when set,
@@ -89,6 +96,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	fs.StringVar(&maxResumes, "max-resumes-per-user", maxResumes, "resumes (since=) of one user replaying on this node at once, more are refused with 429; default 4 (env SWITCHBOARD_MAX_RESUMES_PER_USER)")
 	fs.StringVar(&c.WebhookURL, "webhook-url", env("SWITCHBOARD_WEBHOOK_URL", ""), "backend URL that receives events; empty means no events (env SWITCHBOARD_WEBHOOK_URL)")
 	fs.StringVar(&c.WebhookSecret, "webhook-secret", env("SWITCHBOARD_WEBHOOK_SECRET", ""), "HMAC-SHA256 key that signs event requests (env SWITCHBOARD_WEBHOOK_SECRET)")
+	eventQueueBytes := env("SWITCHBOARD_EVENT_QUEUE_BYTES", strconv.Itoa(events.DefaultMaxBytes))
+	eventUserBytes := env("SWITCHBOARD_EVENT_USER_BYTES", strconv.Itoa(events.DefaultMaxUserBytes))
+	eventReserve := env("SWITCHBOARD_EVENT_SYSTEM_RESERVE", strconv.FormatFloat(events.DefaultSystemReserve, 'g', -1, 64))
+	fs.StringVar(&eventQueueBytes, "event-queue-bytes", eventQueueBytes, "byte budget of the webhook event queue in Redis; events that do not fit are refused and counted (env SWITCHBOARD_EVENT_QUEUE_BYTES)")
+	fs.StringVar(&eventUserBytes, "event-user-bytes", eventUserBytes, "one user's share of the event queue; a client's events past it are refused with queue_full (env SWITCHBOARD_EVENT_USER_BYTES)")
+	fs.StringVar(&eventReserve, "event-system-reserve", eventReserve, "fraction of the event queue only server events (presence, rooms) may use (env SWITCHBOARD_EVENT_SYSTEM_RESERVE)")
 	fs.StringVar(&c.LogLevel, "log-level", env("SWITCHBOARD_LOG_LEVEL", "info"), "debug, info, warn or error (env SWITCHBOARD_LOG_LEVEL)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", env("SWITCHBOARD_DEBUG_ADDR", ""), "address of a separate listener for /debug/pprof; empty means none (env SWITCHBOARD_DEBUG_ADDR)")
 	limits := []struct {
@@ -160,6 +173,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		if _, err := netip.ParsePrefix(p); err != nil {
 			return c, fmt.Errorf("--trusted-proxies: %q is not a CIDR such as 10.0.0.0/8", p)
 		}
+	}
+	if c.EventQueueBytes, err = strconv.ParseInt(eventQueueBytes, 10, 64); err != nil || c.EventQueueBytes < 1<<20 {
+		return c, fmt.Errorf("--event-queue-bytes must be an integer of at least 1048576, got %q", eventQueueBytes)
+	}
+	if c.EventUserBytes, err = strconv.ParseInt(eventUserBytes, 10, 64); err != nil || c.EventUserBytes < 1 {
+		return c, fmt.Errorf("--event-user-bytes must be a positive integer, got %q", eventUserBytes)
+	}
+	if c.EventSystemReserve, err = strconv.ParseFloat(eventReserve, 64); err != nil || !(c.EventSystemReserve > 0 && c.EventSystemReserve < 1) {
+		return c, fmt.Errorf("--event-system-reserve must be a fraction strictly between 0 and 1, got %q", eventReserve)
 	}
 	if c.Redis != "" && c.RedisCluster != "" {
 		return c, errors.New("--redis and --redis-cluster are exclusive")

@@ -40,6 +40,10 @@ var contractDefaults = config{
 	IPConnLimit:     service.Limit{Rate: 20, Per: time.Second, Burst: 200},
 	MaxRoomsPerUser: 1000,
 	MaxRoomMembers:  100000,
+
+	EventQueueBytes:    256 << 20,
+	EventUserBytes:     1 << 20,
+	EventSystemReserve: 0.25,
 }
 
 // withDefaultLimits gives c the default rate limits and room quotas.
@@ -80,11 +84,15 @@ func TestParseConfig(t *testing.T) {
 			"--log-level", "debug",
 			"--max-token-lifetime", "1h",
 			"--dev-hosts", "switchboard,app.test",
+			"--event-queue-bytes", "67108864",
+			"--event-user-bytes", "65536",
+			"--event-system-reserve", "0.5",
 		}, fakeEnv(), withDefaultLimits(config{
 			Addr: "0.0.0.0:9000", Redis: "redis://r:6379/2", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
 			AllowedOrigins: "https://a.example,https://b.example", NodeID: "n1", HistorySize: 50,
 			HistoryTTL: 90 * time.Minute, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
 			WebhookSecret: "hook", LogLevel: "debug", MaxTokenLifetime: time.Hour, DevHosts: "switchboard,app.test",
+			EventQueueBytes: 64 << 20, EventUserBytes: 64 << 10, EventSystemReserve: 0.5,
 		})},
 		{"environment variables set every field", nil, fakeEnv(
 			"SWITCHBOARD_ADDR", "0.0.0.0:9000",
@@ -102,11 +110,15 @@ func TestParseConfig(t *testing.T) {
 			"SWITCHBOARD_LOG_LEVEL", "warn",
 			"SWITCHBOARD_MAX_TOKEN_LIFETIME", "15m",
 			"SWITCHBOARD_DEV_HOSTS", "switchboard",
+			"SWITCHBOARD_EVENT_QUEUE_BYTES", "67108864",
+			"SWITCHBOARD_EVENT_USER_BYTES", "65536",
+			"SWITCHBOARD_EVENT_SYSTEM_RESERVE", "0.5",
 		), withDefaultLimits(config{
 			Addr: "0.0.0.0:9000", RedisCluster: "r1:7000,r2:7000", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
 			AllowedOrigins: "https://a.example", NodeID: "n1", HistorySize: 50,
 			HistoryTTL: time.Hour, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
 			WebhookSecret: "hook", LogLevel: "warn", MaxTokenLifetime: 15 * time.Minute, DevHosts: "switchboard",
+			EventQueueBytes: 64 << 20, EventUserBytes: 64 << 10, EventSystemReserve: 0.5,
 		})},
 		{"the redis URL comes from the environment", nil, fakeEnv("SWITCHBOARD_REDIS", "redis://r:6379/0"),
 			with(func(c *config) { c.Redis = "redis://r:6379/0" })},
@@ -233,6 +245,12 @@ func TestParseConfigRefusesBadValues(t *testing.T) {
 		{"a bad max token lifetime from the environment is refused", nil, fakeEnv("SWITCHBOARD_MAX_TOKEN_LIFETIME", "forever"), []string{"--max-token-lifetime", `"forever"`}},
 		{"--redis with --redis-cluster is refused", []string{"--redis", "redis://r:6379/0", "--redis-cluster", "r1:7000"}, fakeEnv(), []string{"--redis", "--redis-cluster"}},
 		{"--redis with a cluster from the environment is refused", []string{"--redis", "redis://r:6379/0"}, fakeEnv("SWITCHBOARD_REDIS_CLUSTER", "r1:7000"), []string{"--redis", "--redis-cluster"}},
+		{"an event queue under 1 MiB is refused", []string{"--event-queue-bytes", "1000"}, fakeEnv(), []string{"--event-queue-bytes", `"1000"`}},
+		{"an event queue size that is not a number is refused", nil, fakeEnv("SWITCHBOARD_EVENT_QUEUE_BYTES", "1GB"), []string{"--event-queue-bytes", `"1GB"`}},
+		{"a user share of zero is refused", []string{"--event-user-bytes", "0"}, fakeEnv(), []string{"--event-user-bytes", `"0"`}},
+		{"a system reserve of zero is refused", []string{"--event-system-reserve", "0"}, fakeEnv(), []string{"--event-system-reserve", `"0"`}},
+		{"a system reserve of the whole queue is refused", []string{"--event-system-reserve", "1"}, fakeEnv(), []string{"--event-system-reserve", `"1"`}},
+		{"a system reserve that is not a number is refused", nil, fakeEnv("SWITCHBOARD_EVENT_SYSTEM_RESERVE", "25%"), []string{"--event-system-reserve", `"25%"`}},
 		{"an unknown flag is refused", []string{"--redis-url", "x"}, fakeEnv(), []string{"redis-url"}},
 		{"a stray argument is refused", []string{"serve"}, fakeEnv(), []string{`"serve"`}},
 		{"a flag without its value is refused", []string{"--addr"}, fakeEnv(), []string{"addr"}},
@@ -273,6 +291,7 @@ func TestParseConfigHelpListsEveryFlagWithItsVariable(t *testing.T) {
 		"max-token-lifetime", "dev-hosts",
 		"user-send-limit", "user-join-limit", "user-event-limit", "user-connect-limit", "ip-connect-limit",
 		"trusted-proxies", "max-rooms-per-user", "max-room-members",
+		"event-queue-bytes", "event-user-bytes", "event-system-reserve",
 	} {
 		v := "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 		if !strings.Contains(stderr.String(), "-"+name) || !strings.Contains(stderr.String(), v) {

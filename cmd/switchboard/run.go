@@ -56,6 +56,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Secret: cfg.WebhookSecret,
 		Node:   cfg.NodeID,
 		Logger: log,
+
+		MaxBytes:      cfg.EventQueueBytes,
+		MaxUserBytes:  cfg.EventUserBytes,
+		SystemReserve: cfg.EventSystemReserve,
 	})
 	if err != nil {
 		return err
