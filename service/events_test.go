@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -240,22 +239,6 @@ func TestADeadWebhookDoesNotSlowDirectMessages(t *testing.T) {
 	// When it comes back, everything queued arrives.
 	rcv.setDown(false)
 	testutil.WaitFor(t, 30*time.Second, func() bool { return len(rcv.of("sender", "client.event")) == 400 }, "the 200 events queued while it was down")
-}
-
-// usedMemory is Redis's INFO memory used_memory.
-func usedMemory(t *testing.T, rdb *redis.Client) int64 {
-	t.Helper()
-	info, err := rdb.Info(context.Background(), "memory").Result()
-	must(t, err)
-	for _, line := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			must(t, err)
-			return n
-		}
-	}
-	t.Fatalf("no used_memory in %q", info)
-	return 0
 }
 
 // TestOneUsersEventFloodIsRefusedPastItsShareAndCostsOthersNothing is finding 4 of issue

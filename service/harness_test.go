@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -273,4 +275,39 @@ type backend struct {
 func singleRedis(t *testing.T) backend {
 	srv := redistest.Start(t)
 	return backend{spec: srv.URL(), prefix: "t", killPubSub: func(t *testing.T) { srv.KillPubSubClients(t) }}
+}
+
+// usedMemory returns Redis's used_memory: of the server, or summed over a cluster's masters.
+func usedMemory(t *testing.T, rdb redis.UniversalClient) int64 {
+	t.Helper()
+	ctx := context.Background()
+	parse := func(info string) int64 {
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				must(t, err)
+				return n
+			}
+		}
+		t.Fatalf("no used_memory in %q", info)
+		return 0
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		var mu sync.Mutex
+		var sum int64
+		must(t, cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			info, err := c.Info(ctx, "memory").Result()
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			sum += parse(info)
+			mu.Unlock()
+			return nil
+		}))
+		return sum
+	}
+	info, err := rdb.Info(ctx, "memory").Result()
+	must(t, err)
+	return parse(info)
 }

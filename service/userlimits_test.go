@@ -83,21 +83,6 @@ func limitedTotal(t *testing.T, n *node, limit string) int {
 	return 0
 }
 
-// usedMemory returns a single Redis's used_memory, or 0 on a cluster.
-func usedMemory(t *testing.T, rdb redis.UniversalClient) int64 {
-	t.Helper()
-	c, ok := rdb.(*redis.Client)
-	if !ok {
-		return 0
-	}
-	info, err := c.InfoMap(context.Background(), "memory").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, _ := strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
-	return n
-}
-
 // retryAfterMS returns an error frame's retry_after_ms.
 func retryAfterMS(t *testing.T, f wsclient.Frame) int64 {
 	t.Helper()
