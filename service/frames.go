@@ -42,8 +42,7 @@ func decodeFrame(b []byte, maxData int) (clientFrame, error) {
 	// counts as present, a field of the wrong type does not hide the ref, and extra fields
 	// are named in the error.
 	var raw [len(frameFields)][]byte
-	var unknown string
-	deep := false
+	var unknown, deep string // the first unknown name, and the first name of a too deep value
 	notJSON := func(err error) (clientFrame, error) {
 		return f, &frameError{code: codeBadJSON, message: "the frame is not accepted as JSON: " + jsonProblem(err)}
 	}
@@ -69,7 +68,9 @@ func decodeFrame(b []byte, maxData int) (clientFrame, error) {
 		if err != nil {
 			return notJSON(err)
 		}
-		deep = deep || tooDeep
+		if tooDeep && deep == "" {
+			deep = name
+		}
 		if i := slices.Index(frameFields[:], name); i >= 0 {
 			raw[i] = v
 		} else if unknown == "" {
@@ -107,9 +108,9 @@ func decodeFrame(b []byte, maxData int) (clientFrame, error) {
 	fail := func(code, format string, args ...any) (clientFrame, error) {
 		return f, &frameError{ref: f.Ref, code: code, message: fmt.Sprintf(format, args...)}
 	}
-	if deep {
+	if deep != "" {
 		// Whichever field holds it: the frame is one JSON document, read by the same parsers.
-		return fail(codeBadJSON, "the frame is %s", errTooDeep)
+		return fail(codeBadJSON, "%q is %s", deep, errTooDeep)
 	}
 	if unknown != "" {
 		return fail(codeBadRequest, "unknown field %q (names are matched exactly)", unknown)

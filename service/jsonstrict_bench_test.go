@@ -40,3 +40,26 @@ func BenchmarkPayloadValidation(b *testing.B) {
 		})
 	}
 }
+
+// TestPayloadValidationAllocationBudget pins the check every JSON payload of an HTTP message
+// goes through at zero allocations, on both of its paths: few brackets (one ReadValue) and
+// many (token by token, watching the depth).
+func TestPayloadValidationAllocationBudget(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's sync.Pool drops items; scripts/test runs this test without it")
+	}
+	for _, size := range []int{100, 1 << 10, 64 << 10} {
+		body := benchPayload(size)
+		if got := testing.AllocsPerRun(100, func() {
+			if _, err := decodePayload("application/json", body); err != nil {
+				t.Fatal(err)
+			}
+		}); got > 0 {
+			t.Errorf("%d-byte payload: %.1f allocations per check, budget 0", len(body), got)
+		}
+	}
+	deep := []byte(nestedJSON(65))
+	if got := testing.AllocsPerRun(100, func() { _ = checkJSON(deep) }); got > 0 {
+		t.Errorf("refusing a payload nested 65 levels: %.1f allocations, budget 0", got)
+	}
+}

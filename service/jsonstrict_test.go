@@ -79,7 +79,9 @@ func TestNestedJSONOverHTTPIsRefusedBeyond64Levels(t *testing.T) {
 	b := newBystanders(t, n)
 	putMember(t, n, "lobby", "bob")
 	p := startBystander(t, n, n, "bystander", nil)
-	batch := func(data string) string { return `{"messages":[{"user":"bob","data":1},{"user":"bob","data":` + data + `}]}` }
+	batch := func(data string) string {
+		return `{"messages":[{"user":"bob","data":1},{"user":"bob","data":` + data + `}]}`
+	}
 	cases := []struct {
 		name, path, body string
 		refused          bool
