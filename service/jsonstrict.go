@@ -40,12 +40,10 @@ type jsonReader struct {
 	shallow bool
 }
 
-var openObject, openArray = []byte{'{'}, []byte{'['}
-
 // jsonReaders keeps decoders between calls: a decoder's stacks of names and nesting are
-// what a check would otherwise allocate, on the path of every message. A pool of scratch
-// space, like encoding/json's, is the one package-level variable here: it holds no state
-// anyone can observe.
+// what a check would otherwise allocate, on the path of every message. It is scratch space,
+// as in encoding/json and jsontext themselves, not shared state: nothing in it outlives a
+// call.
 var jsonReaders = sync.Pool{New: func() any { return new(jsonReader) }}
 
 // newJSONReader returns a pooled reader of b, or errNotUTF8; release it when done.
@@ -57,7 +55,7 @@ func newJSONReader(b []byte) (*jsonReader, error) {
 	r.in = b
 	// No value nests deeper than the brackets it opens, and most messages open a few:
 	// counting them is far cheaper than reading token by token.
-	r.shallow = bytes.Count(b, openObject)+bytes.Count(b, openArray) <= maxJSONDepth
+	r.shallow = bytes.Count(b, []byte("{"))+bytes.Count(b, []byte("[")) <= maxJSONDepth
 	r.src = *bytes.NewBuffer(b)
 	r.dec.Reset(&r.src, jsontext.AllowInvalidUTF8(true)) // only for escapes: see above
 	return r, nil
