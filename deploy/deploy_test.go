@@ -34,7 +34,7 @@ import (
 )
 
 // contractEnv is every environment variable the binary reads: the table in the contract
-// (shared/CONTRACT.md, "Running") plus --log-level and --insecure-dev. A deployment file
+// (docs/protocol.md, "Running") plus --log-level, --insecure-dev and --trusted-proxies. A deployment file
 // that sets another SWITCHBOARD_* name sets nothing, silently.
 var contractEnv = []string{
 	"SWITCHBOARD_ADDR",
@@ -52,6 +52,7 @@ var contractEnv = []string{
 	"SWITCHBOARD_WEBHOOK_SECRET",
 	"SWITCHBOARD_LOG_LEVEL",
 	"SWITCHBOARD_INSECURE_DEV",
+	"SWITCHBOARD_TRUSTED_PROXIES",
 }
 
 // serverPingInterval is how often the server pings every WebSocket (service.Config): any

@@ -1,30 +1,15 @@
 package service
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"unicode/utf8"
 
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
 // maxBatchItems bounds one POST /v1/messages.
 const maxBatchItems = 1000
-
-type batchRequest struct {
-	Messages []batchItem `json:"messages"`
-}
-
-type batchItem struct {
-	User    string          `json:"user"`
-	Room    string          `json:"room"`
-	From    string          `json:"from"`
-	Data    json.RawMessage `json:"data"`
-	DataB64 *string         `json:"data_b64"`
-}
 
 // batchResult is one item's answer: an id (direct), a recipient count (room), or an error
 // when Redis failed part way through a batch.
@@ -110,59 +95,164 @@ type validItem struct {
 }
 
 // decodeBatch parses and validates a whole batch; a bad item is refused naming its index.
+// Names match exactly and appear once: "USER" is an unknown field, not "user", and a
+// second "user" is a duplicate, not a replacement of the first.
 func (s *Server) decodeBatch(body []byte) ([]validItem, error) {
-	if !utf8.Valid(body) { // the decoder would keep invalid UTF-8 inside "data" as it is
-		return nil, errBadJSON
+	r, err := newJSONReader(body)
+	if err != nil {
+		return nil, errBadJSON(err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var req batchRequest
-	if err := dec.Decode(&req); err != nil {
-		return nil, errBadRequest(codeBadJSON, "the body must be {\"messages\":[...]}: "+err.Error())
+	defer r.release()
+	shape := errBadRequest(codeBadJSON, `the body must be {"messages":[...]}`)
+	tok, err := r.dec.ReadToken()
+	if err != nil {
+		return nil, errBadJSON(err)
 	}
-	if dec.More() {
-		return nil, errBadRequest(codeBadJSON, "unexpected data after the batch object")
+	if tok.Kind() != '{' {
+		return nil, shape
+	}
+	var items []validItem
+	seen := false
+	for r.dec.PeekKind() != '}' {
+		tok, err := r.dec.ReadToken()
+		if err != nil {
+			return nil, errBadJSON(err)
+		}
+		if name := tok.String(); name != "messages" {
+			return nil, errBadRequest(codeBadJSON, fmt.Sprintf("unknown field %q in the batch", name))
+		}
+		seen = true
+		if items, err = s.readBatchItems(r); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := r.dec.ReadToken(); err != nil {
+		return nil, errBadJSON(err)
+	}
+	if err := r.end(); err != nil {
+		return nil, errBadRequest(codeBadJSON, "unexpected data after the batch object: "+jsonProblem(err))
 	}
 	switch {
-	case req.Messages == nil:
+	case !seen:
 		return nil, errBadRequest(codeBadRequest, `"messages" is required`)
-	case len(req.Messages) == 0:
+	case len(items) == 0:
 		return nil, errBadRequest(codeBadRequest, "a batch needs at least one message")
-	case len(req.Messages) > maxBatchItems:
-		return nil, errBadRequest(codeBadRequest, fmt.Sprintf("a batch holds at most %d messages", maxBatchItems))
-	}
-	items := make([]validItem, len(req.Messages))
-	for i, m := range req.Messages {
-		bad := func(code, msg string) error {
-			return errBadRequest(code, fmt.Sprintf("messages[%d]: %s", i, msg))
-		}
-		switch {
-		case (m.User == "") == (m.Room == ""):
-			return nil, bad(codeBadRequest, `needs exactly one of "user" and "room"`)
-		case m.User != "" && !subscriptions.ValidID(m.User):
-			return nil, bad(codeInvalidID, `"user" must match ^[A-Za-z0-9._@+-]{1,128}$`)
-		case m.Room != "" && !subscriptions.ValidID(m.Room):
-			return nil, bad(codeInvalidID, `"room" must match ^[A-Za-z0-9._@+-]{1,128}$`)
-		case m.From != "" && !subscriptions.ValidID(m.From):
-			return nil, bad(codeInvalidID, `"from" must match ^[A-Za-z0-9._@+-]{1,128}$`)
-		case (m.Data == nil) == (m.DataB64 == nil):
-			return nil, bad(codeBadRequest, `needs exactly one of "data" and "data_b64"`)
-		}
-		env := subscriptions.Envelope{From: m.From}
-		if m.DataB64 != nil {
-			raw, err := base64.StdEncoding.Strict().DecodeString(*m.DataB64)
-			if err != nil {
-				return nil, bad(codeBadRequest, `"data_b64" is not standard base64 with padding`)
-			}
-			env.Binary = raw
-		} else {
-			env.Data = m.Data
-		}
-		if len(env.Data) > s.cfg.MaxMessageBytes || len(env.Binary) > s.cfg.MaxMessageBytes {
-			return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: codeTooLarge,
-				message: fmt.Sprintf("messages[%d]: data is larger than %d bytes", i, s.cfg.MaxMessageBytes)}
-		}
-		items[i] = validItem{User: m.User, Room: m.Room, env: env}
 	}
 	return items, nil
+}
+
+// readBatchItems reads the array of a batch's "messages", validating each item as it comes.
+func (s *Server) readBatchItems(r *jsonReader) ([]validItem, error) {
+	if k, err := r.peek(); err != nil {
+		return nil, errBadJSON(err)
+	} else if k != '[' {
+		return nil, errBadRequest(codeBadRequest, `"messages" must be an array`)
+	}
+	if _, err := r.dec.ReadToken(); err != nil {
+		return nil, errBadJSON(err)
+	}
+	var items []validItem
+	for r.dec.PeekKind() != ']' {
+		if len(items) == maxBatchItems {
+			return nil, errBadRequest(codeBadRequest, fmt.Sprintf("a batch holds at most %d messages", maxBatchItems))
+		}
+		it, err := s.readBatchItem(r, len(items))
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, it)
+	}
+	if _, err := r.dec.ReadToken(); err != nil {
+		return nil, errBadJSON(err)
+	}
+	return items, nil
+}
+
+// readBatchItem reads and validates the batch item at index i.
+func (s *Server) readBatchItem(r *jsonReader, i int) (validItem, error) {
+	bad := func(code, msg string) error {
+		return errBadRequest(code, fmt.Sprintf("messages[%d]: %s", i, msg))
+	}
+	tok, err := r.dec.ReadToken()
+	if err != nil {
+		return validItem{}, errBadJSON(err)
+	}
+	if tok.Kind() != '{' {
+		return validItem{}, bad(codeBadJSON, "an item must be a JSON object")
+	}
+	var m struct {
+		user, room, from, dataB64 string
+		hasB64                    bool
+		data                      []byte
+	}
+	for r.dec.PeekKind() != '}' {
+		tok, err := r.dec.ReadToken()
+		if err != nil {
+			return validItem{}, errBadJSON(err)
+		}
+		name := tok.String()
+		var dst *string
+		switch name {
+		case "user":
+			dst = &m.user
+		case "room":
+			dst = &m.room
+		case "from":
+			dst = &m.from
+		case "data_b64":
+			dst, m.hasB64 = &m.dataB64, true
+		case "data":
+			v, deep, err := r.value(false)
+			if err != nil {
+				return validItem{}, errBadJSON(err)
+			}
+			if deep {
+				return validItem{}, bad(codeBadJSON, `"data" is `+errTooDeep.Error())
+			}
+			m.data = v
+			continue
+		default:
+			return validItem{}, bad(codeBadJSON, fmt.Sprintf("unknown field %q", name))
+		}
+		if k, err := r.peek(); err != nil {
+			return validItem{}, errBadJSON(err)
+		} else if k != '"' {
+			return validItem{}, bad(codeBadJSON, fmt.Sprintf("%q must be a string", name))
+		}
+		tok, err = r.dec.ReadToken()
+		if err != nil {
+			return validItem{}, errBadJSON(err)
+		}
+		*dst = tok.String()
+	}
+	if _, err := r.dec.ReadToken(); err != nil {
+		return validItem{}, errBadJSON(err)
+	}
+	switch {
+	case (m.user == "") == (m.room == ""):
+		return validItem{}, bad(codeBadRequest, `needs exactly one of "user" and "room"`)
+	case m.user != "" && !subscriptions.ValidID(m.user):
+		return validItem{}, bad(codeInvalidID, `"user" must match ^[A-Za-z0-9._@+-]{1,128}$`)
+	case m.room != "" && !subscriptions.ValidID(m.room):
+		return validItem{}, bad(codeInvalidID, `"room" must match ^[A-Za-z0-9._@+-]{1,128}$`)
+	case m.from != "" && !subscriptions.ValidID(m.from):
+		return validItem{}, bad(codeInvalidID, `"from" must match ^[A-Za-z0-9._@+-]{1,128}$`)
+	case (m.data == nil) == !m.hasB64:
+		return validItem{}, bad(codeBadRequest, `needs exactly one of "data" and "data_b64"`)
+	}
+	env := subscriptions.Envelope{From: m.from}
+	if m.hasB64 {
+		raw, err := base64.StdEncoding.Strict().DecodeString(m.dataB64)
+		if err != nil {
+			return validItem{}, bad(codeBadRequest, `"data_b64" is not standard base64 with padding`)
+		}
+		env.Binary = raw
+	} else {
+		env.Data = m.data
+	}
+	if len(env.Data) > s.cfg.MaxMessageBytes || len(env.Binary) > s.cfg.MaxMessageBytes {
+		return validItem{}, &apiError{status: http.StatusRequestEntityTooLarge, code: codeTooLarge,
+			message: fmt.Sprintf("messages[%d]: data is larger than %d bytes", i, s.cfg.MaxMessageBytes)}
+	}
+	return validItem{User: m.user, Room: m.room, env: env}, nil
 }

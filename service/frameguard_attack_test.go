@@ -37,7 +37,7 @@ func rawConnect(t *testing.T, n *node, user string) *rawWS {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	_, err = conn.Write([]byte("GET /ws?user=" + user + " HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+	_, err = conn.Write([]byte("GET /ws?user=" + user + " HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"))
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
@@ -25,25 +28,75 @@ type frameError struct {
 
 func (e *frameError) Error() string { return e.code + ": " + e.message }
 
-// decodeFrame parses and validates one client frame. Unknown types, unknown or missing
-// fields, fields of the wrong type and invalid ids are refused with a frameError that
-// carries the frame's ref when it could be read.
+// frameFields are the names a client frame may hold, matched exactly: "Type" or "DATA" is
+// an unknown field, never taken for "type" or "data".
+var frameFields = [...]string{"type", "ref", "room", "to", "name", "data"}
+
+// decodeFrame parses and validates one client frame. Unknown types, unknown, duplicate or
+// missing fields, fields of the wrong type, invalid ids and values nested deeper than
+// maxJSONDepth are refused with a frameError that carries the frame's ref when it could be
+// read.
 func decodeFrame(b []byte, maxData int) (clientFrame, error) {
 	var f clientFrame
-	// Fields are checked by hand so that "data":null counts as present and extra fields
+	// The frame is read member by member, keeping each value's bytes, so that "data":null
+	// counts as present, a field of the wrong type does not hide the ref, and extra fields
 	// are named in the error.
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil || raw == nil {
+	var raw [len(frameFields)][]byte
+	var unknown, deep string // the first unknown name, and the first name of a too deep value
+	notJSON := func(err error) (clientFrame, error) {
+		return f, &frameError{code: codeBadJSON, message: "the frame is not accepted as JSON: " + jsonProblem(err)}
+	}
+	r, err := newJSONReader(b)
+	if err != nil {
+		return notJSON(err)
+	}
+	defer r.release()
+	tok, err := r.dec.ReadToken()
+	if err != nil {
+		return notJSON(err)
+	}
+	if tok.Kind() != '{' {
 		return f, &frameError{code: codeBadJSON, message: "a frame must be a JSON object"}
 	}
+	for r.dec.PeekKind() != '}' {
+		tok, err := r.dec.ReadToken()
+		if err != nil {
+			return notJSON(err)
+		}
+		name := tok.String()
+		v, tooDeep, err := r.value(true)
+		if err != nil {
+			return notJSON(err)
+		}
+		if tooDeep && deep == "" {
+			deep = name
+		}
+		if i := slices.Index(frameFields[:], name); i >= 0 {
+			raw[i] = v
+		} else if unknown == "" {
+			unknown = name
+		}
+	}
+	if _, err := r.dec.ReadToken(); err != nil {
+		return notJSON(err)
+	}
+	if err := r.end(); err != nil {
+		return notJSON(err)
+	}
+	field := func(name string) []byte { return raw[slices.Index(frameFields[:], name)] }
 	str := func(name string, dst *string) error {
-		v, ok := raw[name]
-		if !ok {
+		v := field(name)
+		if v == nil {
 			return nil
 		}
-		if err := json.Unmarshal(v, dst); err != nil || bytes.Equal(v, []byte("null")) {
+		if v[0] != '"' {
 			return &frameError{code: codeBadRequest, message: fmt.Sprintf("%q must be a string", name)}
 		}
+		s, err := jsontext.AppendUnquote(nil, v)
+		if err != nil { // the reader has validated the string already
+			return &frameError{code: codeBadJSON, message: fmt.Sprintf("%q is not a valid JSON string", name)}
+		}
+		*dst = string(s)
 		return nil
 	}
 	if err := str("ref", &f.Ref); err != nil {
@@ -55,6 +108,13 @@ func decodeFrame(b []byte, maxData int) (clientFrame, error) {
 	fail := func(code, format string, args ...any) (clientFrame, error) {
 		return f, &frameError{ref: f.Ref, code: code, message: fmt.Sprintf(format, args...)}
 	}
+	if deep != "" {
+		// Whichever field holds it: the frame is one JSON document, read by the same parsers.
+		return fail(codeBadJSON, "%q is %s", deep, errTooDeep)
+	}
+	if unknown != "" {
+		return fail(codeBadRequest, "unknown field %q (names are matched exactly)", unknown)
+	}
 	for _, field := range []struct {
 		name string
 		dst  *string
@@ -64,9 +124,9 @@ func decodeFrame(b []byte, maxData int) (clientFrame, error) {
 			return f, err
 		}
 	}
-	if d, ok := raw["data"]; ok {
-		f.Data = d
-	}
+	// A copy: the frame's bytes go back to gws's pool when OnMessage returns, and the data
+	// may outlive it in a pipeline or the event queue.
+	f.Data = bytes.Clone(field("data"))
 	var allowed []string
 	switch f.Type {
 	case "join", "leave":
@@ -94,15 +154,12 @@ func decodeFrame(b []byte, maxData int) (clientFrame, error) {
 	default:
 		return fail(codeUnknownType, "unknown frame type %q", f.Type)
 	}
-	for name := range raw {
-		if name == "type" || name == "ref" {
-			continue
-		}
-		if !contains(allowed, name) {
+	for i, name := range frameFields {
+		if raw[i] != nil && name != "type" && name != "ref" && !slices.Contains(allowed, name) {
 			return fail(codeBadRequest, "unexpected field %q in a %s frame", name, f.Type)
 		}
 	}
-	if contains(allowed, "data") {
+	if slices.Contains(allowed, "data") {
 		if f.Data == nil {
 			return fail(codeBadRequest, `a %s frame needs "data"`, f.Type)
 		}
@@ -121,15 +178,6 @@ func requireID(field, v string) error {
 		return fmt.Errorf("%q must match ^[A-Za-z0-9._@+-]{1,128}$", field)
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Server frames. Message frames come encoded from the hub; these are the others.

@@ -71,13 +71,12 @@ func readBody(_ http.ResponseWriter, r *http.Request, max int) ([]byte, error) {
 	return buf, nil
 }
 
-// errBadJSON refuses a body that is not JSON, or JSON that is not UTF-8 (RFC 8259 requires
-// it, and a WebSocket text frame must be: a browser fails the connection on invalid UTF-8).
-var errBadJSON = errBadRequest(codeBadJSON, "the body is not valid JSON in UTF-8")
-
-// validJSON reports whether b is JSON in valid UTF-8; json.Valid alone lets invalid UTF-8
-// inside strings through.
-func validJSON(b []byte) bool { return utf8.Valid(b) && json.Valid(b) }
+// errBadJSON refuses a JSON body, naming what is wrong with it. JSON must be UTF-8 (RFC 8259
+// requires it, and a WebSocket text frame must be: a browser fails the connection on invalid
+// UTF-8), one value, without duplicate keys, nested at most maxJSONDepth levels.
+func errBadJSON(err error) error {
+	return errBadRequest(codeBadJSON, "the body is not accepted as JSON: "+jsonProblem(err))
+}
 
 // decodePayload turns a body of the given Content-Type into an envelope's data.
 func decodePayload(contentType string, body []byte) (subscriptions.Envelope, error) {
@@ -85,8 +84,8 @@ func decodePayload(contentType string, body []byte) (subscriptions.Envelope, err
 	case "":
 		return subscriptions.Envelope{Binary: body}, nil
 	case "application/json": // the common case, without parsing parameters
-		if !validJSON(body) {
-			return subscriptions.Envelope{}, errBadJSON
+		if err := checkJSON(body); err != nil {
+			return subscriptions.Envelope{}, errBadJSON(err)
 		}
 		return subscriptions.Envelope{Data: body}, nil
 	}
@@ -96,8 +95,8 @@ func decodePayload(contentType string, body []byte) (subscriptions.Envelope, err
 	}
 	switch {
 	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
-		if !validJSON(body) {
-			return subscriptions.Envelope{}, errBadJSON
+		if err := checkJSON(body); err != nil {
+			return subscriptions.Envelope{}, errBadJSON(err)
 		}
 		return subscriptions.Envelope{Data: body}, nil
 	case strings.HasPrefix(mt, "text/"):

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -151,6 +151,68 @@ async function postJSON(url, body) {
   const text = await res.text();
   assert.equal(res.status, 202, text);
   return JSON.parse(text);
+}
+
+// --- Redis, behind the server's back --------------------------------------------------------
+
+// redisCommand sends one command to the Redis at addr ("host:port") and returns its reply:
+// a string, a number, null or an array of those. It is what "something else writing to
+// Redis" looks like to the server: no validation of ours on the way.
+function redisCommand(addr, ...args) {
+  const [host, port] = addr.split(':');
+  const request = `*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('');
+  return new Promise((resolve, reject) => {
+    const socket = createConnection({ host, port: Number(port) });
+    let buf = Buffer.alloc(0);
+    socket.setTimeout(WAIT, () => socket.destroy(new Error('redis timed out')));
+    socket.on('error', reject);
+    socket.on('data', (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      const parsed = parseReply(buf, 0);
+      if (!parsed) return; // not all of it yet
+      socket.end();
+      if (parsed.value instanceof Error) reject(parsed.value);
+      else resolve(parsed.value);
+    });
+    socket.write(request);
+  });
+}
+
+// parseReply reads one RESP2 reply at offset, or returns null when more bytes are needed.
+function parseReply(buf, offset) {
+  const eol = buf.indexOf('\r\n', offset);
+  if (eol < 0) return null;
+  const kind = String.fromCharCode(buf[offset]);
+  const line = buf.toString('utf8', offset + 1, eol);
+  const after = eol + 2;
+  switch (kind) {
+    case '+':
+      return { value: line, end: after };
+    case '-':
+      return { value: new Error(line), end: after };
+    case ':':
+      return { value: Number(line), end: after };
+    case '$': {
+      const n = Number(line);
+      if (n < 0) return { value: null, end: after };
+      if (buf.length < after + n + 2) return null;
+      return { value: buf.toString('utf8', after, after + n), end: after + n + 2 };
+    }
+    case '*': {
+      const n = Number(line);
+      const items = [];
+      let at = after;
+      for (let i = 0; i < n; i++) {
+        const item = parseReply(buf, at);
+        if (!item) return null;
+        items.push(item.value);
+        at = item.end;
+      }
+      return { value: items, end: at };
+    }
+    default:
+      throw new Error(`unexpected reply from redis: ${line}`);
+  }
 }
 
 // --- the tests -----------------------------------------------------------------------------
@@ -385,5 +447,83 @@ describe('the web app in a browser, with tokens and an API key', { timeout: 120_
     // The refused name and the refused /v1 call are logged by the browser as failed loads.
     const unexpected = pages.carol.errors.filter((e) => !/Failed to load resource|WebSocket connection to .* failed/.test(e));
     assert.deepEqual(unexpected, []);
+  });
+});
+
+describe('the web app in a browser, with hostile messages in the history and arriving live', { timeout: 180_000 }, () => {
+  let redis; // the embedded Redis's address, from the server's log
+  let stream; // dave's stream key
+  let page;
+  const DEEP = 6000; // JSON.stringify throws from about 5,000 levels
+  const nestedArray = (depth) => '['.repeat(depth) + '1' + ']'.repeat(depth);
+  const nestedObject = (depth) => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+
+  // plant writes a message tail into dave's stream as the delivery script would, and
+  // publishes it too when live: the server passes it on as it is, unvalidated.
+  async function plant(tail, { live = false } = {}) {
+    const id = await redisCommand(redis, 'XADD', stream, '*', 'e', tail);
+    if (live) await redisCommand(redis, 'PUBLISH', stream.replace(':stream:', ':user:'), `{"type":"message","id":"${id}"${tail}`);
+    return id;
+  }
+
+  const texts = () => page.locator('#messages .msg').evaluateAll((lis) => lis.map((li) => li.querySelector('.text, pre')?.textContent));
+  const PLACEHOLDER = 'This message could not be shown.';
+
+  before(async () => {
+    server = await startServer();
+    const m = /embedded in-process Redis.*addr=(\S+)/.exec(server.log());
+    assert.ok(m, `no embedded Redis address in the log:\n${server.log()}`);
+    redis = m[1];
+    page = await openPage('dave');
+  });
+
+  after(async () => {
+    await pages.dave?.context.close();
+    await stopServer();
+  });
+
+  test('a message nested 6,000 levels already in the history does not blank the conversation', async () => {
+    await postJSON('/v1/users/dave/messages?from=erin', { text: 'First words' });
+    [stream] = await redisCommand(redis, 'KEYS', '*:stream:dave');
+    assert.ok(stream, "dave's stream exists");
+    await plant(`,"from":"erin","data":${nestedArray(DEEP)}}`);
+    await postJSON('/v1/users/dave/messages?from=erin', { text: 'After the storm' });
+
+    await signIn(page, 'dave'); // a new browser: the server replays the whole history
+    await openConv(page, 'user:erin');
+    await message(page, 'After the storm').waitFor();
+    assert.deepEqual(await texts(), ['First words', PLACEHOLDER, 'After the storm']);
+    await shot(page, '15-hostile-history');
+  });
+
+  test('hostile messages arriving live show as placeholders and the conversation goes on', async () => {
+    await plant(`,"from":"erin","data":{"text":${nestedObject(DEEP)}}}`, { live: true });
+    await plant(`,"from":"erin","data_b64":{"not":"a string"}}`, { live: true });
+    await postJSON('/v1/users/dave/messages?from=erin', { text: 'Still here' });
+    await message(page, 'Still here').waitFor();
+    await say(page, 'Reply from dave');
+    await page.locator('#messages .msg.mine', { hasText: 'Reply from dave' }).waitFor();
+    assert.deepEqual(await texts(), ['First words', PLACEHOLDER, 'After the storm', PLACEHOLDER, PLACEHOLDER, 'Still here', 'Reply from dave']);
+    // The other conversations still open and render.
+    await joinRoom(page, 'calm');
+    await say(page, 'All quiet here');
+    await message(page, 'All quiet here').waitFor();
+  });
+
+  test('after a reload everything is still there, and messages keep arriving', async () => {
+    await page.reload();
+    await waitLive(page);
+    await openConv(page, 'user:erin');
+    await message(page, 'Reply from dave').waitFor();
+    assert.deepEqual(await texts(), ['First words', PLACEHOLDER, 'After the storm', PLACEHOLDER, PLACEHOLDER, 'Still here', 'Reply from dave']);
+    await postJSON('/v1/users/dave/messages?from=erin', { text: 'After the reload' });
+    await message(page, 'After the reload').waitFor();
+    await openConv(page, 'room:calm');
+    await message(page, 'All quiet here').waitFor();
+    await shot(page, '16-hostile-after-reload');
+  });
+
+  test('no script error was thrown on the way', () => {
+    assert.deepEqual(pages.dave.errors, []);
   });
 });

@@ -99,10 +99,21 @@ class History {
     } catch {
       // Unreadable: start afresh; the server replays what it holds.
     }
-    this.rooms = Array.isArray(data?.rooms) ? data.rooms : [];
-    this.dms = Array.isArray(data?.dms) ? data.dms : [];
+    this.rooms = Array.isArray(data?.rooms) ? data.rooms.filter((r) => typeof r === 'string') : [];
+    this.dms = Array.isArray(data?.dms) ? data.dms.filter((k) => typeof k === 'string') : [];
     this.current = typeof data?.current === 'string' ? data.current : null;
-    this.convs = data?.convs && typeof data.convs === 'object' ? data.convs : {};
+    // What another version of the app, or another script on this origin, left here is read
+    // with suspicion: a conversation or an entry of the wrong shape is dropped, not shown.
+    this.convs = {};
+    if (data?.convs && typeof data.convs === 'object') {
+      for (const [key, conv] of Object.entries(data.convs)) {
+        if (!Array.isArray(conv?.messages)) continue;
+        const messages = conv.messages.filter(
+          (e) => e && typeof e === 'object' && typeof e.key === 'string' && typeof e.id === 'string' && Number.isFinite(e.ms),
+        );
+        this.convs[key] = { messages, unread: Number.isInteger(conv.unread) ? conv.unread : 0 };
+      }
+    }
   }
 
   get isEmpty() {
@@ -270,11 +281,36 @@ function showNotice(text) {
 
 // --- messages -----------------------------------------------------------------------------
 
+// MAX_DEPTH is how deeply a payload may nest to be shown: the server refuses deeper ones,
+// but a message can reach the stream by other ways (a script writing to Redis), and
+// JSON.stringify throws from about 5,000 levels, which would break the conversation and the
+// saving of everything after it. Kept this low, the history itself stays serialisable.
+const MAX_DEPTH = 64;
+
+// depthWithin reports whether value nests no deeper than max levels. It walks with a stack
+// of its own, not by recursion, so a hostile value cannot exhaust the call stack here.
+function depthWithin(value, max) {
+  const stack = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop();
+    if (v === null || typeof v !== 'object') continue;
+    if (depth + 1 > max) return false;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return true;
+}
+
 function onMessage(m) {
   const key = convOf(m);
-  const entry = { key: m.id, id: m.id, from: m.from, room: m.room, ms: idTime(m.id), mine: m.from === me };
-  if ('data_b64' in m) entry.b64 = m.data_b64;
-  else entry.data = m.data;
+  const entry = { key: m.id, id: m.id, from: typeof m.from === 'string' ? m.from : undefined, room: m.room, ms: idTime(m.id), mine: m.from === me };
+  if ('data_b64' in m) {
+    if (typeof m.data_b64 === 'string') entry.b64 = m.data_b64;
+    else entry.unshowable = true;
+  } else if (depthWithin(m.data, MAX_DEPTH)) {
+    entry.data = m.data;
+  } else {
+    entry.unshowable = true; // kept as a placeholder, so that the position in the log holds
+  }
   if (!history.add(key, entry)) return;
   const [kind, name] = splitKey(key);
   // A room message means we are a member, even if someone else added us (PUT /v1/rooms).
@@ -289,6 +325,7 @@ function onMessage(m) {
 
 // messageBody returns what to show of a payload: its text when it has one, else its JSON.
 function messageBody(entry) {
+  if (entry.unshowable) return unshowableBody();
   if (entry.b64 !== undefined) {
     const p = document.createElement('p');
     p.className = 'text muted';
@@ -304,16 +341,45 @@ function messageBody(entry) {
     p.textContent = text;
     return p;
   }
+  let json;
+  try {
+    json = JSON.stringify(d, null, 2);
+  } catch {
+    return unshowableBody();
+  }
   const pre = document.createElement('pre');
   pre.className = 'json';
-  pre.textContent = JSON.stringify(d, null, 2);
+  pre.textContent = json;
   return pre;
+}
+
+function unshowableBody() {
+  const p = document.createElement('p');
+  p.className = 'text muted unshowable';
+  p.textContent = 'This message could not be shown.';
+  return p;
 }
 
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 
+// messageItem renders one entry; whatever it holds, it returns an item, so that one message
+// never breaks the conversation it is in.
 function messageItem(entry) {
+  try {
+    return renderItem(entry);
+  } catch (err) {
+    console.warn('switchboard: a message could not be shown', entry?.id, err);
+    const li = document.createElement('li');
+    li.className = 'msg';
+    if (typeof entry?.id === 'string') li.dataset.id = entry.id;
+    if (typeof entry?.key === 'string') li.dataset.key = entry.key;
+    li.append(unshowableBody());
+    return li;
+  }
+}
+
+function renderItem(entry) {
   const li = document.createElement('li');
   li.className = entry.mine ? 'msg mine' : 'msg';
   li.dataset.id = entry.id;
