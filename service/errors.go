@@ -1,6 +1,7 @@
 package service
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -75,6 +76,56 @@ func classify(err error) *apiError {
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: "redis is unavailable; nothing was accepted"}
 	default:
 		return &apiError{status: http.StatusInternalServerError, code: codeInternal, message: "internal error"}
+	}
+}
+
+// Close codes the server sends (closeProtocolError, 1002, is the frame guard's).
+const (
+	closePolicy        = 1008 // sustained abuse: do not reconnect by yourself
+	closeInternalError = 1011
+	closeRestarting    = 1012 // the node drains: reconnect elsewhere and resume
+	closeTryAgainLater = 1013 // slow consumer, or Redis unavailable: reconnect and resume
+	closeKicked        = 4001 // DELETE /v1/users/{user}/connections: do not reconnect by yourself
+)
+
+// disconnect is how and why the server closes a WebSocket: the close frame's code and
+// reason, and the label switchboard_connections_closed_total counts it under. It has the
+// fields of the frame guard's frameViolation, which converts to it.
+type disconnect struct {
+	code   uint16
+	reason string
+	label  string
+}
+
+// The closes that do not come from an error.
+var (
+	disconnectDraining    = disconnect{closeRestarting, "server restarting; reconnect and resume", "draining"}
+	disconnectServerError = disconnect{closeInternalError, "server error", "server_error"}
+	disconnectPanic       = disconnect{closeInternalError, "internal error", "panic"}
+	disconnectRateLimited = disconnect{closePolicy, "rate limit exceeded", "rate_limited"}
+	disconnectSlow        = disconnect{closeTryAgainLater, "too slow; reconnect and resume", "slow_consumer"}
+)
+
+// disconnectFor maps the error that ends a connection — a hub's Drop reason, a failed
+// subscribe — to its close, as classify maps errors to refusals. A node that is closing
+// (the hub closed, or the server's context cancelled under a Redis call) sends its clients
+// elsewhere with 1012; Redis trouble and falling behind are 1013, reconnect and resume.
+func disconnectFor(err error) disconnect {
+	switch {
+	case errors.Is(err, subscriptions.ErrKicked):
+		return disconnect{closeKicked, "disconnected by the service", "kicked"}
+	case errors.Is(err, subscriptions.ErrClosed), errors.Is(err, context.Canceled):
+		// Before ErrUnavailable: a call cut short by the shutdown wraps both.
+		return disconnectDraining
+	case errors.Is(err, subscriptions.ErrLagged):
+		return disconnect{closeTryAgainLater, "fell behind the history; reconnect and resume", "lagged"}
+	case errors.Is(err, subscriptions.ErrUnavailable), errors.Is(err, events.ErrUnavailable),
+		errors.Is(err, context.DeadlineExceeded):
+		return disconnect{closeTryAgainLater, "redis unavailable; reconnect and resume", "redis_unavailable"}
+	case errors.Is(err, subscriptions.ErrSlowConsumer):
+		return disconnectSlow
+	default:
+		return disconnectServerError
 	}
 }
 

@@ -2,6 +2,7 @@ package service
 
 import (
 	"encoding/binary"
+	"io"
 	"net"
 	"sync"
 )
@@ -23,7 +24,7 @@ var frameWriters = sync.Pool{New: func() any { return new(frameWriter) }}
 // Every frame must be valid UTF-8, as a text frame must: what the server encodes is, what
 // clients send is checked by gws, and what comes from Redis is checked once per message by
 // subscriptions (decodeMessage, entryMessage).
-func writeTextFrames(conn net.Conn, frames [][]byte) error {
+func writeTextFrames(w io.Writer, frames [][]byte) error {
 	fw := frameWriters.Get().(*frameWriter)
 	defer func() {
 		if cap(fw.bufs) > 4096 { // a long replay's batch: do not keep its arrays around
@@ -44,10 +45,10 @@ func writeTextFrames(conn net.Conn, frames [][]byte) error {
 		fw.bufs = append(fw.bufs, fw.headers[at:], f)
 	}
 	bufs := fw.bufs // WriteTo consumes the slice it is called on
-	if hc, ok := conn.(*handshakeConn); ok {
+	if hc, ok := w.(*handshakeConn); ok {
 		return hc.writeBuffers(bufs)
 	}
-	_, err := bufs.WriteTo(conn)
+	_, err := bufs.WriteTo(w)
 	return err
 }
 

@@ -11,14 +11,49 @@ import (
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
-// clientFrame is a decoded frame from a client. Which fields may be set depends on Type.
-type clientFrame struct {
-	Type string          `json:"type"`
-	Ref  string          `json:"ref,omitempty"`
-	Room string          `json:"room,omitempty"`
-	To   string          `json:"to,omitempty"`
-	Name string          `json:"name,omitempty"`
-	Data json.RawMessage `json:"data,omitempty"`
+// command is a valid client frame, decoded into what it asks for: a joinCmd, leaveCmd,
+// sendDM, sendRoom or eventCmd, and nothing else (its method is unexported).
+type command interface {
+	// reference returns the frame's "ref", echoed in its ack or error ("" without one).
+	reference() string
+}
+
+// cmdRef is the "ref" every command may carry.
+type cmdRef struct{ ref string }
+
+func (r cmdRef) reference() string { return r.ref }
+
+// joinCmd asks to join a room ({"type":"join","room":...}).
+type joinCmd struct {
+	cmdRef
+	room string
+}
+
+// leaveCmd asks to leave a room ({"type":"leave","room":...}).
+type leaveCmd struct {
+	cmdRef
+	room string
+}
+
+// sendDM sends data to a user ({"type":"send","to":...,"data":...}).
+type sendDM struct {
+	cmdRef
+	to   string
+	data json.RawMessage
+}
+
+// sendRoom sends data to a room's members ({"type":"send","room":...,"data":...}).
+type sendRoom struct {
+	cmdRef
+	room string
+	data json.RawMessage
+}
+
+// eventCmd emits a client event to the backend ({"type":"event","name":...,"data":...}).
+type eventCmd struct {
+	cmdRef
+	name string
+	data json.RawMessage
 }
 
 // frameError is a refusal of a client frame: an error frame, the connection stays open.
@@ -32,142 +67,201 @@ func (e *frameError) Error() string { return e.code + ": " + e.message }
 // an unknown field, never taken for "type" or "data".
 var frameFields = [...]string{"type", "ref", "room", "to", "name", "data"}
 
-// decodeFrame parses and validates one client frame. Unknown types, unknown, duplicate or
-// missing fields, fields of the wrong type, invalid ids and values nested deeper than
-// maxJSONDepth are refused with a frameError that carries the frame's ref when it could be
-// read.
-func decodeFrame(b []byte, maxData int) (clientFrame, error) {
-	var f clientFrame
-	// The frame is read member by member, keeping each value's bytes, so that "data":null
-	// counts as present, a field of the wrong type does not hide the ref, and extra fields
-	// are named in the error.
-	var raw [len(frameFields)][]byte
-	var unknown, deep string // the first unknown name, and the first name of a too deep value
-	notJSON := func(err error) (clientFrame, error) {
-		return f, &frameError{code: codeBadJSON, message: "the frame is not accepted as JSON: " + jsonProblem(err)}
-	}
+// Indexes of frameFields.
+const (
+	fieldType = iota
+	fieldRef
+	fieldRoom
+	fieldTo
+	fieldName
+	fieldData
+)
+
+// rawFrame is a client frame read member by member: each known field's value as it was
+// sent (nil when absent), so that "data":null counts as present, a field of the wrong type
+// does not hide the ref, and extra fields are named in the error.
+type rawFrame struct {
+	fields  [len(frameFields)][]byte
+	unknown string // the first unknown name
+	deep    string // the first name of a value nested too deep
+}
+
+// decodeFrame parses and validates one client frame into its command. Unknown types,
+// unknown, duplicate or missing fields, fields of the wrong type, invalid ids and values
+// nested deeper than maxJSONDepth are refused with a frameError that carries the frame's
+// ref when it could be read.
+func decodeFrame(b []byte, maxData int) (command, error) {
 	r, err := newJSONReader(b)
 	if err != nil {
-		return notJSON(err)
+		return nil, notJSON(err)
 	}
+	// Released when the command is made: the values read may point into its buffers.
 	defer r.release()
-	tok, err := r.dec.ReadToken()
+	raw, err := readFrame(r)
 	if err != nil {
-		return notJSON(err)
+		return nil, err
 	}
-	if tok.Kind() != '{' {
-		return f, &frameError{code: codeBadJSON, message: "a frame must be a JSON object"}
+	var ref string
+	if err := raw.str(fieldRef, &ref); err != nil {
+		return nil, err
 	}
-	for r.dec.PeekKind() != '}' {
-		tok, err := r.dec.ReadToken()
-		if err != nil {
-			return notJSON(err)
-		}
-		name := tok.String()
-		v, tooDeep, err := r.value(true)
-		if err != nil {
-			return notJSON(err)
-		}
-		if tooDeep && deep == "" {
-			deep = name
-		}
-		if i := slices.Index(frameFields[:], name); i >= 0 {
-			raw[i] = v
-		} else if unknown == "" {
-			unknown = name
-		}
+	if len(ref) > 64 {
+		return nil, &frameError{code: codeBadRequest, message: `"ref" is longer than 64 characters`}
 	}
-	if _, err := r.dec.ReadToken(); err != nil {
-		return notJSON(err)
+	fail := func(code, format string, args ...any) (command, error) {
+		return nil, &frameError{ref: ref, code: code, message: fmt.Sprintf(format, args...)}
 	}
-	if err := r.end(); err != nil {
-		return notJSON(err)
-	}
-	field := func(name string) []byte { return raw[slices.Index(frameFields[:], name)] }
-	str := func(name string, dst *string) error {
-		v := field(name)
-		if v == nil {
-			return nil
-		}
-		if v[0] != '"' {
-			return &frameError{code: codeBadRequest, message: fmt.Sprintf("%q must be a string", name)}
-		}
-		s, err := jsontext.AppendUnquote(nil, v)
-		if err != nil { // the reader has validated the string already
-			return &frameError{code: codeBadJSON, message: fmt.Sprintf("%q is not a valid JSON string", name)}
-		}
-		*dst = string(s)
-		return nil
-	}
-	if err := str("ref", &f.Ref); err != nil {
-		return f, err
-	}
-	if len(f.Ref) > 64 {
-		return f, &frameError{code: codeBadRequest, message: `"ref" is longer than 64 characters`}
-	}
-	fail := func(code, format string, args ...any) (clientFrame, error) {
-		return f, &frameError{ref: f.Ref, code: code, message: fmt.Sprintf(format, args...)}
-	}
-	if deep != "" {
+	if raw.deep != "" {
 		// Whichever field holds it: the frame is one JSON document, read by the same parsers.
-		return fail(codeBadJSON, "%q is %s", deep, errTooDeep)
+		return fail(codeBadJSON, "%q is %s", raw.deep, errTooDeep)
 	}
-	if unknown != "" {
-		return fail(codeBadRequest, "unknown field %q (names are matched exactly)", unknown)
+	if raw.unknown != "" {
+		return fail(codeBadRequest, "unknown field %q (names are matched exactly)", raw.unknown)
 	}
-	for _, field := range []struct {
-		name string
-		dst  *string
-	}{{"type", &f.Type}, {"room", &f.Room}, {"to", &f.To}, {"name", &f.Name}} {
-		if err := str(field.name, field.dst); err != nil {
-			err.(*frameError).ref = f.Ref
-			return f, err
+	var f frameStrings
+	for _, field := range [...]struct {
+		i   int
+		dst *string
+	}{{fieldType, &f.typ}, {fieldRoom, &f.room}, {fieldTo, &f.to}, {fieldName, &f.name}} {
+		if err := raw.str(field.i, field.dst); err != nil {
+			err.ref = ref
+			return nil, err
 		}
 	}
-	// A copy: the frame's bytes go back to gws's pool when OnMessage returns, and the data
-	// may outlive it in a pipeline or the event queue.
-	f.Data = bytes.Clone(field("data"))
-	var allowed []string
-	switch f.Type {
+	cmd, fe := raw.command(cmdRef{ref}, f, maxData)
+	if fe != nil {
+		fe.ref = ref
+		return nil, fe
+	}
+	return cmd, nil
+}
+
+// frameStrings are the string fields of a frame besides its ref ("" when absent).
+type frameStrings struct{ typ, room, to, name string }
+
+// command validates a frame whose fields are read and makes its command; a refusal is
+// returned without the ref, which the caller sets.
+func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *frameError) {
+	fail := func(code, format string, args ...any) (command, *frameError) {
+		return nil, &frameError{code: code, message: fmt.Sprintf(format, args...)}
+	}
+	var allowed []int
+	switch f.typ {
 	case "join", "leave":
-		allowed = []string{"room"}
-		if err := requireID("room", f.Room); err != nil {
+		allowed = []int{fieldRoom}
+		if err := requireID("room", f.room); err != nil {
 			return fail(codeInvalidID, "%s", err)
 		}
 	case "send":
-		allowed = []string{"to", "room", "data"}
+		allowed = []int{fieldTo, fieldRoom, fieldData}
 		switch {
-		case (f.To == "") == (f.Room == ""):
+		case (f.to == "") == (f.room == ""):
 			return fail(codeBadRequest, `a send needs exactly one of "to" and "room"`)
-		case f.To != "" && !subscriptions.ValidID(f.To):
+		case f.to != "" && !subscriptions.ValidID(f.to):
 			return fail(codeInvalidID, `"to" is not a valid user id`)
-		case f.Room != "" && !subscriptions.ValidID(f.Room):
+		case f.room != "" && !subscriptions.ValidID(f.room):
 			return fail(codeInvalidID, `"room" is not a valid room name`)
 		}
 	case "event":
-		allowed = []string{"name", "data"}
-		if err := requireID("name", f.Name); err != nil {
+		allowed = []int{fieldName, fieldData}
+		if err := requireID("name", f.name); err != nil {
 			return fail(codeInvalidID, "%s", err)
 		}
 	case "":
 		return fail(codeBadRequest, `a frame needs a "type"`)
 	default:
-		return fail(codeUnknownType, "unknown frame type %q", f.Type)
+		return fail(codeUnknownType, "unknown frame type %q", f.typ)
 	}
-	for i, name := range frameFields {
-		if raw[i] != nil && name != "type" && name != "ref" && !slices.Contains(allowed, name) {
-			return fail(codeBadRequest, "unexpected field %q in a %s frame", name, f.Type)
+	for i, v := range raw.fields {
+		if v != nil && i != fieldType && i != fieldRef && !slices.Contains(allowed, i) {
+			return fail(codeBadRequest, "unexpected field %q in a %s frame", frameFields[i], f.typ)
 		}
 	}
-	if slices.Contains(allowed, "data") {
-		if f.Data == nil {
-			return fail(codeBadRequest, `a %s frame needs "data"`, f.Type)
+	switch f.typ {
+	case "join":
+		return joinCmd{cr, f.room}, nil
+	case "leave":
+		return leaveCmd{cr, f.room}, nil
+	}
+	// A send or an event: both carry data.
+	data := raw.fields[fieldData]
+	if data == nil {
+		return fail(codeBadRequest, `a %s frame needs "data"`, f.typ)
+	}
+	if len(data) > maxData {
+		return fail(codeTooLarge, "data is larger than %d bytes", maxData)
+	}
+	// A copy: the frame's bytes go back to gws's pool when OnMessage returns, and the data
+	// may outlive it in a pipeline or the event queue.
+	data = bytes.Clone(data)
+	switch {
+	case f.typ == "event":
+		return eventCmd{cr, f.name, data}, nil
+	case f.to != "":
+		return sendDM{cr, f.to, data}, nil
+	default:
+		return sendRoom{cr, f.room, data}, nil
+	}
+}
+
+// notJSON is the refusal of a frame the JSON reader refused.
+func notJSON(err error) *frameError {
+	return &frameError{code: codeBadJSON, message: "the frame is not accepted as JSON: " + jsonProblem(err)}
+}
+
+// readFrame reads a JSON object from r, keeping the values of the known fields.
+func readFrame(r *jsonReader) (raw rawFrame, _ error) {
+	tok, err := r.dec.ReadToken()
+	if err != nil {
+		return raw, notJSON(err)
+	}
+	if tok.Kind() != '{' {
+		return raw, &frameError{code: codeBadJSON, message: "a frame must be a JSON object"}
+	}
+	for r.dec.PeekKind() != '}' {
+		tok, err := r.dec.ReadToken()
+		if err != nil {
+			return raw, notJSON(err)
 		}
-		if len(f.Data) > maxData {
-			return fail(codeTooLarge, "data is larger than %d bytes", maxData)
+		name := tok.String()
+		v, tooDeep, err := r.value(true)
+		if err != nil {
+			return raw, notJSON(err)
+		}
+		if tooDeep && raw.deep == "" {
+			raw.deep = name
+		}
+		if i := slices.Index(frameFields[:], name); i >= 0 {
+			raw.fields[i] = v
+		} else if raw.unknown == "" {
+			raw.unknown = name
 		}
 	}
-	return f, nil
+	if _, err := r.dec.ReadToken(); err != nil {
+		return raw, notJSON(err)
+	}
+	if err := r.end(); err != nil {
+		return raw, notJSON(err)
+	}
+	return raw, nil
+}
+
+// str unquotes field i into dst when the frame has it; a value that is not a string is
+// refused (without a ref: the caller sets it).
+func (raw *rawFrame) str(i int, dst *string) *frameError {
+	v := raw.fields[i]
+	if v == nil {
+		return nil
+	}
+	if v[0] != '"' {
+		return &frameError{code: codeBadRequest, message: fmt.Sprintf("%q must be a string", frameFields[i])}
+	}
+	s, err := jsontext.AppendUnquote(nil, v)
+	if err != nil { // the reader has validated the string already
+		return &frameError{code: codeBadJSON, message: fmt.Sprintf("%q is not a valid JSON string", frameFields[i])}
+	}
+	*dst = string(s)
+	return nil
 }
 
 func requireID(field, v string) error {

@@ -26,7 +26,7 @@ func FuzzDecodeFrame(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, err := decodeFrame(b, 1024)
+		cmd, err := decodeFrame(b, 1024)
 		if err != nil {
 			var fe *frameError
 			if !errors.As(err, &fe) || fe.code == "" || fe.message == "" {
@@ -37,6 +37,7 @@ func FuzzDecodeFrame(f *testing.F) {
 			}
 			return
 		}
+		fr := flat(cmd)
 		switch fr.Type {
 		case "join", "leave":
 			if !subscriptions.ValidID(fr.Room) {

@@ -127,10 +127,11 @@ func FuzzDecodeFrameIsStrict(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, err := decodeFrame(b, 1<<20)
+		cmd, err := decodeFrame(b, 1<<20)
 		if err != nil {
 			return
 		}
+		fr := flat(cmd)
 		// The frame nests one level more than its data.
 		if valid, dup, depth := jsonOracle(b); !valid || dup || depth > maxJSONDepth+1 {
 			t.Fatalf("accepted frame %q: valid %v, duplicate names %v, depth %d", b, valid, dup, depth)

@@ -238,61 +238,18 @@ func (l *Limiter) allowUserConn(ctx context.Context, user string) error {
 	return l.allow(ctx, limitKindUserConn, "user:"+user, l.cfg.UserConns)
 }
 
-// frameLimit returns the per-user limit a client frame of typ counts against, if any.
-func (l *Limiter) frameLimit(typ string) (string, Limit, bool) {
-	switch typ {
-	case "send":
+// commandLimit returns the per-user limit a client command counts against, if any: sends
+// (to a user or a room) share one, a leave has none.
+func (l *Limiter) commandLimit(cmd command) (string, Limit, bool) {
+	switch cmd.(type) {
+	case sendDM, sendRoom:
 		return limitKindSend, l.cfg.Sends, true
-	case "join":
+	case joinCmd:
 		return limitKindJoin, l.cfg.Joins, true
-	case "event":
+	case eventCmd:
 		return limitKindEvent, l.cfg.Events, true
 	}
 	return "", Limit{}, false
-}
-
-// limitedFrame is an error frame with the time after which the refused action may succeed.
-type limitedFrame struct {
-	Type         string `json:"type"`
-	Ref          string `json:"ref,omitempty"`
-	Code         string `json:"code"`
-	Message      string `json:"message"`
-	RetryAfterMS int64  `json:"retry_after_ms"`
-}
-
-// allowFrameOfUser checks a client frame against its user's limit, across all the user's
-// connections and nodes. It reports whether the frame may be carried out; if not, it has
-// answered it (rate_limited with retry_after_ms, or unavailable when Redis did not answer).
-// A refusal adds to the same decaying count of refused frames as the connection's own frame
-// limit (client.debt), so that a connection that keeps going past either is closed with
-// 1008 once it is over FrameBurst: the first refusals tell a well-behaved client to slow
-// down, the rest are abuse.
-func (c *client) allowFrameOfUser(ctx context.Context, f clientFrame) bool {
-	l := c.s.cfg.Limiter
-	if l == nil {
-		return true
-	}
-	kind, lim, ok := l.frameLimit(f.Type)
-	if !ok {
-		return true
-	}
-	err := l.allow(ctx, kind, "user:"+c.user, lim)
-	var rl *rateLimitedError
-	if !errors.As(err, &rl) {
-		if err != nil {
-			c.sendError(f.Ref, err)
-			return false
-		}
-		return true
-	}
-	c.s.countLimited(err)
-	if c.debt++; c.debt > float64(c.s.cfg.FrameBurst) {
-		c.close(closePolicy, "rate limit exceeded", "rate_limited") // counted once, whatever follows
-		return false
-	}
-	c.send(encodeFrame(limitedFrame{Type: "error", Ref: f.Ref, Code: codeRateLimited, Message: rl.Error(),
-		RetryAfterMS: max(rl.retryAfter.Milliseconds(), 1)}))
-	return false
 }
 
 // countLimited counts a refusal by a rate limit or a quota in switchboard_limited_total.

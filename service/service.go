@@ -290,7 +290,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	select {
 	case err := <-errc:
-		s.closeClients(1011, "server error", "server_error")
+		s.closeClients(disconnectServerError.code, disconnectServerError.reason, disconnectServerError.label)
 		s.cancel()
 		return err
 	case <-ctx.Done():

@@ -1,0 +1,106 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/switchboard-dev/switchboard/events"
+	"github.com/switchboard-dev/switchboard/subscriptions"
+)
+
+// commandTimeout bounds the Redis work one client frame may cause.
+const commandTimeout = 10 * time.Second
+
+// OnMessage answers a client message: a refusal by the frame rate limit, a frame that is
+// not a JSON text frame or not a valid command gets an error frame; a command is carried
+// out by dispatch.
+func (h *wsHandler) OnMessage(conn *gws.Conn, msg *gws.Message) {
+	defer msg.Close()
+	c := clientOf(conn)
+	// gws's own recovery (gws.Recovery) would log and carry on with the connection.
+	defer c.recoverPanic("OnMessage")
+	h.s.testPanic(c, "OnMessage")
+	_ = conn.SetReadDeadline(time.Now().Add(h.s.cfg.ReadTimeout))
+	if c.refusedNext() {
+		c.send(encodeFrame(errorFrame{Type: "error", Code: codeRateLimited, Message: "too many frames; slow down"}))
+		return
+	}
+	if msg.Opcode != gws.OpcodeText {
+		c.send(encodeFrame(errorFrame{Type: "error", Code: codeBadRequest, Message: "frames must be JSON text frames"}))
+		return
+	}
+	cmd, err := decodeFrame(msg.Bytes(), h.s.cfg.MaxMessageBytes)
+	if err != nil {
+		var fe *frameError
+		if errors.As(err, &fe) {
+			c.send(encodeFrame(errorFrame{Type: "error", Ref: fe.ref, Code: fe.code, Message: fe.message}))
+		}
+		return
+	}
+	h.s.dispatch(c, cmd)
+}
+
+// dispatch carries out one client command, once its user's limit allows it, and answers
+// it with an ack or an error frame.
+func (s *Server) dispatch(c *client, cmd command) {
+	ctx, cancel := context.WithTimeout(s.ctx, commandTimeout)
+	defer cancel()
+	if !c.allowCommandOfUser(ctx, cmd) {
+		return
+	}
+	var ack ackFrame
+	var err error
+	switch cmd := cmd.(type) {
+	case sendDM:
+		ack, err = s.sendDM(ctx, c, cmd)
+	case sendRoom:
+		ack, err = s.sendRoom(ctx, c, cmd)
+	case joinCmd:
+		err = s.changeMembership(ctx, cmd.room, c.user, true, events.ByClient)
+	case leaveCmd:
+		err = s.changeMembership(ctx, cmd.room, c.user, false, events.ByClient)
+	case eventCmd:
+		// The ack means the event is queued in Redis, not that the backend saw it.
+		err = s.emitClientEvent(ctx, c, cmd)
+	}
+	if err != nil {
+		c.sendError(cmd.reference(), err)
+		return
+	}
+	ack.Type, ack.Ref = "ack", cmd.reference()
+	c.send(encodeFrame(ack))
+}
+
+func (s *Server) sendDM(ctx context.Context, c *client, cmd sendDM) (ackFrame, error) {
+	id, err := s.hub.Publish(ctx, cmd.to, subscriptions.Envelope{From: c.user, Data: cmd.data})
+	if err != nil {
+		return ackFrame{}, err
+	}
+	s.metrics.messagesIn.WithLabelValues("ws", "direct").Inc()
+	return ackFrame{ID: id.String()}, nil
+}
+
+func (s *Server) sendRoom(ctx context.Context, c *client, cmd sendRoom) (ackFrame, error) {
+	n, err := s.hub.PublishRoom(ctx, cmd.room, subscriptions.Envelope{From: c.user, Data: cmd.data}, true)
+	if err != nil {
+		return ackFrame{}, err
+	}
+	s.metrics.messagesIn.WithLabelValues("ws", "room").Inc()
+	return ackFrame{Recipients: &n}, nil
+}
+
+func (s *Server) emitClientEvent(ctx context.Context, c *client, cmd eventCmd) error {
+	if s.cfg.Events == nil {
+		return errBadRequest(codeBadRequest, "this server has no backend for events (--webhook-url)")
+	}
+	return s.cfg.Events.Emit(ctx, events.Event{Type: events.ClientEvent, User: c.user, Name: cmd.name, Data: cmd.data})
+}
+
+// sendError answers a failed frame with the error frame that classify gives err.
+func (c *client) sendError(ref string, err error) {
+	ae := classify(err)
+	c.send(encodeFrame(errorFrame{Type: "error", Ref: ref, Code: ae.code, Message: ae.message}))
+}

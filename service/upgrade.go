@@ -1,0 +1,126 @@
+package service
+
+import (
+	"bufio"
+	"net/http"
+	"strings"
+
+	"github.com/switchboard-dev/switchboard/subscriptions"
+)
+
+// handleWS authenticates and checks a WebSocket request before upgrading it, so that
+// refusals are plain HTTP answers, then hands the connection to its own read loop.
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	user, since, ok := s.admit(w, r)
+	if !ok {
+		return
+	}
+	c := &client{s: s, user: user, since: since, tokens: float64(s.cfg.FrameBurst)}
+	if since != "" {
+		// A replay costs the node reads and memory for as long as its client takes to read
+		// it: a user gets a few at once, and a plain connect is never refused for it.
+		release, ok := s.hub.ReserveResume(user)
+		if !ok {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, &apiError{status: http.StatusTooManyRequests, code: codeRateLimited, message: "too many resumes under way for this user; retry shortly"})
+			return
+		}
+		c.releaseResume = release
+		defer func() {
+			if c.conn == nil { // not upgraded: OnClose will not release it
+				release()
+			}
+		}()
+	}
+	netConn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		s.log.Debug("websocket hijack failed", "err", err)
+		return
+	}
+	// gws's answer is held until the welcome (see handshakeConn); gws reads through br,
+	// which reads through the frame guard, so that gws never parses a frame RFC 6455
+	// forbids (see frameGuard) and every frame is counted.
+	c.guard = frameGuard{r: netConn, owner: c}
+	br := bufio.NewReaderSize(&c.guard, wsReadBufferSize)
+	conn, err := s.upgrader.UpgradeFromConn(&handshakeConn{Conn: netConn}, br, r)
+	if err != nil {
+		s.log.Debug("websocket upgrade failed", "err", err)
+		return
+	}
+	c.attach(conn)
+	if !s.register(c) {
+		c.Replayed() // OnClose runs only for registered connections
+		_ = conn.WriteClose(disconnectDraining.code, []byte(disconnectDraining.reason))
+		return
+	}
+	go c.readLoop()
+}
+
+// admit runs the checks a WebSocket request must pass before it is upgraded, cheapest and
+// least revealing first, and answers a refusal itself. It returns the authenticated user
+// and the id to resume after ("" for none).
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (user, since string, ok bool) {
+	if s.draining.Load() {
+		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: "node is draining"})
+		return "", "", false
+	}
+	// Before anything else, so that every attempt from an address counts, failed ones too.
+	if err := s.cfg.Limiter.allowIP(r); err != nil {
+		s.countLimited(err)
+		writeError(w, err)
+		return "", "", false
+	}
+	user, err := s.authenticate(r)
+	if err != nil {
+		writeError(w, err)
+		return "", "", false
+	}
+	if !s.originAllowed(r) {
+		writeError(w, &apiError{status: http.StatusForbidden, code: codeForbidden, message: "origin not allowed"})
+		return "", "", false
+	}
+	if !isUpgrade(r) {
+		// gws would answer in plain text; every refusal here is a JSON error.
+		w.Header().Set("Upgrade", "websocket")
+		writeError(w, &apiError{status: http.StatusUpgradeRequired, code: codeBadRequest, message: "this endpoint speaks WebSocket (version 13) only"})
+		return "", "", false
+	}
+	since = r.URL.Query().Get("since")
+	if since != "" {
+		if _, err := subscriptions.ParseStreamID(since); err != nil {
+			writeError(w, errBadRequest(codeBadRequest, "since must be a message id <ms>-<seq>"))
+			return "", "", false
+		}
+	}
+	if s.hub.LocalConnections(user) >= s.cfg.MaxConnsPerUser {
+		writeError(w, &apiError{status: http.StatusTooManyRequests, code: codeRateLimited, message: "too many connections for this user"})
+		return "", "", false
+	}
+	// Last before the upgrade, so that only a connection that would open takes from the
+	// user's budget (the IP's was taken first, above).
+	if err := s.cfg.Limiter.allowUserConn(r.Context(), user); err != nil {
+		s.countLimited(err)
+		writeError(w, err)
+		return "", "", false
+	}
+	return user, since, true
+}
+
+// isUpgrade reports whether r is a WebSocket version 13 upgrade request.
+func isUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") &&
+		headerHasToken(r.Header, "Upgrade", "websocket") &&
+		r.Header.Get("Sec-WebSocket-Version") == "13" &&
+		r.Header.Get("Sec-WebSocket-Key") != ""
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
