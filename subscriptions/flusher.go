@@ -45,6 +45,8 @@ func (l *link) confirm(ps *redis.PubSub, m *redis.Subscription) confirmation {
 func (l *link) confirmSentinelLocked(subscribe bool) confirmation {
 	h := l.hub
 	switch {
+	case l.state == connClosed:
+		return confirmation{} // the hub is stopping; the connection is being closed
 	case !subscribe:
 		// Redis Cluster unsubscribed us: the slot moved. Only a new connection can
 		// subscribe again (LIBS.md B7).
