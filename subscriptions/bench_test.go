@@ -35,10 +35,12 @@ func dispatchFixture(tb testing.TB, conns int) (*link, *channel) {
 	}
 	name := h.keys.userChannel("bob")
 	l := h.newLink(-1)
-	c := &channel{name: name, user: "bob", link: l, ready: true, readyCh: make(chan struct{})}
+	c := newChannel(name, "bob", l)
+	c.apply(evSubscribe)
+	c.apply(evConfirmed)
 	l.channels[name] = c
 	for range conns {
-		c.subs = append(c.subs, &Subscription{hub: h, user: "bob", sink: &nopSink{}, ch: c, state: stateLive})
+		c.subs = append(c.subs, &Subscription{hub: h, user: "bob", sink: &nopSink{}, link: l, ch: c, state: stateLive})
 	}
 	return l, c
 }

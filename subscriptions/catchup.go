@@ -72,7 +72,7 @@ func (q *catchupQueue) run(ctx context.Context, workers int) {
 // (inclusive, to prove nothing was trimmed past it), delivers what it missed, then what
 // arrived live meanwhile, and puts it back live. A subscription with more to read than one
 // page goes back on the queue. A subscription whose replay asked for its next page (see
-// Subscription.replayLocked) gets that page, bounded in bytes, in the same pipeline.
+// Subscription.replayAndUnlock) gets that page, bounded in bytes, in the same pipeline.
 func (q *catchupQueue) catchUp(ctx context.Context, batch []*Subscription) {
 	h := q.hub
 	froms := make([]StreamID, len(batch))
@@ -133,7 +133,7 @@ func (q *catchupQueue) catchUp(ctx context.Context, batch []*Subscription) {
 		case err != nil:
 			s.mu.Lock()
 			s.queued = false
-			s.dropLocked(fmt.Errorf("%w: catch up: %w", ErrUnavailable, err))
+			s.dropAndUnlock(fmt.Errorf("%w: catch up: %w", ErrUnavailable, err))
 		default:
 			q.finish(s, froms[i], ranges[i].Val())
 		}
@@ -150,7 +150,7 @@ func (q *catchupQueue) finish(s *Subscription, from StreamID, page []redis.XMess
 	}
 	if !from.IsZero() && (len(page) == 0 || page[0].ID != from.String()) {
 		// Our position left the stream: messages after it were trimmed before we read them.
-		s.dropLocked(ErrLagged)
+		s.dropAndUnlock(ErrLagged)
 		return
 	}
 	ok := true
@@ -168,5 +168,5 @@ func (q *catchupQueue) finish(s *Subscription, from StreamID, page []redis.XMess
 		q.push(s)
 		return
 	}
-	s.goLiveLocked(ok)
+	s.goLiveAndUnlock(ok)
 }

@@ -66,9 +66,7 @@ func TestOnRedisCluster(t *testing.T) {
 			msgs, _ := sinks[u].snapshot()
 			checkInOrder(t, msgs, ids[u])
 		}
-		hs[0].mu.RLock()
-		links := len(hs[0].links)
-		hs[0].mu.RUnlock()
+		links := len(hs[0].allLinks())
 		if links < 10 {
 			t.Fatalf("%d sharded links for 40 users: want one per bucket in use", links)
 		}

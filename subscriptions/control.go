@@ -69,31 +69,24 @@ func (h *Hub) Disconnect(ctx context.Context, user string) (int, error) {
 	return total, nil
 }
 
-// control carries out a control message that arrived on one of the link's channels.
-func (l *link) control(m *redis.Message) {
+// control carries out a control message that arrived on one of the link's channels. It
+// runs on the link's reader; the reply, a Redis round trip, runs apart and is joined by
+// link.run, under ctx.
+func (l *link) control(ctx context.Context, m *redis.Message) {
 	var cm controlMessage
 	if json.Unmarshal([]byte(m.Payload), &cm) != nil || cm.Op != "disconnect" || cm.Reply == "" {
 		return
 	}
 	h := l.hub
-	h.mu.RLock()
-	var subs []*Subscription
-	if c := l.channels[m.Channel]; c != nil {
-		subs = append(subs, c.subs...)
-	}
-	h.mu.RUnlock()
-	// The reply is a Redis round trip: not on the reader goroutine.
-	go func() {
+	subs := l.subscribers(m.Channel)
+	l.tasks.Go(func() {
 		n := 0
 		for _, s := range subs {
 			if s.kick() {
 				n++
 			}
 		}
-		h.mu.RLock()
-		base := h.ctx
-		h.mu.RUnlock()
-		ctx, cancel := context.WithTimeout(base, kickReplyTimeout)
+		ctx, cancel := context.WithTimeout(ctx, kickReplyTimeout)
 		defer cancel()
 		_, err := h.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.RPush(ctx, cm.Reply, n)
@@ -103,7 +96,7 @@ func (l *link) control(m *redis.Message) {
 		if err != nil {
 			h.log.Warn("replying to a disconnect failed", "err", err)
 		}
-	}()
+	})
 }
 
 // kick closes the subscription as ErrKicked; it reports whether it was open.
@@ -113,6 +106,6 @@ func (s *Subscription) kick() bool {
 		s.mu.Unlock()
 		return false
 	}
-	s.dropLocked(ErrKicked)
+	s.dropAndUnlock(ErrKicked)
 	return true
 }

@@ -1,5 +1,27 @@
 package subscriptions
 
+// Lock order. The hub's locks are taken in this order, never the other way round:
+//
+//	Subscription.mu  ->  the Sink's own locks (Deliver, Room)  ->  Hub.mu or link.mu
+//
+//   - Hub.mu guards the table of links, and link.mu one link: its Pub/Sub connection state
+//     and its channels (each channel's chanState and subscribers). Both are leaves: nothing
+//     holds them while taking another lock, calling a Subscription or a Sink, or waiting on
+//     Redis, and neither is held while taking the other. Dispatch copies a channel's
+//     subscribers under link.mu and offers the message after releasing it (link.dispatch
+//     says why order and Close still hold); confirmations hand back the subscriptions to
+//     catch up, and the reader asks for that after releasing it.
+//   - Subscription.mu guards one subscription's delivery state, and a Sink is called under
+//     it so that deliveries to it stay in id order. A Sink may therefore call into the hub
+//     (Subscribe, LocalConnections, another subscription's Close), never its own
+//     subscription.
+//   - catchupQueue.mu, publisher.mu and Hub.resumeMu are leaves. A room's fan-out lock
+//     (rooms.go) is held across the room's publishes, so it comes before publisher.mu.
+//
+// Names: a function ending in Locked is called with the lock it names (or its receiver's)
+// held, and returns with it still held; one ending in AndUnlock is called with it held and
+// releases it. No other function changes who holds a lock.
+
 import (
 	"context"
 	"errors"
@@ -131,11 +153,11 @@ type Hub struct {
 	pub     *publisher
 	obs     Observer
 
-	// mu guards the links, their channel tables and their connection state. Lock order: mu,
-	// then a Subscription's mu.
-	mu    sync.RWMutex
-	links map[int]*link // by bucket; -1 is the one link on a single Redis
-	conns int           // local subscriptions, for stats
+	// mu guards the table of links; each link guards its own channels with link.mu.
+	mu        sync.Mutex
+	links     map[int]*link // by bucket; -1 is the one link on a single Redis
+	unstarted []*link       // created, not yet run: Run starts them
+	linkAdded chan struct{} // wakes Run to start the unstarted links
 
 	redisOK atomic.Bool // the last round trip on the command client succeeded
 	// Counters for operators: Pub/Sub connections built after the first, and messages
@@ -154,23 +176,8 @@ type Hub struct {
 	resumeMu    sync.Mutex
 	resumes     map[string]int // replays under way by user, for MaxResumesPerUser
 	roomLocks   roomLocks
-	tops        chan *topRead  // newest-id reads of new connections, batched
-	wg          sync.WaitGroup // link goroutines
-	done        chan struct{}  // closed when Run has returned
-	ctx         context.Context
-}
-
-// channel is the node's state of one user channel.
-type channel struct {
-	name, user  string
-	link        *link
-	subs        []*Subscription
-	subscribed  bool          // the last command written for it was SUBSCRIBE
-	inflight    int           // commands written and not yet confirmed
-	ready       bool          // Redis confirmed the current subscription
-	readyCh     chan struct{} // closed when ready turns true
-	needCatchup bool          // the Pub/Sub connection was rebuilt since subs went live
-	queued      bool          // in link.dirty
+	tops        chan *topRead // newest-id reads of new connections, batched
+	done        chan struct{} // closed when Run has returned
 }
 
 // New builds a hub on a go-redis client. The client must be configured with MaxRetries -1:
@@ -194,8 +201,8 @@ func New(rdb redis.UniversalClient, cfg Config) (*Hub, error) {
 		links:       make(map[int]*link),
 		resumes:     make(map[string]int),
 		tops:        make(chan *topRead, 1024),
+		linkAdded:   make(chan struct{}, 1),
 		done:        make(chan struct{}),
-		ctx:         context.Background(),
 		callTimeout: callTimeout,
 	}
 	publishCmd := "PUBLISH"
@@ -241,18 +248,15 @@ func (h *Hub) scriptDeadline() string {
 // Node returns this node's id.
 func (h *Hub) Node() string { return h.cfg.Node }
 
-// Run runs the hub until ctx ends: the Pub/Sub reader, the subscription flusher, the
-// heartbeat watchdog, the catch-up workers and the delivery pipeline. On return every
-// subscription of the node is released (the Pub/Sub connection is closed).
+// Run runs the hub until ctx ends: the Pub/Sub links (a reader and a flusher each), the
+// heartbeat watchdog, the catch-up workers and the delivery pipeline. ctx is the lifetime of
+// everything the hub starts, and Run joins all of it before it returns. On return every
+// subscription of the node is released (the Pub/Sub connections are closed).
 func (h *Hub) Run(ctx context.Context) error {
 	if !h.started.CompareAndSwap(false, true) {
 		return errors.New("subscriptions: Run called twice")
 	}
 	defer close(h.done)
-	// The context links run under is set before the hub takes subscriptions.
-	h.mu.Lock()
-	h.ctx = ctx
-	h.mu.Unlock()
 	h.running.Store(true)
 	if err := batchScript.Load(ctx, h.rdb).Err(); err != nil {
 		h.log.Warn("loading batch script", "err", err)
@@ -279,149 +283,83 @@ func (h *Hub) Run(ctx context.Context) error {
 		wg.Go(func() { h.topReader(ctx) })
 	}
 	if !h.cluster {
-		h.mu.Lock()
-		h.startLink(-1)
-		h.mu.Unlock()
+		h.link(-1)
 	}
-	<-ctx.Done()
+	h.runLinks(ctx, &wg)
 	h.pub.close()
-	h.mu.Lock()
-	h.running.Store(false) // no new links
-	for _, l := range h.links {
-		if l.ps != nil {
-			_ = l.ps.Close() // releases every subscription of the node
-		}
+	h.running.Store(false)
+	for _, l := range h.allLinks() {
+		l.close() // releases every subscription of the link
 	}
-	h.mu.Unlock()
-	h.wg.Wait()
 	wg.Wait()
 	return nil
 }
 
-// startLink creates and runs the link of bucket b; mu must be held. After Run has begun
-// to stop, the link is created but not run: its subscribers wait for a confirmation that
-// never comes and get ErrClosed.
-func (h *Hub) startLink(b int) *link {
+// runLinks runs each link as it is created, on wg, until ctx ends. A link created after
+// that is never run: its subscribers wait for a confirmation that never comes and get
+// ErrClosed.
+func (h *Hub) runLinks(ctx context.Context, wg *sync.WaitGroup) {
+	for {
+		h.mu.Lock()
+		start := h.unstarted
+		h.unstarted = nil
+		h.mu.Unlock()
+		for _, l := range start {
+			wg.Go(func() { l.run(ctx) })
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.linkAdded:
+		}
+	}
+}
+
+// link returns the link of bucket b, creating it (and asking Run to start it) if needed.
+func (h *Hub) link(b int) *link {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if l := h.links[b]; l != nil {
+		return l
+	}
 	l := h.newLink(b)
 	h.links[b] = l
-	if h.running.Load() {
-		ctx := h.ctx
-		h.wg.Go(func() { l.run(ctx) })
+	h.unstarted = append(h.unstarted, l)
+	select {
+	case h.linkAdded <- struct{}{}:
+	default:
 	}
 	return l
 }
 
-// linkFor returns the link that carries user's channel, starting it if needed; mu held.
+// linkFor returns the link that carries user's channel, creating it if needed.
 func (h *Hub) linkFor(user string) *link {
+	if h.cluster {
+		return h.link(bucketOf(user))
+	}
+	return h.link(-1)
+}
+
+// existingLinkFor returns the link that carries user's channel, or nil.
+func (h *Hub) existingLinkFor(user string) *link {
 	b := -1
 	if h.cluster {
 		b = bucketOf(user)
 	}
-	if l := h.links[b]; l != nil {
-		return l
-	}
-	return h.startLink(b)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.links[b]
 }
 
-// subscribeCmd writes SUBSCRIBE (or UNSUBSCRIBE), sharded on Redis Cluster.
-func (h *Hub) subscribeCmd(ctx context.Context, ps *redis.PubSub, subscribe bool, channels ...string) error {
-	switch {
-	case h.cluster && subscribe:
-		return ps.SSubscribe(ctx, channels...)
-	case h.cluster:
-		return ps.SUnsubscribe(ctx, channels...)
-	case subscribe:
-		return ps.Subscribe(ctx, channels...)
-	default:
-		return ps.Unsubscribe(ctx, channels...)
-	}
-}
-
-// Ready reports whether the node can serve: Redis answers and its Pub/Sub connections are up
-// and answered within three heartbeats. On a single Redis that is the one connection. On
-// Redis Cluster a node is ready while at least half of its bucket links are healthy: one
-// master failing over affects the users of its slots on every node, and taking every node
-// out of the load balancer for it would turn a partial outage into a total one; the links
-// of that master are rebuilt and caught up meanwhile.
-func (h *Hub) Ready() error {
-	if !h.redisOK.Load() {
-		return fmt.Errorf("%w: redis does not answer", ErrUnavailable)
-	}
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if !h.cluster && len(h.links) == 0 {
-		return fmt.Errorf("%w: pubsub connection not started", ErrUnavailable)
-	}
-	down := 0
+// allLinks returns the links of the node, in no order.
+func (h *Hub) allLinks() []*link {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	links := make([]*link, 0, len(h.links))
 	for _, l := range h.links {
-		if !l.healthy() {
-			down++
-		}
+		links = append(links, l)
 	}
-	if down > 0 && (!h.cluster || 2*down > len(h.links)) {
-		return fmt.Errorf("%w: %d of %d pubsub connections down or quiet", ErrUnavailable, down, len(h.links))
-	}
-	return nil
-}
-
-// watchdog checks every link each heartbeat and rebuilds the quiet ones.
-func (h *Hub) watchdog(ctx context.Context) {
-	t := time.NewTicker(h.cfg.Heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		h.mu.RLock()
-		links := make([]*link, 0, len(h.links))
-		for _, l := range h.links {
-			links = append(links, l)
-		}
-		h.mu.RUnlock()
-		for _, l := range links {
-			l.checkQuiet(ctx)
-		}
-	}
-}
-
-// healthLoop pings Redis on the command client every heartbeat for readiness. It runs apart
-// from the watchdog because a PING to a frozen Redis blocks until the client's read timeout.
-func (h *Hub) healthLoop(ctx context.Context) {
-	t := time.NewTicker(h.cfg.Heartbeat)
-	defer t.Stop()
-	for {
-		h.checkRedis(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func (h *Hub) checkRedis(ctx context.Context) {
-	pctx, cancel := context.WithTimeout(ctx, h.cfg.Heartbeat)
-	defer cancel()
-	sent := time.Now()
-	now, err := h.rdb.Time(pctx).Result()
-	ok := err == nil
-	if !ok && ctx.Err() == nil {
-		h.obs.ObserveRedisError()
-	}
-	if ok {
-		// Redis read its clock about halfway through the round trip.
-		local := sent.Add(time.Since(sent) / 2)
-		h.clockOffset.Store(now.UnixMilli() - local.UnixMilli())
-	}
-	if h.redisOK.Swap(ok) != ok {
-		if ok {
-			h.log.Info("redis is reachable")
-		} else if ctx.Err() == nil {
-			h.log.Warn("redis does not answer")
-		}
-	}
+	return links
 }
 
 // ReserveResume takes one of user's concurrent resumes on this node, so that a user cannot

@@ -334,11 +334,11 @@ func TestSubscribeRaceWithUnsubscribeKeepsTheChannel(t *testing.T) {
 
 // channelCount counts the channels the hub still tracks on all its links.
 func (h *Hub) channelCount() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
 	n := 0
-	for _, l := range h.links {
+	for _, l := range h.allLinks() {
+		l.mu.Lock()
 		n += len(l.channels)
+		l.mu.Unlock()
 	}
 	return n
 }

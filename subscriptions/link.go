@@ -3,10 +3,21 @@ package subscriptions
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+)
+
+// connState is where a link's Pub/Sub connection stands.
+type connState uint8
+
+const (
+	connDown    connState = iota // no connection; the reader is building one or waiting to
+	connDialing                  // a connection is set up and its sentinel not yet confirmed
+	connUp                       // the sentinel is confirmed: channel commands may be written
+	connClosed                   // the hub is stopping: the link takes no new connection
 )
 
 // link is one Pub/Sub connection of the node and the user channels it carries. On a single
@@ -14,20 +25,25 @@ import (
 // per bucket in use: go-redis pins a cluster PubSub to the node of its first channel's slot
 // and loses a multi-slot PubSub on reconnect (LIBS.md B7), and a bucket is one slot.
 //
-// One goroutine reads the link and a flusher writes its subscription changes; their state
-// is guarded by Hub.mu.
+// One goroutine reads the link (readLoop, which also dispatches) and a flusher writes its
+// subscription changes; both are started and joined by run.
 type link struct {
 	hub      *Hub
 	bucket   int    // -1 for the single-Redis link
 	sentinel string // the node channel of this link
 
-	channels    map[string]*channel
+	// mu guards the fields below it and the state of every channel in channels. It is
+	// never held while calling a Subscription or a Sink, or while waiting on Redis.
+	mu          sync.Mutex
+	state       connState
 	ps          *redis.PubSub // nil while there is none
 	started     time.Time     // when ps was created, for the watchdog
-	connected   bool          // the sentinel is confirmed on ps
-	dirty       []*channel    // channels whose wanted state changed since the last flush
-	unconfirmed int           // confirmations due for the last flush; none is written before
+	channels    map[string]*channel
+	dirty       []*channel // channels whose wanted state changed since the last flush
+	unconfirmed int        // confirmations due for the last flush; none is written before
 
+	offering []*Subscription // dispatch's copy of a channel's subscribers; reader only
+	tasks    sync.WaitGroup  // the flusher and control replies, joined by run
 	flush    chan struct{}
 	lastRecv atomic.Int64 // unix nanos of the last thing read from ps
 }
@@ -42,10 +58,24 @@ func (h *Hub) newLink(bucket int) *link {
 	}
 }
 
-// run reads and flushes the link until ctx ends.
+// run reads and flushes the link until ctx ends, and returns once everything it started
+// has returned.
 func (l *link) run(ctx context.Context) {
-	go l.flushLoop(ctx)
+	l.tasks.Go(func() { l.flushLoop(ctx) })
 	l.readLoop(ctx)
+	l.tasks.Wait()
+}
+
+// close stops the link taking new connections and closes the one it has, which releases
+// every subscription it carries; the reader then sees the error and returns.
+func (l *link) close() {
+	l.mu.Lock()
+	l.state = connClosed
+	ps := l.ps
+	l.mu.Unlock()
+	if ps != nil {
+		_ = ps.Close()
+	}
 }
 
 // readLoop owns the Pub/Sub connection: it builds one, reads everything from it, and builds
@@ -56,6 +86,9 @@ func (l *link) readLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		ps, err := l.connect(ctx)
 		if err != nil {
+			if l.isClosed() {
+				return
+			}
 			h.log.Warn("pubsub connect failed", "bucket", l.bucket, "err", err, "retry_in", backoff)
 			h.reloadSlots(ctx)
 			select {
@@ -66,27 +99,50 @@ func (l *link) readLoop(ctx context.Context) {
 			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
-		for {
-			m, err := ps.Receive(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					h.log.Warn("pubsub connection lost; rebuilding it", "bucket", l.bucket, "err", err)
-				}
-				h.reloadSlots(ctx)
-				break
-			}
-			l.lastRecv.Store(time.Now().UnixNano())
-			switch m := m.(type) {
-			case *redis.Message:
-				l.dispatch(m)
-			case *redis.Subscription:
-				if l.confirm(ps, m) {
-					backoff = 50 * time.Millisecond
-				}
-			}
+		if l.receive(ctx, ps) {
+			backoff = 50 * time.Millisecond
 		}
 		l.disconnect(ps)
 	}
+}
+
+// receive reads ps until it fails. It reports whether the connection came up (its sentinel
+// was confirmed).
+func (l *link) receive(ctx context.Context, ps *redis.PubSub) (up bool) {
+	h := l.hub
+	for {
+		m, err := ps.Receive(ctx)
+		if err != nil {
+			if ctx.Err() == nil && !l.isClosed() {
+				h.log.Warn("pubsub connection lost; rebuilding it", "bucket", l.bucket, "err", err)
+			}
+			h.reloadSlots(ctx)
+			return up
+		}
+		l.lastRecv.Store(time.Now().UnixNano())
+		switch m := m.(type) {
+		case *redis.Message:
+			if !l.dispatch(m) && strings.HasPrefix(m.Payload, controlPrefix) {
+				l.control(ctx, m)
+			}
+		case *redis.Subscription:
+			c := l.confirm(ps, m)
+			up = up || c.up
+			for _, s := range c.catchup {
+				s.requestCatchup()
+			}
+			if c.rebuild {
+				// The next Receive fails, and the loop builds a new connection.
+				_ = ps.Close()
+			}
+		}
+	}
+}
+
+func (l *link) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state == connClosed
 }
 
 // connect builds a new Pub/Sub connection and subscribes the sentinel on it. Every user
@@ -100,19 +156,10 @@ func (l *link) connect(ctx context.Context) (*redis.PubSub, error) {
 	} else {
 		ps = h.rdb.Subscribe(ctx)
 	}
-	h.mu.Lock()
-	if !l.started.IsZero() {
-		h.reconnects.Add(1)
+	if !l.adopt(ps) {
+		_ = ps.Close()
+		return nil, ErrClosed
 	}
-	l.ps, l.started, l.connected, l.unconfirmed = ps, time.Now(), false, 0
-	for _, c := range l.channels {
-		c.inflight, c.subscribed = 0, false
-		if c.ready {
-			c.ready, c.readyCh = false, make(chan struct{})
-			c.needCatchup = true
-		}
-	}
-	h.mu.Unlock()
 	if err := h.subscribeCmd(ctx, ps, true, l.sentinel); err != nil {
 		l.disconnect(ps)
 		return nil, err
@@ -120,179 +167,82 @@ func (l *link) connect(ctx context.Context) (*redis.PubSub, error) {
 	return ps, nil
 }
 
+// adopt makes ps the link's connection, on which no channel is subscribed yet; it reports
+// false when the link is closed.
+func (l *link) adopt(ps *redis.PubSub) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.state == connClosed {
+		return false
+	}
+	if !l.started.IsZero() {
+		l.hub.reconnects.Add(1)
+	}
+	l.ps, l.started, l.state, l.unconfirmed = ps, time.Now(), connDialing, 0
+	for _, c := range l.channels {
+		c.apply(evConnLost)
+	}
+	return true
+}
+
 // disconnect forgets ps and closes it.
 func (l *link) disconnect(ps *redis.PubSub) {
-	h := l.hub
-	h.mu.Lock()
+	l.mu.Lock()
 	if l.ps == ps {
-		l.ps, l.connected = nil, false
+		l.ps = nil
+		if l.state != connClosed {
+			l.state = connDown
+		}
 	}
-	h.mu.Unlock()
+	l.mu.Unlock()
 	_ = ps.Close()
 }
 
-// confirm handles a subscribe or unsubscribe confirmation. It reports whether it was the
-// sentinel's, which means the connection is up.
-func (l *link) confirm(ps *redis.PubSub, m *redis.Subscription) bool {
-	h := l.hub
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if l.ps != ps {
-		return false
-	}
-	subscribe := m.Kind == "subscribe" || m.Kind == "ssubscribe"
-	if m.Channel == l.sentinel {
-		switch {
-		case !subscribe:
-			// Redis Cluster unsubscribed us: the slot moved. Only a new connection can
-			// subscribe again (LIBS.md B7).
-			h.log.Warn("pubsub sentinel unsubscribed by Redis (slot moved?); rebuilding", "bucket", l.bucket)
-			go ps.Close()
-		case l.connected:
-			// go-redis reconnected by itself inside a call and resubscribed; what was
-			// published meanwhile is missing, so rebuild and catch everyone up.
-			h.log.Warn("pubsub connection was re-established underneath; rebuilding it", "bucket", l.bucket)
-			go ps.Close()
-		default:
-			l.connected = true
-			for _, c := range l.channels {
-				l.markDirty(c)
-			}
-			l.wakeFlusher()
-			return true
-		}
-		return false
-	}
-	if l.unconfirmed > 0 {
-		if l.unconfirmed--; l.unconfirmed == 0 && len(l.dirty) > 0 {
-			l.wakeFlusher()
-		}
-	}
-	c := l.channels[m.Channel]
-	if c == nil {
-		return false
-	}
-	if c.inflight == 0 {
-		if !subscribe && c.subscribed {
-			// An unsubscribe we did not ask for: the slot moved or the shard failed over.
-			h.log.Warn("pubsub channel unsubscribed by Redis; rebuilding", "bucket", l.bucket)
-			go ps.Close()
-		}
-		return false
-	}
-	c.inflight--
-	if c.inflight > 0 {
-		return false // a later command on this channel decides its state
-	}
-	switch {
-	case c.subscribed && subscribe:
-		if !c.ready {
-			c.ready = true
-			close(c.readyCh)
-		}
-		if c.needCatchup {
-			c.needCatchup = false
-			for _, s := range c.subs {
-				s.requestCatchup()
-			}
-		}
-	case !c.subscribed && len(c.subs) == 0:
-		delete(l.channels, c.name)
-	}
-	return false
-}
-
-// dispatch hands a published message to the local subscriptions of its channel.
-func (l *link) dispatch(m *redis.Message) {
+// dispatch offers a published message to the local subscriptions of its channel. It
+// reports false when the payload is not a message (a control message, or garbage).
+//
+// The subscribers are copied under l.mu and offered after it is released, so that no hub
+// lock is held while a Sink runs (a Sink may call back into the hub). Two guarantees hold
+// without the link lock:
+//
+//   - Order. A channel is carried by one link, and a link has one reader goroutine, which
+//     is the only caller of dispatch: a user's messages are offered one after the other in
+//     the order Redis published them, which is id order (the delivery script appends and
+//     publishes in one step). Each offer runs under the Subscription's own lock, which
+//     orders it with the subscription's replay and catch-up, and deliverLocked passes
+//     nothing that is not newer than the last id delivered.
+//   - Nothing after Close. Subscription.Close marks the subscription closed under its lock
+//     before detaching it. An offer from a copy taken before the detach takes that lock
+//     too: either it ran first and Close waited for it, or it sees the subscription closed
+//     and delivers nothing. So no Deliver runs once Close has returned.
+func (l *link) dispatch(m *redis.Message) bool {
 	msg, ok := decodeMessage(m.Payload)
 	if !ok {
-		if strings.HasPrefix(m.Payload, controlPrefix) {
-			l.control(m)
-		}
-		return
+		return false
 	}
 	h := l.hub
 	h.obs.ObserveDispatch(time.Duration(time.Now().UnixMilli()+h.clockOffset.Load()-int64(msg.ID.MS)) * time.Millisecond)
-	h.mu.RLock()
+	l.mu.Lock()
 	if c := l.channels[m.Channel]; c != nil {
-		for _, s := range c.subs {
-			s.offer(msg)
-		}
+		l.offering = append(l.offering[:0], c.subs...)
 	}
-	h.mu.RUnlock()
+	l.mu.Unlock()
+	for _, s := range l.offering {
+		s.offer(msg)
+	}
+	clear(l.offering) // keep no closed subscription reachable
+	l.offering = l.offering[:0]
+	return true
 }
 
-// markDirty queues c for the flusher; Hub.mu must be held.
-func (l *link) markDirty(c *channel) {
-	if !c.queued {
-		c.queued = true
-		l.dirty = append(l.dirty, c)
+// subscribers returns a copy of the subscriptions of the channel named name.
+func (l *link) subscribers(name string) []*Subscription {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c := l.channels[name]; c != nil {
+		return append([]*Subscription(nil), c.subs...)
 	}
-}
-
-func (l *link) wakeFlusher() {
-	select {
-	case l.flush <- struct{}{}:
-	default:
-	}
-}
-
-// flushLoop writes subscription changes to the Pub/Sub connection. Changes that pile up
-// while Redis confirms the previous batch go out together, so a connect storm of thousands
-// of users costs a few SUBSCRIBE commands, not one each.
-func (l *link) flushLoop(ctx context.Context) {
-	const chunk = 1024
-	h := l.hub
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-l.flush:
-		}
-		h.mu.Lock()
-		ps := l.ps
-		if ps == nil || !l.connected || l.unconfirmed > 0 {
-			// A new connection re-queues every channel; a confirmation wakes us.
-			h.mu.Unlock()
-			continue
-		}
-		var subs, unsubs []string
-		for _, c := range l.dirty {
-			c.queued = false
-			want := len(c.subs) > 0
-			switch {
-			case want && !c.subscribed:
-				c.subscribed = true
-				c.inflight++
-				subs = append(subs, c.name)
-			case !want && c.subscribed:
-				c.subscribed = false
-				c.inflight++
-				c.ready, c.readyCh = false, make(chan struct{})
-				unsubs = append(unsubs, c.name)
-			case !want && c.inflight == 0:
-				delete(l.channels, c.name)
-			}
-		}
-		clear(l.dirty)
-		l.dirty = l.dirty[:0]
-		l.unconfirmed = len(subs) + len(unsubs)
-		h.mu.Unlock()
-
-		var err error
-		for i := 0; i < len(unsubs) && err == nil; i += chunk {
-			err = h.subscribeCmd(ctx, ps, false, unsubs[i:min(i+chunk, len(unsubs))]...)
-		}
-		for i := 0; i < len(subs) && err == nil; i += chunk {
-			err = h.subscribeCmd(ctx, ps, true, subs[i:min(i+chunk, len(subs))]...)
-		}
-		if err != nil && ctx.Err() == nil {
-			// The reader sees the closed connection and builds a new one, which subscribes
-			// every wanted channel again.
-			h.log.Warn("pubsub write failed; rebuilding the connection", "bucket", l.bucket, "err", err)
-			_ = ps.Close()
-		}
-	}
+	return nil
 }
 
 // checkQuiet closes the link's connection when it has been silent for three heartbeats, and
@@ -300,9 +250,9 @@ func (l *link) flushLoop(ctx context.Context) {
 // (LIBS.md B4); the reader then builds a new connection.
 func (l *link) checkQuiet(ctx context.Context) {
 	h := l.hub
-	h.mu.RLock()
+	l.mu.Lock()
 	ps, started := l.ps, l.started
-	h.mu.RUnlock()
+	l.mu.Unlock()
 	if ps == nil {
 		return
 	}
@@ -329,7 +279,10 @@ func (h *Hub) reloadSlots(ctx context.Context) {
 	}
 }
 
-// healthy reports whether the link's connection is up and answered recently; mu held.
+// healthy reports whether the link's connection is up and answered recently.
 func (l *link) healthy() bool {
-	return l.connected && time.Since(time.Unix(0, l.lastRecv.Load())) <= 3*l.hub.cfg.Heartbeat
+	l.mu.Lock()
+	up := l.state == connUp
+	l.mu.Unlock()
+	return up && time.Since(time.Unix(0, l.lastRecv.Load())) <= 3*l.hub.cfg.Heartbeat
 }

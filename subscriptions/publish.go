@@ -55,33 +55,13 @@ type Stats struct {
 
 // LocalConnections returns how many of user's connections this node holds.
 func (h *Hub) LocalConnections(user string) int {
-	b := -1
-	if h.cluster {
-		b = bucketOf(user)
-	}
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if l := h.links[b]; l != nil {
-		if c := l.channels[h.keys.userChannel(user)]; c != nil {
-			return len(c.subs)
-		}
-	}
-	return 0
+	return h.localConnections(user)
 }
 
 // Stats returns the node's current subscriptions, sorted by user.
 func (h *Hub) Stats() Stats {
-	st := Stats{Node: h.cfg.Node, Channels: []ChannelStats{}}
-	h.mu.RLock()
-	for _, l := range h.links {
-		for _, c := range l.channels {
-			if len(c.subs) > 0 {
-				st.Channels = append(st.Channels, ChannelStats{User: c.user, Channel: c.name, Connections: len(c.subs)})
-			}
-		}
-	}
-	st.Connections = h.conns
-	h.mu.RUnlock()
+	st := Stats{Node: h.cfg.Node}
+	st.Channels, st.Connections = h.channelStats()
 	st.Users = len(st.Channels)
 	st.PubSubReconnects, st.CaughtUp, st.Replayed = h.reconnects.Load(), h.caughtUp.Load(), h.replayed.Load()
 	sort.Slice(st.Channels, func(i, j int) bool { return st.Channels[i].User < st.Channels[j].User })

@@ -7,9 +7,15 @@ import (
 )
 
 // Sink is where a subscription's messages go: a client connection's outgoing queue.
+//
+// The hub calls a Sink holding no lock of its own but the subscription's (see the lock
+// order in hub.go), so a Sink may call back into the hub: Subscribe, LocalConnections,
+// another subscription's Close. Deliver must not call its own subscription's methods; Drop
+// may.
 type Sink interface {
 	// Deliver queues msg for the client without blocking. It returns false when the client
-	// cannot keep up; the hub then stops delivering and calls Drop.
+	// cannot keep up; the hub then stops delivering and calls Drop. No Deliver runs once the
+	// subscription's Close has returned.
 	Deliver(msg Message) bool
 	// Drop is called once when the hub gives up on the subscription (ErrSlowConsumer,
 	// ErrLagged, or history that could not be read). The sink is expected to close its
@@ -52,7 +58,8 @@ type Subscription struct {
 	hub  *Hub
 	user string
 	sink Sink
-	ch   *channel // guarded by hub.mu; nil once detached
+	link *link    // the link carrying the user's channel; set by attach, then fixed
+	ch   *channel // guarded by link.mu; nil once detached
 
 	mu           sync.Mutex
 	state        subState
@@ -153,28 +160,6 @@ func (s *Subscription) takePageLocked(page replayPage) {
 	s.replayDone = !page.more && !s.overflowed
 }
 
-// attach registers s on user's channel and returns a channel closed once Redis has
-// confirmed the subscription.
-func (h *Hub) attach(user string, s *Subscription) <-chan struct{} {
-	name := h.keys.userChannel(user)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	l := h.linkFor(user)
-	c := l.channels[name]
-	if c == nil {
-		c = &channel{name: name, user: user, link: l, readyCh: make(chan struct{})}
-		l.channels[name] = c
-	}
-	c.subs = append(c.subs, s)
-	s.ch = c
-	h.conns++
-	if len(c.subs) == 1 {
-		l.markDirty(c)
-		l.wakeFlusher()
-	}
-	return c.readyCh
-}
-
 // PacedSink is a Sink that can say when it is full, so that a long replay is fed to it as
 // it drains instead of overflowing it (a resume after 1,000 large messages would otherwise
 // be dropped as a slow consumer, resume, and be dropped again), and so that the next page
@@ -199,13 +184,13 @@ func (s *Subscription) Start() {
 		return
 	}
 	s.started = true
-	s.replayLocked()
+	s.replayAndUnlock()
 }
 
-// replayLocked delivers what is left of the page, as far as a paced sink has room, asks for
-// the next page once it is all delivered, and goes live once the stream has no more. It
-// unlocks s.mu.
-func (s *Subscription) replayLocked() {
+// replayAndUnlock delivers what is left of the page, as far as a paced sink has room, asks
+// for the next page once it is all delivered, and goes live once the stream has no more. It
+// is called with s.mu held and releases it.
+func (s *Subscription) replayAndUnlock() {
 	paced, _ := s.sink.(PacedSink)
 	for len(s.replay) > 0 {
 		m := s.replay[0]
@@ -216,7 +201,7 @@ func (s *Subscription) replayLocked() {
 		s.replay[0] = Message{} // the queue holds it now; the page must not
 		s.replay = s.replay[1:]
 		if !s.deliverLocked(m) {
-			s.dropLocked(ErrSlowConsumer)
+			s.dropAndUnlock(ErrSlowConsumer)
 			return
 		}
 	}
@@ -233,7 +218,7 @@ func (s *Subscription) replayLocked() {
 		s.mu.Unlock() // the page under way continues
 		return
 	}
-	s.goLiveLocked(true)
+	s.goLiveAndUnlock(true)
 }
 
 // resumeReplay continues a paced replay once the sink has drained.
@@ -243,7 +228,7 @@ func (s *Subscription) resumeReplay() {
 		s.mu.Unlock()
 		return
 	}
-	s.replayLocked()
+	s.replayAndUnlock()
 }
 
 // pageRead applies a page read for s from from by a catch-up worker: err is the read's
@@ -255,27 +240,27 @@ func (s *Subscription) pageRead(from StreamID, page replayPage, kept bool, err e
 	case s.state != stateSetup:
 		s.mu.Unlock() // closed meanwhile
 	case err != nil:
-		s.dropLocked(err)
+		s.dropAndUnlock(err)
 	case !kept || from != s.replayFrom:
 		// Our position left the stream while the client was slow to take the replay:
 		// messages after it were trimmed. Its client must resume to learn so.
-		s.dropLocked(ErrLagged)
+		s.dropAndUnlock(ErrLagged)
 	default:
 		s.takePageLocked(page)
-		s.replayLocked()
+		s.replayAndUnlock()
 	}
 }
 
-// goLiveLocked delivers what was buffered and goes live, or drops the subscription when a
-// delivery failed. It unlocks s.mu.
-func (s *Subscription) goLiveLocked(ok bool) {
+// goLiveAndUnlock delivers what was buffered and goes live, or drops the subscription when
+// a delivery failed. It is called with s.mu held and releases it.
+func (s *Subscription) goLiveAndUnlock(ok bool) {
 	for i := 0; ok && i < len(s.pending); i++ {
 		ok = s.deliverLocked(s.pending[i])
 	}
 	clear(s.pending)
 	s.pending, s.pendingBytes = s.pending[:0], 0
 	if !ok {
-		s.dropLocked(ErrSlowConsumer)
+		s.dropAndUnlock(ErrSlowConsumer)
 		return
 	}
 	wasSetup := s.state == stateSetup
@@ -295,7 +280,7 @@ func (s *Subscription) goLiveLocked(ok bool) {
 func (s *Subscription) User() string { return s.user }
 
 // Close releases the subscription; the node unsubscribes the channel when it was the user's
-// last here. Close is idempotent.
+// last here. Once Close returns, the sink gets no more messages. Close is idempotent.
 func (s *Subscription) Close() {
 	s.mu.Lock()
 	s.state = stateClosed
@@ -304,37 +289,13 @@ func (s *Subscription) Close() {
 	s.detach()
 }
 
-// detach removes s from its channel once.
-func (s *Subscription) detach() {
-	h := s.hub
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	c := s.ch
-	if c == nil {
-		return
-	}
-	s.ch = nil
-	for i, x := range c.subs {
-		if x == s {
-			c.subs = append(c.subs[:i], c.subs[i+1:]...)
-			h.conns--
-			break
-		}
-	}
-	if len(c.subs) == 0 {
-		c.subs = nil
-		c.link.markDirty(c)
-		c.link.wakeFlusher()
-	}
-}
-
 // offer takes a live message from the dispatcher. It never blocks on the client.
 func (s *Subscription) offer(m Message) {
 	s.mu.Lock()
 	switch s.state {
 	case stateLive:
 		if !s.deliverLocked(m) {
-			s.dropLocked(ErrSlowConsumer)
+			s.dropAndUnlock(ErrSlowConsumer)
 			return
 		}
 	case stateSetup:
@@ -352,7 +313,7 @@ func (s *Subscription) offer(m Message) {
 		s.pendingBytes += len(m.Payload)
 	case stateSyncing:
 		if len(s.pending) >= s.hub.cfg.MaxPending {
-			s.dropLocked(ErrSlowConsumer)
+			s.dropAndUnlock(ErrSlowConsumer)
 			return
 		}
 		s.pending = append(s.pending, m)
@@ -369,8 +330,9 @@ func (s *Subscription) deliverLocked(m Message) bool {
 	return s.sink.Deliver(m)
 }
 
-// dropLocked closes the subscription for reason and tells the sink. It unlocks s.mu.
-func (s *Subscription) dropLocked(reason error) {
+// dropAndUnlock closes the subscription for reason and tells the sink. It is called with
+// s.mu held and releases it before calling the sink.
+func (s *Subscription) dropAndUnlock(reason error) {
 	if s.state == stateClosed {
 		s.mu.Unlock()
 		return
