@@ -294,8 +294,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	// run, so the waits end.
 	var bg sync.WaitGroup
 	defer bg.Wait()
-	grace := s.cfg.ShutdownTimeout // for connections to finish closing before their sockets are closed
-	defer func() { s.joinClients(grace) }()
+	var joinBy time.Time // until when connections may close on their own (zero: ShutdownTimeout)
+	defer func() { s.joinClients(joinBy) }()
 	bg.Go(func() { errc <- hs.Serve(ln) })
 	bg.Go(func() { s.heartbeat(s.ctx) })
 	select {
@@ -305,8 +305,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
-	grace = 0 // the drain has its own
-	return s.drain(hs, errc)
+	joinBy, err := s.drain(hs, errc)
+	return err
 }
 
 func (s *Server) httpServer() *http.Server {
@@ -323,8 +323,9 @@ func (s *Server) httpServer() *http.Server {
 
 // drain stops the node in the order load balancers and clients need: readiness off (and
 // DrainDelay to notice it), then the listener and the WebSockets (1012) together, then the
-// in-flight requests and the connections' own clean-up, within ShutdownTimeout.
-func (s *Server) drain(hs *http.Server, errc <-chan error) error {
+// in-flight requests, within ShutdownTimeout. It returns when that time is up, for the
+// connections' own clean-up.
+func (s *Server) drain(hs *http.Server, errc <-chan error) (time.Time, error) {
 	s.draining.Store(true)
 	if s.cfg.DrainDelay > 0 {
 		// Keep serving, unready, so that load balancers see /readyz fail and stop sending
@@ -332,37 +333,34 @@ func (s *Server) drain(hs *http.Server, errc <-chan error) error {
 		s.log.Info("draining: unready, waiting before closing", "delay", s.cfg.DrainDelay)
 		time.Sleep(s.cfg.DrainDelay)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	by := time.Now().Add(s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithDeadline(context.Background(), by)
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = hs.Shutdown(sctx) })
 	s.closeClients(closeRestarting, "server restarting; reconnect and resume", "draining")
 	wg.Wait()
 	s.cancel()
-	s.waitClients(sctx)
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+		return by, err
 	}
-	return nil
+	return by, nil
 }
 
-// joinClients waits for every connection's goroutine. One still running after grace
-// outlived its close (a peer that never completes the handshake): its socket is closed
-// under it, which ends its read loop, and its clean-up is bounded by its own timeouts.
-func (s *Server) joinClients(grace time.Duration) {
+// joinClients waits until by (zero: ShutdownTimeout from now) for every connection's
+// goroutine to end. Connections still open then outlived their close (a peer that never
+// completes it): closing their sockets ends their read loops, and their clean-up is bounded
+// by its own timeouts.
+func (s *Server) joinClients(by time.Time) {
 	s.mu.Lock() // no connection registers (and adds to s.wg) once this waits
 	s.draining.Store(true)
 	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-done:
-		return
-	case <-t.C:
+	if by.IsZero() {
+		by = time.Now().Add(s.cfg.ShutdownTimeout)
 	}
-	s.log.Warn("closing the sockets of websockets still open after the drain")
+	ctx, cancel := context.WithDeadline(context.Background(), by)
+	defer cancel()
+	s.waitClients(ctx)
 	s.eachClient(func(c *client) { _ = c.conn.NetConn().Close() })
-	<-done
+	s.wg.Wait()
 }
