@@ -1,36 +1,12 @@
 package service_test
 
 import (
-	"runtime"
 	"strings"
 	"testing"
 
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 	"github.com/switchboard-dev/switchboard/service"
 )
-
-// goroutinesIn returns the stacks of the running goroutines that have a frame in one of
-// funcs.
-func goroutinesIn(funcs ...string) []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		for _, f := range funcs {
-			if strings.Contains(g, f+"(") {
-				out = append(out, g)
-				break
-			}
-		}
-	}
-	return out
-}
 
 func TestServeReturnsOnlyWhenEveryGoroutineItStartedHasEnded(t *testing.T) {
 	srv, _ := startRedis(t)
@@ -44,12 +20,12 @@ func TestServeReturnsOnlyWhenEveryGoroutineItStartedHasEnded(t *testing.T) {
 		"github.com/lxzan/gws.(*Conn).ReadLoop",
 	}
 	for _, f := range started {
-		if len(goroutinesIn(f)) == 0 {
+		if len(testutil.Goroutines(f)) == 0 {
 			t.Fatalf("no goroutine in %s while the node runs: the check below would prove nothing", f)
 		}
 	}
 	a.Stop()
-	if left := goroutinesIn(started...); len(left) > 0 {
+	if left := testutil.Goroutines(started...); len(left) > 0 {
 		t.Fatalf("%d goroutines outlived Serve:\n%s", len(left), strings.Join(left, "\n\n"))
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -19,33 +18,14 @@ import (
 // nodeGoroutines returns the stacks of running goroutines with a frame in the node's parts
 // or the libraries they start goroutines in.
 func nodeGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	parts := []string{
+	return testutil.Goroutines(
 		"github.com/switchboard-dev/switchboard/service.",
 		"github.com/switchboard-dev/switchboard/subscriptions.",
 		"github.com/switchboard-dev/switchboard/events.",
 		"github.com/redis/go-redis/v9.",
 		"github.com/lxzan/gws.",
 		"net/http.(*Server).Serve",
-	}
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		for _, p := range parts {
-			if strings.Contains(g, p) {
-				out = append(out, g)
-				break
-			}
-		}
-	}
-	return out
+	)
 }
 
 // pubsubClients counts the Pub/Sub connections Redis holds for node.
