@@ -323,8 +323,8 @@ func (s *Server) httpServer() *http.Server {
 
 // drain stops the node in the order load balancers and clients need: readiness off (and
 // DrainDelay to notice it), then the listener and the WebSockets (1012) together, then the
-// in-flight requests, within ShutdownTimeout. It returns when that time is up, for the
-// connections' own clean-up.
+// in-flight requests, within ShutdownTimeout. It returns that deadline, which the
+// connections' own clean-up shares.
 func (s *Server) drain(hs *http.Server, errc <-chan error) (time.Time, error) {
 	s.draining.Store(true)
 	if s.cfg.DrainDelay > 0 {
