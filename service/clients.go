@@ -43,10 +43,8 @@ func (s *Server) eachClient(f func(*client)) {
 	}
 }
 
-// closeClients closes every connection with code and reason, counted in closed_total
-// under label (see disconnect for the closes the server sends).
-func (s *Server) closeClients(code uint16, reason, label string) {
-	d := disconnect{code: code, reason: reason, label: label}
+// closeClients closes every connection with d, counted in closed_total under its label.
+func (s *Server) closeClients(d disconnect) {
 	s.eachClient(func(c *client) { c.close(d) })
 }
 

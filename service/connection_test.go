@@ -93,7 +93,7 @@ func upgradedPipe(t *testing.T) (*gws.Conn, <-chan []byte) {
 // close writes the close frame on a goroutine the server's WaitGroup counts, so that
 // Serve's shutdown waits for it even after the connection's read loop has ended.
 func TestCloseWriterIsCountedUntilItHasWritten(t *testing.T) {
-	s := &Server{metrics: NewMetrics(), log: slog.New(slog.DiscardHandler), cfg: Config{MaxQueueMessages: 8, MaxQueueBytes: 1 << 10, WriteTimeout: time.Second}}
+	s := &Server{metrics: newMetrics(NewRegistry()), log: slog.New(slog.DiscardHandler), cfg: Config{MaxQueueMessages: 8, MaxQueueBytes: 1 << 10, WriteTimeout: time.Second}}
 	conn, read := upgradedPipe(t)
 	c := &client{s: s}
 	c.attach(conn)

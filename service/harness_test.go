@@ -64,10 +64,10 @@ func startNode(t testing.TB, redisURL, name string, mods ...func(*nodeOptions)) 
 		rdb = redis.NewClient(opts)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", name)
-	metrics := service.NewMetrics()
+	reg := service.NewRegistry() // one registry for the node's parts, as in main
 	o := nodeOptions{
-		subscriptions: subscriptions.Config{Node: name, Prefix: prefix, Logger: log, Heartbeat: 200 * time.Millisecond, Observer: metrics},
-		service:       service.Config{Logger: log, Metrics: metrics},
+		subscriptions: subscriptions.Config{Node: name, Prefix: prefix, Logger: log, Heartbeat: 200 * time.Millisecond, Observer: service.NewHubMetrics(reg)},
+		service:       service.Config{Logger: log, Registerer: reg},
 		events:        events.Config{Node: name, Prefix: prefix, Logger: log},
 	}
 	for _, m := range mods {
@@ -78,7 +78,7 @@ func startNode(t testing.TB, redisURL, name string, mods ...func(*nodeOptions)) 
 		t.Fatal(err)
 	}
 	if o.subscriptions.OnNodeGone == nil {
-		o.subscriptions.OnNodeGone = func(ctx context.Context, node string) { _, _ = queue.Presence().NodeGone(ctx, node) }
+		o.subscriptions.OnNodeGone = queue.Presence().Janitor().NodeGone
 	}
 	hub, err := subscriptions.New(rdb, o.subscriptions)
 	if err != nil {

@@ -1,13 +1,6 @@
 package service
 
-import (
-	"context"
-	"net/http"
-	"slices"
-	"time"
-
-	"github.com/switchboard-dev/switchboard/subscriptions"
-)
+import "net/http"
 
 // handleGetPresence answers whether a user is connected anywhere: GET
 // /v1/users/{user}/presence. Online comes from Redis's subscriber count of the user's
@@ -39,50 +32,4 @@ func (s *Server) handleGetPresence(w http.ResponseWriter, r *http.Request) {
 		Online      bool `json:"online"`
 		Connections int  `json:"connections"`
 	}{subscribers > 0, connections})
-}
-
-// presenceJanitorInterval is how often a node looks for presence counts of dead nodes.
-const presenceJanitorInterval = 15 * time.Second
-
-// presenceJanitor clears the presence counts of nodes that are gone: its own from an
-// earlier process with the same id at start, then any node that holds counts but has been
-// missing from the registry for two checks in a row (the registry's own reaping covers
-// nodes that announced and died; this covers one that died before it announced).
-func (s *Server) presenceJanitor(ctx context.Context) {
-	p := s.cfg.Events.Presence()
-	if _, err := p.NodeGone(ctx, s.hub.Node()); err != nil && ctx.Err() == nil {
-		s.log.Warn("clearing this node's old presence counts failed", "err", err)
-	}
-	missing := map[string]bool{}
-	t := time.NewTicker(presenceJanitorInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		counted, err := p.Nodes(ctx)
-		if err != nil {
-			continue
-		}
-		live, err := s.hub.Nodes(ctx)
-		if err != nil {
-			continue
-		}
-		stillMissing := map[string]bool{}
-		for _, n := range counted {
-			if n == s.hub.Node() || slices.ContainsFunc(live, func(l subscriptions.NodeInfo) bool { return l.Node == n }) {
-				continue
-			}
-			if missing[n] {
-				if off, err := p.NodeGone(ctx, n); err == nil {
-					s.log.Warn("cleared the presence counts of a node missing from the registry", "gone", n, "offline", off)
-				}
-				continue
-			}
-			stillMissing[n] = true
-		}
-		missing = stillMissing
-	}
 }

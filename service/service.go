@@ -17,6 +17,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/lxzan/gws"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/subscriptions"
@@ -66,9 +67,13 @@ type Config struct {
 	// Events queues backend events (webhook) and counts presence. Nil: no events, and
 	// presence answers from the Pub/Sub subscriber count alone.
 	Events *events.Queue
-	// Metrics are served at /metrics; pass the same value to the hub as its Observer.
-	// Default: metrics of the server's own.
-	Metrics *Metrics
+	// Registerer takes the server's metrics. Main passes one registry (NewRegistry) to every
+	// part of the node, the hub's NewHubMetrics included. Default: a registry of the
+	// server's own, so that two servers in one process never collide.
+	Registerer prometheus.Registerer
+	// Gatherer is what /metrics serves. Default: the Registerer if it is also a Gatherer
+	// (a *prometheus.Registry is), else no /metrics.
+	Gatherer prometheus.Gatherer
 	// DrainDelay is how long a draining node stays up answering /readyz with 503 before it
 	// closes its listener and WebSockets, for load balancers that poll readiness. Default 0.
 	DrainDelay time.Duration
@@ -123,8 +128,11 @@ func (c *Config) setDefaults() {
 	if c.MaxTokenLifetime <= 0 {
 		c.MaxTokenLifetime = 24 * time.Hour
 	}
-	if c.Metrics == nil {
-		c.Metrics = NewMetrics()
+	if c.Registerer == nil {
+		c.Registerer = NewRegistry()
+	}
+	if g, ok := c.Registerer.(prometheus.Gatherer); ok && c.Gatherer == nil {
+		c.Gatherer = g
 	}
 }
 
@@ -135,7 +143,7 @@ type Server struct {
 	log      *slog.Logger
 	upgrader *gws.Upgrader
 	router   chi.Router
-	metrics  *Metrics
+	metrics  *metrics
 
 	// ctx outlives requests: connection-lifetime work hangs off it, not off r.Context().
 	ctx      context.Context
@@ -175,8 +183,12 @@ func New(hub *subscriptions.Hub, cfg Config) *Server {
 		Recovery:           gws.Recovery,
 		HandshakeTimeout:   5 * time.Second,
 	})
-	s.metrics = cfg.Metrics
-	s.metrics.register(s)
+	s.metrics = newMetrics(cfg.Registerer)
+	// One collector per registry reads the hub and the queue at scrape time; a second
+	// server on the same registry shares the counters above but not these.
+	if err := cfg.Registerer.Register(newStatsCollector(hub, cfg.Events)); err != nil {
+		s.log.Warn("another server reports its connections on this metrics registry; this one's are not exported", "err", err)
+	}
 	s.router = s.routes()
 	return s
 }
@@ -224,7 +236,9 @@ func (s *Server) routes() chi.Router {
 	r.Get("/ws", s.handleWS)
 	r.Get("/healthz", s.handleHealthz)
 	r.Get("/readyz", s.handleReadyz)
-	r.Method(http.MethodGet, "/metrics", s.metrics.handler())
+	if h := metricsHandler(s.cfg.Gatherer); h != nil {
+		r.Method(http.MethodGet, "/metrics", h)
+	}
 
 	// The API is a group, not a mounted subrouter: its routes sit in the one routing tree,
 	// so a request is routed once (Mount routes twice and copies the request again).
@@ -271,9 +285,32 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 
 // Serve serves on ln until ctx ends, then drains: readiness turns 503, the listener closes,
 // every WebSocket is closed with 1012 (its client reconnects elsewhere and resumes), and
-// in-flight HTTP requests finish, all within ShutdownTimeout.
+// in-flight HTTP requests finish, all within ShutdownTimeout. It returns only when every
+// goroutine it started, connections' included, has ended.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{
+	hs := s.httpServer()
+	errc := make(chan error, 1)
+	// On both ways out below the HTTP server has stopped and s.ctx is cancelled before these
+	// run, so the waits end.
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	var joinBy time.Time // until when connections may close on their own (zero: ShutdownTimeout)
+	defer func() { s.joinClients(joinBy) }()
+	bg.Go(func() { errc <- hs.Serve(ln) })
+	bg.Go(func() { s.heartbeat(s.ctx) })
+	select {
+	case err := <-errc:
+		s.closeClients(disconnectServerError)
+		s.cancel()
+		return err
+	case <-ctx.Done():
+	}
+	joinBy, err := s.drain(hs, errc)
+	return err
+}
+
+func (s *Server) httpServer() *http.Server {
+	return &http.Server{
 		Handler:           s.router,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -282,19 +319,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	go s.heartbeat(s.ctx)
-	if s.cfg.Events != nil {
-		go s.presenceJanitor(s.ctx)
-	}
-	select {
-	case err := <-errc:
-		s.closeClients(disconnectServerError.code, disconnectServerError.reason, disconnectServerError.label)
-		s.cancel()
-		return err
-	case <-ctx.Done():
-	}
+}
+
+// drain stops the node in the order load balancers and clients need: readiness off (and
+// DrainDelay to notice it), then the listener and the WebSockets (1012) together, then the
+// in-flight requests, within ShutdownTimeout. It returns that deadline, which the
+// connections' own clean-up shares.
+func (s *Server) drain(hs *http.Server, errc <-chan error) (time.Time, error) {
 	s.draining.Store(true)
 	if s.cfg.DrainDelay > 0 {
 		// Keep serving, unready, so that load balancers see /readyz fail and stop sending
@@ -302,16 +333,34 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Info("draining: unready, waiting before closing", "delay", s.cfg.DrainDelay)
 		time.Sleep(s.cfg.DrainDelay)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	by := time.Now().Add(s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithDeadline(context.Background(), by)
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = hs.Shutdown(sctx) })
-	s.closeClients(closeRestarting, "server restarting; reconnect and resume", "draining")
+	s.closeClients(disconnectDraining)
 	wg.Wait()
 	s.cancel()
-	s.waitClients(sctx)
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+		return by, err
 	}
-	return nil
+	return by, nil
+}
+
+// joinClients waits until by (zero: ShutdownTimeout from now) for every connection's
+// goroutine to end. Connections still open then outlived their close (a peer that never
+// completes it): closing their sockets ends their read loops, and their clean-up is bounded
+// by its own timeouts.
+func (s *Server) joinClients(by time.Time) {
+	s.mu.Lock() // no connection registers (and adds to s.wg) once this waits
+	s.draining.Store(true)
+	s.mu.Unlock()
+	if by.IsZero() {
+		by = time.Now().Add(s.cfg.ShutdownTimeout)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), by)
+	defer cancel()
+	s.waitClients(ctx)
+	s.eachClient(func(c *client) { _ = c.conn.NetConn().Close() })
+	s.wg.Wait()
 }

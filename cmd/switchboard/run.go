@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/service"
@@ -32,14 +34,76 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-
-	rdb, redisDesc, closeEmbedded, err := connectRedis(cfg, log)
+	n, err := build(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeEmbedded()
-	defer rdb.Close()
+	return n.run(ctx)
+}
 
+// node is one Switchboard node: its parts, built by build, each stopped by run in order.
+type node struct {
+	log     *slog.Logger
+	rdb     redis.UniversalClient
+	closeDB func() // closes rdb, then the embedded Redis if there is one
+	queue   *events.Queue
+	janitor *events.Janitor
+	hub     *subscriptions.Hub
+	srv     *service.Server
+	ln      net.Listener
+	debug   *http.Server // the profiler on debugLn; nil without --debug-addr
+	debugLn net.Listener
+
+	// beforeStep, for tests, is called before each step of the shutdown after the drain.
+	beforeStep func(step string)
+}
+
+// Shutdown steps after the server has drained, as beforeStep names them.
+const (
+	stepStopParts  = "stop the hub and the event queue"
+	stepCloseRedis = "close Redis"
+)
+
+// build connects Redis and builds the node's parts on it, listening on cfg.Addr (and
+// cfg.DebugAddr). On an error it closes what it opened.
+func build(cfg config, log *slog.Logger) (_ *node, err error) {
+	rdb, redisDesc, closeEmbedded, err := connectRedis(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	n := &node{log: log, rdb: rdb, closeDB: func() { _ = rdb.Close(); closeEmbedded() }}
+	defer func() {
+		if err != nil {
+			n.closeListeners()
+			n.closeDB()
+		}
+	}()
+	warnDevMode(cfg, log)
+	if err := n.buildParts(cfg); err != nil {
+		return nil, err
+	}
+	if n.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+		return nil, err
+	}
+	if cfg.DebugAddr != "" {
+		if n.debug, n.debugLn, err = newDebugServer(cfg.DebugAddr); err != nil {
+			return nil, err
+		}
+		log.Info("profiler listening", "addr", "http://"+n.debugLn.Addr().String()+"/debug/pprof/")
+	}
+	log.Info("switchboard listening", "addr", "http://"+n.ln.Addr().String(), "node", cfg.NodeID, "redis", redisDesc)
+	return n, nil
+}
+
+func (n *node) closeListeners() {
+	for _, ln := range []net.Listener{n.ln, n.debugLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+}
+
+func warnDevMode(cfg config, log *slog.Logger) {
 	if cfg.JWTSecret == "" {
 		log.Warn("DEV MODE: no --jwt-secret; anyone can connect as any user with /ws?user=ID")
 	}
@@ -49,13 +113,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if cfg.AdminKey == "" {
 		log.Warn("DEV MODE: no --admin-key; /admin is open to anyone who can reach this address")
 	}
+}
 
+// buildParts builds the event queue, the hub and the server, all reporting to one metrics
+// registry, with a dead node's presence cleared by the queue's janitor.
+func (n *node) buildParts(cfg config) error {
 	// The event queue also counts presence, so it runs without a webhook too.
-	queue, err := events.New(rdb, events.Config{
+	queue, err := events.New(n.rdb, events.Config{
 		URL:    cfg.WebhookURL,
 		Secret: cfg.WebhookSecret,
 		Node:   cfg.NodeID,
-		Logger: log,
+		Logger: n.log,
 
 		MaxBytes:      cfg.EventQueueBytes,
 		MaxUserBytes:  cfg.EventUserBytes,
@@ -64,22 +132,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	metrics := service.NewMetrics()
-	hub, err := subscriptions.New(rdb, subscriptions.Config{
-		Observer: metrics,
-		OnNodeGone: func(ctx context.Context, node string) {
-			// A node that died without a goodbye leaves its users counted online.
-			if n, err := queue.Presence().NodeGone(ctx, node); err != nil {
-				log.Warn("clearing a dead node's presence failed", "gone", node, "err", err)
-			} else if n > 0 {
-				log.Info("users of a dead node went offline", "gone", node, "users", n)
-			}
-		},
+	n.queue, n.janitor = queue, queue.Presence().Janitor()
+	reg := service.NewRegistry()
+	n.hub, err = subscriptions.New(n.rdb, subscriptions.Config{
+		Observer:    service.NewHubMetrics(reg),
+		OnNodeGone:  n.janitor.NodeGone,
 		Node:        cfg.NodeID,
 		HistorySize: cfg.HistorySize,
 		HistoryTTL:  cfg.HistoryTTL,
 		Advertise:   cfg.Addr,
-		Logger:      log,
+		Logger:      n.log,
 		// Resumes: 0 leaves the hub's defaults.
 		ReplayBytes:       cfg.ReplayBytes,
 		MaxResumesPerUser: cfg.MaxResumesPerUser,
@@ -90,7 +152,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	limiter, err := service.NewLimiter(rdb, service.LimiterConfig{
+	limiter, err := service.NewLimiter(n.rdb, service.LimiterConfig{
 		Sends:          cfg.SendLimit,
 		Joins:          cfg.JoinLimit,
 		Events:         cfg.EventLimit,
@@ -101,7 +163,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	srv := service.New(hub, service.Config{
+	n.srv = service.New(n.hub, service.Config{
 		JWTSecret:       []byte(cfg.JWTSecret),
 		APIKey:          cfg.APIKey,
 		AdminKey:        cfg.AdminKey,
@@ -109,48 +171,56 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		MaxMessageBytes: cfg.MaxMessageBytes,
 		Assets:          web.Assets(),
 		DrainDelay:      cfg.DrainDelay,
-		Metrics:         metrics,
+		Registerer:      reg,
 		Events:          queue,
-		Logger:          log,
+		Logger:          n.log,
 		// Token lifetime and dev-mode Host names (docs/security.md).
 		MaxTokenLifetime: cfg.MaxTokenLifetime,
 		DevHosts:         cfg.devHosts(),
 
 		Limiter: limiter,
 	})
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return err
-	}
-	if cfg.DebugAddr != "" {
-		stopDebug, err := serveDebug(cfg.DebugAddr, log)
-		if err != nil {
-			return err
-		}
-		defer stopDebug()
-	}
-	log.Info("switchboard listening", "addr", "http://"+ln.Addr().String(), "node", cfg.NodeID, "redis", redisDesc)
+	return nil
+}
 
-	// The hub outlives the server: the server drains its WebSockets and in-flight requests
-	// first, then the hub releases the subscriptions and finishes queued deliveries.
-	hubCtx, stopHub := context.WithCancel(context.Background())
-	hubDone := make(chan error, 2)
-	go func() { hubDone <- hub.Run(hubCtx) }()
-	go func() { hubDone <- queue.Run(hubCtx) }()
-	serveErr := srv.Serve(ctx, ln)
-	stopHub()
-	for range 2 {
-		select {
-		case err := <-hubDone:
-			if err != nil && serveErr == nil {
-				serveErr = err
-			}
-		case <-time.After(10 * time.Second):
-			log.Warn("hub or event queue did not stop within 10s")
-		}
+// run serves until ctx ends or a part fails, then stops the node in order: the server
+// drains (readiness off, listener closed, WebSockets closed with 1012, in-flight requests
+// finished); then the hub releases its subscriptions and finishes queued deliveries while
+// the event queue, the janitor and the profiler stop; then Redis closes. Every goroutine it
+// started has ended when it returns.
+func (n *node) run(ctx context.Context) error {
+	// The parts run under a context of their own: they outlive the server's drain.
+	partsCtx, stopParts := context.WithCancel(context.Background())
+	defer stopParts()
+	parts, partsCtx := errgroup.WithContext(partsCtx)
+	parts.Go(func() error { return n.hub.Run(partsCtx) })
+	parts.Go(func() error { return n.queue.Run(partsCtx) })
+	parts.Go(func() error { return n.janitor.Run(partsCtx, n.hub) })
+	if n.debug != nil {
+		parts.Go(func() error { return serveUntil(partsCtx, n.debug, n.debugLn) })
 	}
-	log.Info("switchboard stopped")
-	return serveErr
+	// A part that fails (errgroup cancels partsCtx) stops the node too.
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	defer context.AfterFunc(partsCtx, stopServing)()
+
+	serveErr := n.srv.Serve(serveCtx, n.ln)
+	n.step(stepStopParts)
+	stopParts()
+	slow := time.AfterFunc(10*time.Second, func() { n.log.Warn("still waiting for the hub and the event queue to stop") })
+	partsErr := parts.Wait()
+	slow.Stop()
+	n.step(stepCloseRedis)
+	n.closeDB()
+	n.log.Info("switchboard stopped")
+	return cmp.Or(serveErr, partsErr)
+}
+
+func (n *node) step(name string) {
+	n.log.Debug("shutdown: " + name)
+	if n.beforeStep != nil {
+		n.beforeStep(name)
+	}
 }
 
 // connectRedis builds the go-redis client the configuration asks for: a Redis Cluster, a
@@ -190,12 +260,12 @@ func connectRedis(cfg config, log *slog.Logger) (rdb redis.UniversalClient, desc
 	return redis.NewClient(opts), redactURL(redisURL), closeEmbedded, nil
 }
 
-// serveDebug serves the Go profiler on its own listener, kept apart from the public API:
+// newDebugServer listens on addr for the Go profiler, kept apart from the public API:
 // profiles show internals and cost CPU.
-func serveDebug(addr string, log *slog.Logger) (func(), error) {
+func newDebugServer(addr string) (*http.Server, net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("--debug-addr: %w", err)
+		return nil, nil, fmt.Errorf("--debug-addr: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -203,10 +273,17 @@ func serveDebug(addr string, log *slog.Logger) (func(), error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	log.Info("profiler listening", "addr", "http://"+ln.Addr().String()+"/debug/pprof/")
-	return func() { _ = srv.Close() }, nil
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln, nil
+}
+
+// serveUntil serves srv on ln until ctx ends, then closes it (a profile in progress is cut).
+func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+	defer stop()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("--debug-addr: %w", err)
+	}
+	return nil
 }
 
 // clusterOptions reads --redis-cluster: comma-separated seed addresses, or a URL that
