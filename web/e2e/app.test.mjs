@@ -1,13 +1,14 @@
 // End-to-end tests of the web app in a real headless Chromium (Debian's /usr/bin/chromium,
-// driven by playwright-core; no browser is ever downloaded). The test builds the server once,
-// and every test runs its own server on a free port with its embedded Redis and opens its own
-// pages, so any test runs alone (--test-name-pattern) and in any order: a test that needs
-// what an earlier step leaves behind (users in a room, a history) does those steps itself.
-// They drive users through the app: in dev mode, sign in, a room conversation, a direct
-// message sent over HTTP, a reload that must lose nothing, the admin page, a phone-sized
-// screen and a server restart; with a JWT secret and an API key, signing in with a token;
-// hostile messages in the history and arriving live. After each test, no page may have
-// logged an error it was not expected to. Screenshots go to web/e2e/test-results/.
+// driven by playwright-core; no browser is ever downloaded). The test builds the server once.
+// Every test runs its own server on a free port with its embedded Redis and borrows pages
+// with nothing of another test in them, so any test runs alone (--test-name-pattern) and in
+// any order: a test that needs what an earlier step leaves behind (users in a room, a
+// history) does those steps itself. They drive users through the app: in dev mode, sign in,
+// a room conversation, a direct message sent over HTTP, a reload that must lose nothing, the
+// admin page, a phone-sized screen and a server restart; with a JWT secret and an API key,
+// signing in with a token; hostile messages in the history and arriving live. After each
+// test, no page may have logged an error it was not expected to. Screenshots go to
+// web/e2e/test-results/.
 import { describe, test, before, after, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
@@ -282,8 +283,8 @@ after(async () => {
 });
 
 // useFreshServer gives each test of the suite a server of its own (started with args) and
-// no pages; after the test it closes the pages and the server, and fails the test if a page
-// logged an error that expected(error) does not allow.
+// no pages; after the test it returns the pages to the pool, stops the server, and fails the
+// test if a page logged an error that expected(error) does not allow.
 function useFreshServer({ args = [], expected = () => false } = {}) {
   beforeEach(async () => {
     pages = {};
