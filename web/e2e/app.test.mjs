@@ -1,11 +1,15 @@
 // End-to-end tests of the web app in a real headless Chromium (Debian's /usr/bin/chromium,
-// driven by playwright-core; no browser is ever downloaded). The test builds the server,
-// runs it on a free port with its embedded Redis, and drives users through the app: in dev
-// mode, sign in, a room conversation, a direct message sent over HTTP, a reload that must
-// lose nothing, the admin page, a phone-sized screen and a server restart; with a JWT secret
-// and an API key, signing in with a token. Screenshots of every step go to
+// driven by playwright-core; no browser is ever downloaded). The test builds the server once.
+// Every test runs its own server on a free port with its embedded Redis and borrows pages
+// with nothing of another test in them, so any test runs alone (--test-name-pattern) and in
+// any order: a test that needs what an earlier step leaves behind (users in a room, a
+// history) does those steps itself. They drive users through the app: in dev mode, sign in,
+// a room conversation, a direct message sent over HTTP, a reload that must lose nothing, the
+// admin page, a phone-sized screen and a server restart; with a JWT secret and an API key,
+// signing in with a token; hostile messages in the history and arriving live. After each
+// test, no page may have logged an error it was not expected to. Screenshots go to
 // web/e2e/test-results/.
-import { describe, test, before, after } from 'node:test';
+import { describe, test, before, after, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -23,10 +27,11 @@ const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const WAIT = 15_000; // ms for anything the UI must show
 
 let bin; // the server binary, built once
-let server; // the running server: { proc, port, base, exited, log() }
-let browser;
-const pages = {}; // name -> { page, errors, context }
+let browser; // one browser; each page of the pool has a context of its own
 let workdir;
+// What the running test owns; set up afresh for each test by useFreshServer.
+let server; // the test's server: { proc, port, base, exited, log() }
+let pages = {}; // name -> the pool entry ({ page, errors, ... }) the test borrowed
 
 // --- the server -------------------------------------------------------------------------
 
@@ -73,7 +78,7 @@ async function startServer({ port, args = [] } = {}) {
       // not listening yet
     }
     if (Date.now() > deadline) throw new Error(`switchboard was not ready within 20 s:\n${output}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 25));
   }
   return { proc, port, base, exited, log: () => output };
 }
@@ -88,16 +93,45 @@ async function stopServer() {
 
 // --- browser helpers -----------------------------------------------------------------------
 
+// Opening a page starts a renderer, which takes seconds on a busy machine; so pages are
+// kept in a pool across tests and each test borrows its own. A borrowed page is fresh for the
+// test all the same: its storage is per origin, the test's server has a port (so an origin)
+// of its own, and returnPages clears that origin's storage and blanks the page after the test.
+const pool = []; // { page, context, kind, errors, busy }
+
 async function openPage(name, options = {}) {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 720 }, ...options });
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT);
-  const errors = [];
-  // Console errors include CSP violations: an inline style or script would show up here.
-  page.on('console', (msg) => msg.type() === 'error' && errors.push(msg.text()));
-  page.on('pageerror', (err) => errors.push(err.message));
-  pages[name] = { page, errors, context };
-  return page;
+  const kind = JSON.stringify(options);
+  let entry = pool.find((e) => !e.busy && e.kind === kind);
+  if (!entry) {
+    const context = await browser.newContext({ viewport: { width: 1100, height: 720 }, ...options });
+    const page = await context.newPage();
+    page.setDefaultTimeout(WAIT);
+    entry = { page, context, kind, errors: [] };
+    // Console errors include CSP violations: an inline style or script would show up here.
+    page.on('console', (msg) => msg.type() === 'error' && entry.errors.push(msg.text()));
+    page.on('pageerror', (err) => entry.errors.push(err.message));
+    pool.push(entry);
+  }
+  entry.busy = true;
+  entry.errors = [];
+  pages[name] = entry;
+  return entry.page;
+}
+
+// returnPages gives this test's pages back to the pool, each with nothing of the test left:
+// the socket closed, the storage of the test's origin emptied.
+async function returnPages() {
+  for (const entry of Object.values(pages)) {
+    if (entry.page.url().startsWith('http')) {
+      await entry.page.evaluate(() => {
+        localStorage.clear();
+        sessionStorage.clear();
+      });
+    }
+    await entry.page.goto('about:blank');
+    entry.busy = false;
+  }
+  pages = {};
 }
 
 const shot = (page, name, options = {}) => page.screenshot({ path: path.join(results, `${name}.png`), ...options });
@@ -114,6 +148,19 @@ async function signIn(page, user) {
   await page.locator('#signin-name').fill(user);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await waitLive(page);
+}
+
+// signedIn opens a page for user and signs in with the form, without the waits a person
+// typing needs: the setup of a test that is not about signing in.
+async function signedIn(name, user) {
+  const page = await openPage(name);
+  await page.goto(server.base);
+  await page.evaluate((u) => {
+    document.getElementById('signin-name').value = u;
+    document.getElementById('signin-form').requestSubmit();
+  }, user);
+  await waitLive(page);
+  return page;
 }
 
 const waitLive = (page) => page.locator('#conn[data-state="live"]').waitFor();
@@ -230,22 +277,38 @@ before(async () => {
 });
 
 after(async () => {
+  for (const { context } of pool) await context.close();
   await browser?.close();
-  await stopServer();
   if (workdir) rmSync(workdir, { recursive: true, force: true });
 });
 
-describe('the web app in a browser, dev mode', { timeout: 180_000 }, () => {
-  before(async () => {
-    server = await startServer();
+// useFreshServer gives each test of the suite a server of its own (started with args) and
+// no pages; after the test it returns the pages to the pool, stops the server, and fails the
+// test if a page logged an error that expected(error) does not allow.
+function useFreshServer({ args = [], expected = () => false } = {}) {
+  beforeEach(async () => {
+    pages = {};
+    server = await startServer({ args });
   });
-
-  after(async () => {
-    for (const { context } of Object.values(pages)) await context.close();
+  afterEach(async () => {
+    const logged = Object.entries(pages).map(([name, { errors }]) => [name, errors.filter((e) => !expected(e))]);
+    await returnPages();
     await stopServer();
+    for (const [name, errors] of logged) assert.deepEqual(errors, [], `${name} logged errors`);
   });
+}
 
-  test('alice and bob sign in with a dev name', async () => {
+// The refused name, a refused /v1 call and a server away are logged by the browser as
+// failed loads; that is expected where a test causes them, and nothing else is.
+const failedLoad = (e) => /Failed to load resource|WebSocket connection to .* failed/.test(e);
+
+describe('the web app in a browser, dev mode', { timeout: 180_000 }, () => {
+  useFreshServer();
+
+  // aliceAndBob opens a page each for alice and bob and signs them in; the sign-in test
+  // does it through the form and takes its screenshots, the others skip the form.
+  async function aliceAndBob({ viaForm = false } = {}) {
+    if (!viaForm) return { alice: await signedIn('alice', 'alice'), bob: await signedIn('bob', 'bob') };
     const alice = await openPage('alice');
     await alice.goto(server.base);
     await alice.locator('#signin-name').fill('alice');
@@ -257,11 +320,11 @@ describe('the web app in a browser, dev mode', { timeout: 180_000 }, () => {
 
     const bob = await openPage('bob');
     await signIn(bob, 'bob');
-  });
+    return { alice, bob };
+  }
 
-  test('they join a room and talk', async () => {
-    const { page: alice } = pages.alice;
-    const { page: bob } = pages.bob;
+  // talkInLobby: both join the lobby and say one thing each, and both see both.
+  async function talkInLobby(alice, bob) {
     await joinRoom(alice, 'lobby');
     await joinRoom(bob, 'lobby');
     await say(alice, 'Hello from alice');
@@ -269,18 +332,15 @@ describe('the web app in a browser, dev mode', { timeout: 180_000 }, () => {
     await say(bob, 'Hi alice, bob here');
     await message(alice, 'Hi alice, bob here').waitFor();
     await message(bob, 'Hi alice, bob here').waitFor(); // the sender's copy comes back too
-    assert.equal(await alice.locator('#messages .msg.mine').count(), 1);
-    await shot(alice, '03-alice-in-lobby');
-    await shot(bob, '04-bob-in-lobby');
-  });
+  }
 
-  test('bob receives a direct message sent over HTTP, and one from alice', async () => {
-    const { page: alice } = pages.alice;
-    const { page: bob } = pages.bob;
+  // directMessages: the backend writes to bob over HTTP while he reads the lobby, then
+  // alice writes to him; bob sees both.
+  async function directMessages(alice, bob, { shoot = false } = {}) {
     await postJSON('/v1/users/bob/messages', { text: 'Your order #42 has shipped' });
     // It lands in the Backend conversation, flagged unread while bob reads the lobby.
     await bob.locator('nav button.conv[data-conv="backend"] .badge', { hasText: '1' }).waitFor();
-    await shot(bob, '05-bob-unread-backend-message');
+    if (shoot) await shot(bob, '05-bob-unread-backend-message');
     await openConv(bob, 'backend');
     await message(bob, 'Your order #42 has shipped').waitFor();
 
@@ -290,12 +350,32 @@ describe('the web app in a browser, dev mode', { timeout: 180_000 }, () => {
     await alice.locator('#messages .msg.mine', { hasText: 'psst, bob' }).waitFor();
     await openConv(bob, 'user:alice');
     await message(bob, 'psst, bob').waitFor();
+  }
+
+  test('alice and bob sign in with a dev name', async () => {
+    await aliceAndBob({ viaForm: true });
+  });
+
+  test('they join a room and talk', async () => {
+    const { alice, bob } = await aliceAndBob();
+    await talkInLobby(alice, bob);
+    assert.equal(await alice.locator('#messages .msg.mine').count(), 1);
+    await shot(alice, '03-alice-in-lobby');
+    await shot(bob, '04-bob-in-lobby');
+  });
+
+  test('bob receives a direct message sent over HTTP, and one from alice', async () => {
+    const { alice, bob } = await aliceAndBob();
+    await joinRoom(bob, 'lobby');
+    await directMessages(alice, bob, { shoot: true });
     await shot(bob, '06-bob-direct-message');
   });
 
   test('bob loses nothing while away and across a reload, and sees nothing twice', async () => {
-    const { page: alice } = pages.alice;
-    const { page: bob } = pages.bob;
+    const { alice, bob } = await aliceAndBob();
+    await talkInLobby(alice, bob);
+    await directMessages(alice, bob);
+
     await openConv(bob, 'room:lobby');
     await bob.goto('about:blank'); // bob closes the app
 
@@ -337,6 +417,7 @@ describe('the web app in a browser, dev mode', { timeout: 180_000 }, () => {
   });
 
   test('the admin page lists both users', async () => {
+    await aliceAndBob();
     const admin = await openPage('admin');
     await admin.goto(`${server.base}/admin`);
     const rows = admin.locator('#node-table tbody tr');
@@ -351,6 +432,14 @@ describe('the web app in a browser, dev mode', { timeout: 180_000 }, () => {
   });
 
   test('the app fits a phone (in dark mode), and a new device gets the history from the server', async () => {
+    // What bob's stream holds when he picks up his phone: the lobby, and the backend's word.
+    const { alice, bob } = await aliceAndBob();
+    await joinRoom(bob, 'lobby');
+    await joinRoom(alice, 'lobby');
+    await say(alice, 'Said while bob was away');
+    await message(bob, 'Said while bob was away').waitFor();
+    await postJSON('/v1/users/bob/messages', { text: 'Your order #42 has shipped' });
+
     const phone = await openPage('phone', { viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true, colorScheme: 'dark' });
     await signIn(phone, 'bob');
     // Nothing kept on this device: the app resumed from 0-0 and the server replayed it all.
@@ -363,14 +452,14 @@ describe('the web app in a browser, dev mode', { timeout: 180_000 }, () => {
     await message(phone, 'Said while bob was away').waitFor();
     assert.equal(await phone.locator('nav').isVisible(), false, 'one pane at a time');
     await say(phone, 'Typed on my phone');
-    await message(pages.alice.page, 'Typed on my phone').waitFor();
+    await message(alice, 'Typed on my phone').waitFor();
     await shot(phone, '10-phone-conversation');
     await phone.getByRole('button', { name: 'Back to conversations' }).click();
     assert.equal(await phone.locator('nav').isVisible(), true);
   });
 
   test('alice leaves a room, and sees a structured payload as JSON', async () => {
-    const { page: alice } = pages.alice;
+    const alice = await signedIn('alice', 'alice');
     await joinRoom(alice, 'scratch');
     await alice.getByRole('button', { name: 'Leave room' }).click();
     await alice.locator('nav button.conv[data-conv="room:scratch"]').waitFor({ state: 'detached' });
@@ -382,14 +471,21 @@ describe('the web app in a browser, dev mode', { timeout: 180_000 }, () => {
     await alice.locator('#messages .msg pre.json', { hasText: '"invoice": 7' }).waitFor();
   });
 
-  test('no page logged an error (a CSP violation would)', () => {
+  test('no page logged an error (a CSP violation would)', async () => {
+    // The app signed in and talking, and the admin page: a CSP violation on either would
+    // show up here (and after every other test, whose pages are checked the same way).
+    const { alice, bob } = await aliceAndBob();
+    await talkInLobby(alice, bob);
+    const admin = await openPage('admin');
+    await admin.goto(`${server.base}/admin`);
+    await admin.locator('#node-table tbody tr').filter({ hasText: 'bob' }).waitFor();
     for (const [name, { errors }] of Object.entries(pages)) {
       assert.deepEqual(errors, [], `${name} logged errors`);
     }
   });
 
   test('the indicator follows the server going away and coming back', async () => {
-    const { page: alice } = pages.alice;
+    const alice = await signedIn('alice', 'alice');
     const { port } = server;
     await stopServer(); // SIGTERM: the server closes its sockets with 1012 and exits
     await alice.locator('#conn[data-state="reconnecting"]').waitFor();
@@ -398,34 +494,26 @@ describe('the web app in a browser, dev mode', { timeout: 180_000 }, () => {
     server = await startServer({ port });
     await waitLive(alice);
     await shot(alice, '12-live-again');
+    // Retrying while the server was away logs failed connections, and only those.
+    pages.alice.errors = pages.alice.errors.filter((e) => !failedLoad(e));
   });
 });
 
 describe('the web app in a browser, with tokens and an API key', { timeout: 120_000 }, () => {
   const secret = 'e2e-secret';
-  let page;
+  useFreshServer({ args: ['--jwt-secret', secret, '--api-key', 'e2e-api-key'], expected: failedLoad });
 
-  before(async () => {
-    server = await startServer({ args: ['--jwt-secret', secret, '--api-key', 'e2e-api-key'] });
-    page = await openPage('carol');
-  });
-
-  after(async () => {
-    await pages.carol?.context.close();
-    await stopServer();
-  });
-
-  test('a name is refused, and the form asks for a token', async () => {
+  // nameRefused: carol tries a dev name, which this server refuses.
+  async function nameRefused(page) {
     await page.goto(server.base);
     await page.locator('#signin-name').fill('carol');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.locator('#signin-error', { hasText: 'not in development mode' }).waitFor();
-    assert.equal(await page.locator('#mode-token').isChecked(), true);
-    assert.equal(await page.locator('#signin-token').isVisible(), true);
-    await shot(page, '13-token-required');
-  });
+  }
 
-  test('carol signs in with a token; her rooms and messages survive a reload', async () => {
+  // withToken: carol signs in with a token (the form already asks for one), joins a room,
+  // says something and reloads; her room and message are still there.
+  async function withToken(page) {
     await page.locator('#signin-token').fill(jwt(secret, 'carol'));
     await page.getByRole('button', { name: 'Sign in' }).click();
     await waitLive(page);
@@ -440,52 +528,64 @@ describe('the web app in a browser, with tokens and an API key', { timeout: 120_
     await page.locator('nav button.conv[data-conv="room:ops"]').waitFor();
     await message(page, 'Deploy at noon').waitFor();
     assert.equal(await message(page, 'Deploy at noon').count(), 1);
+  }
+
+  test('a name is refused, and the form asks for a token', async () => {
+    const page = await openPage('carol');
+    await nameRefused(page);
+    assert.equal(await page.locator('#mode-token').isChecked(), true);
+    assert.equal(await page.locator('#signin-token').isVisible(), true);
+    await shot(page, '13-token-required');
+  });
+
+  test('carol signs in with a token; her rooms and messages survive a reload', async () => {
+    const page = await openPage('carol');
+    await page.goto(server.base);
+    await page.getByText('A token', { exact: true }).click();
+    await withToken(page);
     await shot(page, '14-token-mode');
   });
 
-  test('only refused requests were logged, no script or CSP error', () => {
-    // The refused name and the refused /v1 call are logged by the browser as failed loads.
-    const unexpected = pages.carol.errors.filter((e) => !/Failed to load resource|WebSocket connection to .* failed/.test(e));
+  test('only refused requests were logged, no script or CSP error', async () => {
+    const page = await openPage('carol');
+    await nameRefused(page);
+    await withToken(page);
+    const unexpected = pages.carol.errors.filter((e) => !failedLoad(e));
     assert.deepEqual(unexpected, []);
   });
 });
 
 describe('the web app in a browser, with hostile messages in the history and arriving live', { timeout: 180_000 }, () => {
-  let redis; // the embedded Redis's address, from the server's log
-  let stream; // dave's stream key
-  let page;
+  useFreshServer();
   const DEEP = 6000; // JSON.stringify throws from about 5,000 levels
   const nestedArray = (depth) => '['.repeat(depth) + '1' + ']'.repeat(depth);
   const nestedObject = (depth) => '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
-
-  // plant writes a message tail into dave's stream as the delivery script would, and
-  // publishes it too when live: the server passes it on as it is, unvalidated.
-  async function plant(tail, { live = false } = {}) {
-    const id = await redisCommand(redis, 'XADD', stream, '*', 'e', tail);
-    if (live) await redisCommand(redis, 'PUBLISH', stream.replace(':stream:', ':user:'), `{"type":"message","id":"${id}"${tail}`);
-    return id;
-  }
-
-  const texts = () => page.locator('#messages .msg').evaluateAll((lis) => lis.map((li) => li.querySelector('.text, pre')?.textContent));
   const PLACEHOLDER = 'This message could not be shown.';
 
-  before(async () => {
-    server = await startServer();
+  // dave returns the test's page for dave, and plant(tail, {live}), which writes a message
+  // tail into dave's stream as the delivery script would, and publishes it too when live:
+  // the server passes it on as it is, unvalidated.
+  async function dave() {
     const m = /embedded in-process Redis.*addr=(\S+)/.exec(server.log());
     assert.ok(m, `no embedded Redis address in the log:\n${server.log()}`);
-    redis = m[1];
-    page = await openPage('dave');
-  });
+    const redis = m[1];
+    let stream;
+    const plant = async (tail, { live = false } = {}) => {
+      stream ??= (await redisCommand(redis, 'KEYS', '*:stream:dave'))[0];
+      assert.ok(stream, "dave's stream exists");
+      const id = await redisCommand(redis, 'XADD', stream, '*', 'e', tail);
+      if (live) await redisCommand(redis, 'PUBLISH', stream.replace(':stream:', ':user:'), `{"type":"message","id":"${id}"${tail}`);
+      return id;
+    };
+    const page = await openPage('dave');
+    const texts = () => page.locator('#messages .msg').evaluateAll((lis) => lis.map((li) => li.querySelector('.text, pre')?.textContent));
+    return { page, plant, texts };
+  }
 
-  after(async () => {
-    await pages.dave?.context.close();
-    await stopServer();
-  });
-
-  test('a message nested 6,000 levels already in the history does not blank the conversation', async () => {
+  // stormInHistory: a 6,000-level message between two others is in dave's history before
+  // he signs in on a new browser, which replays it all.
+  async function stormInHistory({ page, plant, texts }) {
     await postJSON('/v1/users/dave/messages?from=erin', { text: 'First words' });
-    [stream] = await redisCommand(redis, 'KEYS', '*:stream:dave');
-    assert.ok(stream, "dave's stream exists");
     await plant(`,"from":"erin","data":${nestedArray(DEEP)}}`);
     await postJSON('/v1/users/dave/messages?from=erin', { text: 'After the storm' });
 
@@ -493,10 +593,11 @@ describe('the web app in a browser, with hostile messages in the history and arr
     await openConv(page, 'user:erin');
     await message(page, 'After the storm').waitFor();
     assert.deepEqual(await texts(), ['First words', PLACEHOLDER, 'After the storm']);
-    await shot(page, '15-hostile-history');
-  });
+  }
 
-  test('hostile messages arriving live show as placeholders and the conversation goes on', async () => {
+  // stormLive: two hostile messages arrive live, then good ones; dave answers, and joins a
+  // room where all is quiet.
+  async function stormLive({ page, plant, texts }) {
     await plant(`,"from":"erin","data":{"text":${nestedObject(DEEP)}}}`, { live: true });
     await plant(`,"from":"erin","data_b64":{"not":"a string"}}`, { live: true });
     await postJSON('/v1/users/dave/messages?from=erin', { text: 'Still here' });
@@ -508,9 +609,10 @@ describe('the web app in a browser, with hostile messages in the history and arr
     await joinRoom(page, 'calm');
     await say(page, 'All quiet here');
     await message(page, 'All quiet here').waitFor();
-  });
+  }
 
-  test('after a reload everything is still there, and messages keep arriving', async () => {
+  // afterReload: everything is still there after a reload, and messages keep arriving.
+  async function afterReload({ page, texts }) {
     await page.reload();
     await waitLive(page);
     await openConv(page, 'user:erin');
@@ -520,10 +622,33 @@ describe('the web app in a browser, with hostile messages in the history and arr
     await message(page, 'After the reload').waitFor();
     await openConv(page, 'room:calm');
     await message(page, 'All quiet here').waitFor();
-    await shot(page, '16-hostile-after-reload');
+  }
+
+  test('a message nested 6,000 levels already in the history does not blank the conversation', async () => {
+    const d = await dave();
+    await stormInHistory(d);
+    await shot(d.page, '15-hostile-history');
   });
 
-  test('no script error was thrown on the way', () => {
+  test('hostile messages arriving live show as placeholders and the conversation goes on', async () => {
+    const d = await dave();
+    await stormInHistory(d);
+    await stormLive(d);
+  });
+
+  test('after a reload everything is still there, and messages keep arriving', async () => {
+    const d = await dave();
+    await stormInHistory(d);
+    await stormLive(d);
+    await afterReload(d);
+    await shot(d.page, '16-hostile-after-reload');
+  });
+
+  test('no script error was thrown on the way', async () => {
+    const d = await dave();
+    await stormInHistory(d);
+    await stormLive(d);
+    await afterReload(d);
     assert.deepEqual(pages.dave.errors, []);
   });
 });

@@ -1,0 +1,203 @@
+// main.js: the app's parts put together. main(window) builds them once at start and
+// passes them down; App signs users in and out and routes what the page does to the
+// Session of the signed-in user.
+//
+// What is kept where, and why:
+// - The session (name or token) is in sessionStorage: it survives a reload, not the tab.
+// - Each user's conversations (the last MAX_KEPT messages of each), room list and direct
+//   partners are in localStorage, with the library's last seen id. They are written together
+//   (see SavedState), so the stored position never runs ahead of the stored messages.
+// - On load the app shows what it kept and the library resumes with `since`: the server
+//   replays whatever arrived meanwhile, and ids already seen are dropped, so a reload loses
+//   nothing and shows nothing twice. With nothing kept (a new browser), it resumes from
+//   `0-0`: the server replays all the history it still holds. That goes through the user's
+//   own WebSocket, so it works with a user token alone: GET /v1/users/{u}/messages needs
+//   the API key, which a browser must never hold.
+// - Your own direct messages live in the recipient's stream, not yours; only this browser
+//   remembers them.
+
+import { Switchboard, tokenSubject } from '../switchboard.js';
+import { splitKey } from './history.js';
+import { Session } from './session.js';
+import { SigninForm, VALID_ID, isSession } from './signin.js';
+import { SavedState, localStore } from './storage.js';
+import { View } from './view.js';
+
+const SESSION_KEY = 'switchboard.app:session';
+const SAVE_DELAY_MS = 250;
+
+// App is the page's controller. Its parts: doc, sessions (sessionStorage), store (a
+// SavedState), view, signin (a SigninForm), and what a Session needs from the platform
+// (createClient, fetch).
+export class App {
+  #doc;
+  #sessions;
+  #store;
+  #view;
+  #signin;
+  #createClient;
+  #fetch;
+  session = null; // the signed-in user's Session, or null
+
+  constructor({ doc, sessions, store, view, signin, createClient, fetch }) {
+    this.#doc = doc;
+    this.#sessions = sessions;
+    this.#store = store;
+    this.#view = view;
+    this.#signin = signin;
+    this.#createClient = createClient;
+    this.#fetch = fetch;
+  }
+
+  // resume signs the tab's user back in, or shows the sign-in form.
+  resume() {
+    let saved = null;
+    try {
+      saved = JSON.parse(this.#sessions.getItem(SESSION_KEY));
+    } catch {
+      // unreadable: sign in afresh
+    }
+    // Both ways to sign in are offered; a name refused with 401 switches the form to tokens.
+    if (isSession(saved)) this.start(saved);
+    else this.#signin.show();
+  }
+
+  start(session) {
+    this.session = new Session({
+      session,
+      me: session.token ? tokenSubject(session.token) : session.user,
+      store: this.#store,
+      view: this.#view,
+      createClient: this.#createClient,
+      fetch: this.#fetch,
+      isHidden: () => this.#doc.hidden,
+      end: (message, { wantsToken }) => {
+        this.signOut(message);
+        if (wantsToken) this.#signin.setMode('token');
+      },
+    });
+    this.#sessions.setItem(SESSION_KEY, JSON.stringify(session));
+    this.session.start();
+  }
+
+  signOut(message = '') {
+    this.session?.close();
+    this.session = null;
+    this.#store.flush();
+    this.#sessions.removeItem(SESSION_KEY);
+    this.#view.showSignedOut();
+    this.#signin.show(message);
+  }
+
+  // wire routes the page's events; it is called once, at start.
+  wire() {
+    const $ = (id) => this.#view.$(id);
+    this.#signin.wire((session) => this.start(session));
+    $('sign-out').addEventListener('click', () => this.signOut());
+    $('banner-action').addEventListener('click', () => {
+      this.#view.hideBanner();
+      this.session?.client.connect();
+    });
+    this.#wireSidebar($);
+    this.#wireConversation($);
+    // Seen in another tab or while hidden: clear the unread count when the user comes back.
+    this.#doc.addEventListener('visibilitychange', () => {
+      if (!this.#doc.hidden) this.session?.markCurrentRead();
+    });
+  }
+
+  #wireSidebar($) {
+    $('join-form').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const input = $('join-room');
+      const room = input.value.trim().replace(/^#/, '');
+      $('join-error').textContent = '';
+      if (!VALID_ID.test(room)) {
+        $('join-error').textContent = 'A room name is 1 to 128 letters, digits or . _ @ + -';
+        return;
+      }
+      try {
+        await this.session.joinRoom(room);
+        input.value = '';
+      } catch (err) {
+        $('join-error').textContent = `Could not join: ${err.message}`;
+      }
+    });
+    $('dm-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const user = $('dm-user').value.trim().replace(/^@/, '');
+      $('dm-error').textContent = '';
+      if (!VALID_ID.test(user)) {
+        $('dm-error').textContent = 'A user name is 1 to 128 letters, digits or . _ @ + -';
+        return;
+      }
+      $('dm-user').value = '';
+      this.session.openDirect(user);
+    });
+    for (const ul of [$('room-list'), $('dm-list')]) {
+      ul.addEventListener('click', (e) => {
+        const b = e.target.closest('button[data-conv]');
+        if (b) this.session.open(b.dataset.conv);
+      });
+    }
+  }
+
+  #wireConversation($) {
+    $('leave-room').addEventListener('click', async () => {
+      const [, room] = splitKey(this.session.history.current);
+      try {
+        await this.session.leaveRoom(room);
+        $('join-room').focus();
+      } catch (err) {
+        this.#view.showNotice(`Could not leave: ${err.message}`);
+      }
+    });
+    $('back').addEventListener('click', () => this.#view.backToList());
+    const input = $('composer-input');
+    input.addEventListener('keydown', (e) => {
+      // Enter sends, Shift+Enter starts a new line; not while an input method composes.
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        $('composer').requestSubmit();
+      }
+    });
+    $('composer').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const text = input.value.trim();
+      if (!text || !this.session?.history.current) return;
+      input.value = '';
+      try {
+        await this.session.send(text);
+      } catch (err) {
+        if (!input.value) input.value = text; // give the words back to retry
+        this.#view.showNotice(
+          err.code === 'disconnected'
+            ? 'The connection dropped while sending; the message may not have arrived.'
+            : `Not sent: ${err.message}`,
+        );
+      }
+    });
+  }
+}
+
+// main builds the app in win (the browser window) and starts it.
+export function main(win) {
+  const doc = win.document;
+  const local = localStore(() => win.localStorage);
+  const store = new SavedState(local, { delay: SAVE_DELAY_MS });
+  // Pending writes land when the page is hidden or unloaded.
+  win.addEventListener('pagehide', () => store.flush());
+  doc.addEventListener('visibilitychange', () => doc.hidden && store.flush());
+  const app = new App({
+    doc,
+    sessions: win.sessionStorage,
+    store,
+    view: new View(doc),
+    signin: new SigninForm(doc, local),
+    createClient: (options) => new Switchboard(options),
+    fetch: (...args) => win.fetch(...args),
+  });
+  app.wire();
+  app.resume();
+  return app;
+}

@@ -1,0 +1,168 @@
+// view.js: the signed-in page (connection indicator, banner, notice, sidebar, the open
+// conversation). It draws what a History holds and keeps no state of the conversation.
+
+import { State } from '../switchboard.js';
+import { convTitle, splitKey } from './history.js';
+import { MessageRenderer } from './messages.js';
+
+const STATE_TEXT = {
+  [State.IDLE]: 'Offline',
+  [State.CONNECTING]: 'Connecting…',
+  [State.LIVE]: 'Live',
+  [State.RECONNECTING]: 'Reconnecting…',
+  [State.STOPPED]: 'Stopped',
+};
+
+const NOTICE_MS = 8000;
+
+// View draws the app in doc (the page's document).
+export class View {
+  #doc;
+  #messages;
+  #timers;
+  #noticeTimer = null;
+
+  constructor(doc, { timers = globalThis } = {}) {
+    this.#doc = doc;
+    this.#messages = new MessageRenderer(doc);
+    this.#timers = timers;
+  }
+
+  $(id) {
+    return this.#doc.getElementById(id);
+  }
+
+  showConnection(state) {
+    this.$('conn').dataset.state = state;
+    this.$('conn-text').textContent = STATE_TEXT[state];
+  }
+
+  showSignedIn(me) {
+    this.$('who-name').textContent = me;
+    this.$('who').hidden = false;
+    this.$('signin-view').hidden = true;
+    this.$('app-view').hidden = false;
+  }
+
+  showSignedOut() {
+    this.showConnection(State.IDLE);
+    this.$('who').hidden = true;
+    this.$('app-view').hidden = true;
+  }
+
+  showBanner(text, action = '') {
+    this.$('banner-text').textContent = text;
+    this.$('banner-action').hidden = !action;
+    this.$('banner-action').textContent = action;
+    this.$('banner').hidden = false;
+  }
+
+  hideBanner() {
+    this.$('banner').hidden = true;
+  }
+
+  showNotice(text) {
+    this.$('notice').textContent = text;
+    this.#timers.clearTimeout(this.#noticeTimer);
+    this.#noticeTimer = this.#timers.setTimeout(() => (this.$('notice').textContent = ''), NOTICE_MS);
+  }
+
+  // announce tells a screen reader about a message in a conversation that is not open.
+  announce(text) {
+    this.$('announcer').textContent = text;
+  }
+
+  // showConversation draws the conversation history has open, or the empty pane.
+  showConversation(history, { focus = true } = {}) {
+    const key = history.current;
+    const $ = (id) => this.$(id);
+    $('app-view').dataset.view = key ? 'chat' : 'list';
+    const [kind, name] = key ? splitKey(key) : [null, null];
+    $('conv-title').textContent = key ? convTitle(key) : 'No conversation open';
+    $('leave-room').hidden = kind !== 'room';
+    // A backend's messages cannot be answered: there is nobody to send to.
+    $('composer').hidden = !key || key === 'backend';
+    $('composer-input').placeholder = key ? `Message ${convTitle(key)}` : 'Message';
+    $('notice').textContent = '';
+
+    // A fresh list, not a cleared one: screen readers announce what is added to a live log,
+    // and reading out a whole conversation on every switch would drown the new messages.
+    const list = $('messages').cloneNode(false);
+    const entries = key ? history.conv(key).messages : [];
+    for (const entry of entries) {
+      const li = this.#messages.item(entry);
+      li.dataset.ms = entry.ms;
+      list.append(li);
+    }
+    $('messages').replaceWith(list);
+    $('empty').hidden = entries.length > 0;
+    $('empty').textContent = !key
+      ? 'Join a room or open a direct message to start talking.'
+      : kind === 'room'
+        ? `No messages in ${convTitle(key)} yet. Say hello.`
+        : key === 'backend'
+          ? 'Messages your backend sends you without naming a sender appear here.'
+          : `No messages with ${name} yet.`;
+    list.scrollTop = list.scrollHeight;
+    this.renderSidebar(history);
+    if (focus && key && key !== 'backend') $('composer-input').focus();
+  }
+
+  // appendMessage adds entry to the open conversation, in time order.
+  appendMessage(entry) {
+    const list = this.$('messages');
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+    // Keep time order: a sent direct message can be acknowledged after a later reply arrived.
+    let before = null;
+    for (let el = list.lastElementChild; el && Number(el.dataset.ms) > entry.ms; el = el.previousElementSibling) before = el;
+    const li = this.#messages.item(entry);
+    li.dataset.ms = entry.ms;
+    list.insertBefore(li, before);
+    this.$('empty').hidden = true;
+    // Follow the conversation, unless the reader has scrolled up to read older messages.
+    if (atBottom || entry.mine) list.scrollTop = list.scrollHeight;
+  }
+
+  renderSidebar(history) {
+    this.#renderList(history, this.$('room-list'), history.rooms.map((r) => `room:${r}`), 'No rooms yet.');
+    const dms = [...history.dms].sort((a, b) => (a === 'backend') - (b === 'backend') || a.localeCompare(b));
+    this.#renderList(history, this.$('dm-list'), dms, 'No conversations yet.');
+  }
+
+  // backToList shows the conversation list on a narrow screen.
+  backToList() {
+    this.$('app-view').dataset.view = 'list';
+    this.#doc.querySelector('.conv[aria-current]')?.focus();
+  }
+
+  #renderList(history, ul, keys, emptyText) {
+    ul.replaceChildren();
+    if (keys.length === 0) {
+      ul.append(this.#element('li', 'muted small', emptyText));
+      return;
+    }
+    for (const key of keys) {
+      const li = this.#doc.createElement('li');
+      const b = this.#element('button', 'conv');
+      b.type = 'button';
+      b.dataset.conv = key;
+      if (key === history.current) b.setAttribute('aria-current', 'page');
+      b.append(this.#element('span', 'conv-name', convTitle(key)));
+      const unread = history.convs[key]?.unread ?? 0;
+      if (unread > 0) {
+        const badge = this.#element('span', 'badge', unread > 99 ? '99+' : String(unread));
+        badge.append(this.#element('span', 'visually-hidden', unread === 1 ? ' unread message' : ' unread messages'));
+        b.append(badge);
+      }
+      li.append(b);
+      ul.append(li);
+    }
+  }
+
+  #element(tag, className, text) {
+    const el = this.#doc.createElement(tag);
+    el.className = className;
+    if (text !== undefined) el.textContent = text;
+    return el;
+  }
+}
