@@ -33,10 +33,10 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 )
 
-// contractEnv is every environment variable the binary reads: the table in the contract
-// (docs/protocol.md, "Running") plus --log-level, --insecure-dev and --trusted-proxies. A deployment file
-// that sets another SWITCHBOARD_* name sets nothing, silently.
-var contractEnv = []string{
+// deployEnv is every environment variable the deployment files may set, each read by the
+// binary and listed in README.md, "Configuration". A deployment file that sets a
+// SWITCHBOARD_* name the binary does not read sets nothing, silently.
+var deployEnv = []string{
 	"SWITCHBOARD_ADDR",
 	"SWITCHBOARD_REDIS",
 	"SWITCHBOARD_REDIS_CLUSTER",
@@ -59,7 +59,7 @@ var contractEnv = []string{
 // idle timeout in front of the nodes must be longer.
 const serverPingInterval = 20 * time.Second
 
-// drainTime bounds the node's drain after SIGTERM: WebSockets closed within 5 s (contract),
+// drainTime bounds the node's drain after SIGTERM: WebSockets closed within 5 s (docs/protocol.md, "Delivery guarantees"),
 // then up to 10 s for queued deliveries (cmd/switchboard).
 const drainTime = 15 * time.Second
 
@@ -206,7 +206,7 @@ func TestComposeFile(t *testing.T) {
 		env := s.Environment
 		t.Run(n+" uses only environment variables the binary knows", func(t *testing.T) {
 			for name := range env {
-				if strings.HasPrefix(name, "SWITCHBOARD_") && !slices.Contains(contractEnv, name) {
+				if strings.HasPrefix(name, "SWITCHBOARD_") && !slices.Contains(deployEnv, name) {
 					t.Errorf("%s sets %s, which the binary does not read", n, name)
 				}
 			}
@@ -658,7 +658,7 @@ func TestKubernetesManifests(t *testing.T) {
 	})
 	t.Run("uses only environment variables the binary knows", func(t *testing.T) {
 		for name := range env {
-			if strings.HasPrefix(name, "SWITCHBOARD_") && !slices.Contains(contractEnv, name) {
+			if strings.HasPrefix(name, "SWITCHBOARD_") && !slices.Contains(deployEnv, name) {
 				t.Errorf("the Deployment sets %s, which the binary does not read", name)
 			}
 		}
@@ -887,7 +887,7 @@ func TestDockerfile(t *testing.T) {
 	t.Run("sets only environment variables the binary knows", func(t *testing.T) {
 		for _, in := range final {
 			name, _, _ := strings.Cut(in.args, "=")
-			if in.cmd == "ENV" && strings.HasPrefix(name, "SWITCHBOARD_") && !slices.Contains(contractEnv, name) {
+			if in.cmd == "ENV" && strings.HasPrefix(name, "SWITCHBOARD_") && !slices.Contains(deployEnv, name) {
 				t.Errorf("ENV %s: the binary does not read it", name)
 			}
 		}

@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 )
 
 // pipelineGate counts the script pipelines and holds the first one until released.
@@ -58,19 +60,15 @@ func TestScriptBatcherSharesRoundTripsAndAnswersEachCall(t *testing.T) {
 		})
 	}
 	// The first batch is held; wait until every other call is queued behind it.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		b.mu.Lock()
 		n := len(b.pending)
 		b.mu.Unlock()
 		if first := gate.first.Load(); first > 0 && int(first)+n == calls {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d calls in the first batch and %d queued after 10 s", gate.first.Load(), n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return fmt.Errorf("only %d calls in the first batch and %d queued", gate.first.Load(), n)
+	})
 	close(gate.release)
 	wg.Wait()
 	for i, err := range errs {

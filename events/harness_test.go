@@ -228,7 +228,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	_, _ = io.WriteString(w, rep.body)
 }
 
-// check validates a body as the contract describes it and returns its events.
+// check validates a body as docs/protocol.md ("Backend events") describes it and returns its events.
 func (r *receiver) check(body []byte) []Event {
 	t := r.t
 	var b struct {

@@ -139,7 +139,7 @@ func TestSurvivesReceiverFailingEveryOtherRequestAndStalling(t *testing.T) {
 		return reply{}
 	})
 	var timeouts atomic.Int64
-	// The contract's 10s timeout (the default). Retries are capped at 2s instead of 30s:
+	// The documented 10s timeout (the default; docs/protocol.md, "Backend events"). Retries are capped at 2s instead of 30s:
 	// with half the requests failing, some shard fails several times in a row, and its
 	// exponential backoff would otherwise dominate the test's duration.
 	q, err := New(rdb, Config{Node: "n1", URL: recv.url(), Secret: testSecret, Logger: testLogger(t),

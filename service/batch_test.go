@@ -16,13 +16,9 @@ type batchAnswer struct {
 	} `json:"results"`
 }
 
-func TestBatchSendDeliversEveryItemInOrder(t *testing.T) {
-	testBatchSendDeliversEveryItemInOrder(t, singleRedis(t))
-}
-
 func testBatchSendDeliversEveryItemInOrder(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a")
-	b := startNode(t, be.spec, "b")
+	a := startNode(t, be, "a")
+	b := startNode(t, be, "b")
 	bob, _ := connect(t, a, "bob")
 	carol, _ := connect(t, b, "carol")
 	putMember(t, a, "lobby", "carol")
@@ -61,7 +57,7 @@ func testBatchSendDeliversEveryItemInOrder(t *testing.T, be backend) {
 
 func TestBatchOfAThousandUsers(t *testing.T) {
 	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
+	a := startNode(t, onRedis(srv), "a")
 	watched, _ := connect(t, a, "u999")
 	var sb strings.Builder
 	sb.WriteString(`{"messages":[`)
@@ -90,7 +86,7 @@ func TestBatchOfAThousandUsers(t *testing.T) {
 
 func TestBatchRefusalsAcceptNothing(t *testing.T) {
 	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a", func(o *nodeOptions) { o.service.MaxMessageBytes = 100 })
+	a := startNode(t, onRedis(srv), "a", func(o *nodeOptions) { o.service.MaxMessageBytes = 100 })
 	many := `{"messages":[` + strings.Repeat(`{"user":"x","data":1},`, 1000) + `{"user":"x","data":1}]}`
 	cases := []struct {
 		name, body string

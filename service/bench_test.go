@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 )
 
@@ -17,7 +19,7 @@ import (
 // handler, delivery script, Pub/Sub dispatch and WebSocket write, on one node.
 func BenchmarkDirectMessageOverHTTP(b *testing.B) {
 	srv, _ := startRedis(b)
-	n := startNode(b, srv.URL(), "a")
+	n := startNode(b, onRedis(srv), "a")
 	const users = 100
 	var delivered atomic.Int64
 	for i := range users {
@@ -60,10 +62,12 @@ func BenchmarkDirectMessageOverHTTP(b *testing.B) {
 			}
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for delivered.Load() < int64(b.N) && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(b, 30*time.Second, func() error {
+		if got := delivered.Load(); got < int64(b.N) {
+			return fmt.Errorf("delivered %d of %d", got, b.N)
+		}
+		return nil
+	})
 	b.StopTimer()
 	if got := delivered.Load(); got != int64(b.N) {
 		b.Fatalf("delivered %d of %d", got, b.N)

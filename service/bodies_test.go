@@ -25,7 +25,7 @@ func heapInUse() uint64 {
 func TestStalledBigBodiesDoNotHoldTheirDeclaredLength(t *testing.T) {
 	const stalled, declared = 20, 32 << 20
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a")
+	n := startNode(t, onRedis(srv), "a")
 	b := newBystanders(t, n)
 	probe := startBystander(t, n, n, "bystander", nil)
 	before := heapInUse()

@@ -17,9 +17,9 @@ import (
 // shard.
 func TestTwoNodesOnRedisCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
-	spec := "cluster:" + strings.Join(cl.Addrs(), ",")
-	a := startNode(t, spec, "a")
-	b := startNode(t, spec, "b")
+	be := onCluster(cl, 3, "t")
+	a := startNode(t, be, "a")
+	b := startNode(t, be, "b")
 	const users = 24 // their buckets spread over all three masters
 	conns := map[string]*wsclient.Conn{}
 	for i := range users {

@@ -11,13 +11,9 @@ import (
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
-func TestDeleteConnectionsClosesEveryDeviceOnEveryNodeWith4001(t *testing.T) {
-	testDeleteConnectionsClosesEveryDeviceOnEveryNodeWith4001(t, singleRedis(t))
-}
-
 func testDeleteConnectionsClosesEveryDeviceOnEveryNodeWith4001(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a")
-	b := startNode(t, be.spec, "b")
+	a := startNode(t, be, "a")
+	b := startNode(t, be, "b")
 	phone, _ := connect(t, a, "bob")
 	laptop, _ := connect(t, a, "bob")
 	tablet, _ := connect(t, b, "bob")
@@ -50,14 +46,10 @@ func testDeleteConnectionsClosesEveryDeviceOnEveryNodeWith4001(t *testing.T, be 
 	}
 }
 
-func TestClusterViewListsLiveNodesAndSubscriberCounts(t *testing.T) {
-	testClusterViewListsLiveNodesAndSubscriberCounts(t, singleRedis(t))
-}
-
 func testClusterViewListsLiveNodesAndSubscriberCounts(t *testing.T, be backend) {
 	fast := func(o *nodeOptions) { o.subscriptions.RegistryInterval = 100 * time.Millisecond }
-	a := startNode(t, be.spec, "a", fast)
-	b := startNode(t, be.spec, "b", fast)
+	a := startNode(t, be, "a", fast)
+	b := startNode(t, be, "b", fast)
 	connect(t, a, "bob")
 	connect(t, b, "bob")
 	connect(t, b, "bob")

@@ -14,13 +14,9 @@ import (
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
-func TestDirectMessagePostedToOneNodeReachesUserOnAnother(t *testing.T) {
-	testDirectMessagePostedToOneNodeReachesUserOnAnother(t, singleRedis(t))
-}
-
 func testDirectMessagePostedToOneNodeReachesUserOnAnother(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a")
-	b := startNode(t, be.spec, "b")
+	a := startNode(t, be, "a")
+	b := startNode(t, be, "b")
 	alice, w := connect(t, a, "alice")
 	if w.User != "alice" || w.Node != "a" || w.Recovered != nil {
 		t.Fatalf("welcome: %s", w.Raw)
@@ -33,12 +29,8 @@ func testDirectMessagePostedToOneNodeReachesUserOnAnother(t *testing.T, be backe
 	}
 }
 
-func TestPayloadFormsArriveAsDataOrBase64(t *testing.T) {
-	testPayloadFormsArriveAsDataOrBase64(t, singleRedis(t))
-}
-
 func testPayloadFormsArriveAsDataOrBase64(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a")
+	a := startNode(t, be, "a")
 	bob, _ := connect(t, a, "bob")
 	binary := []byte{0, 1, 2, 255, 'x'}
 	cases := []struct {
@@ -70,13 +62,9 @@ func testPayloadFormsArriveAsDataOrBase64(t *testing.T, be backend) {
 	}
 }
 
-func TestUserWithDevicesOnTwoNodesGetsEachMessageOnceOnEach(t *testing.T) {
-	testUserWithDevicesOnTwoNodesGetsEachMessageOnceOnEach(t, singleRedis(t))
-}
-
 func testUserWithDevicesOnTwoNodesGetsEachMessageOnceOnEach(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a")
-	b := startNode(t, be.spec, "b")
+	a := startNode(t, be, "a")
+	b := startNode(t, be, "b")
 	phone, _ := connect(t, a, "bob")
 	laptop, _ := connect(t, b, "bob")
 	tablet, _ := connect(t, b, "bob")
@@ -103,7 +91,7 @@ func testUserWithDevicesOnTwoNodesGetsEachMessageOnceOnEach(t *testing.T, be bac
 
 func TestNodeUnsubscribesWhenUsersLastConnectionCloses(t *testing.T) {
 	srv, rdb := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
+	a := startNode(t, onRedis(srv), "a")
 	c1, _ := connect(t, a, "carol")
 	c2, _ := connect(t, a, "carol")
 	if got := numsub(t, rdb, "carol"); got != 1 {
@@ -128,13 +116,9 @@ func TestNodeUnsubscribesWhenUsersLastConnectionCloses(t *testing.T) {
 	testutil.WaitFor(t, 5*time.Second, func() bool { return a.hub.Stats().Users == 0 }, "the node to forget carol")
 }
 
-func TestClientSendsDirectMessageAndGetsAck(t *testing.T) {
-	testClientSendsDirectMessageAndGetsAck(t, singleRedis(t))
-}
-
 func testClientSendsDirectMessageAndGetsAck(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a")
-	b := startNode(t, be.spec, "b")
+	a := startNode(t, be, "a")
+	b := startNode(t, be, "b")
 	alice, _ := connect(t, a, "alice")
 	bob, _ := connect(t, b, "bob")
 
@@ -159,8 +143,8 @@ func testClientSendsDirectMessageAndGetsAck(t *testing.T, be backend) {
 
 func TestAdminSubscriptionsListsThisNodesUsers(t *testing.T) {
 	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
-	b := startNode(t, srv.URL(), "b")
+	a := startNode(t, onRedis(srv), "a")
+	b := startNode(t, onRedis(srv), "b")
 	connect(t, a, "alice")
 	connect(t, a, "alice")
 	connect(t, a, "bob")
@@ -183,7 +167,7 @@ func TestAdminSubscriptionsListsThisNodesUsers(t *testing.T) {
 // message, and the connection goes on with what follows.
 func TestAnEnvelopeWithInvalidUTF8FromRedisIsSkipped(t *testing.T) {
 	srv, rdb := startRedis(t)
-	n := startNode(t, srv.URL(), "a")
+	n := startNode(t, onRedis(srv), "a")
 	bob, _ := connect(t, n, "bob")
 	bad := fmt.Sprintf(`{"type":"message","id":"%d-0","data":"caf`+"\xe9"+`"}`, time.Now().UnixMilli()-1000)
 	if err := rdb.Publish(context.Background(), subscriptions.ChannelName("t", "bob"), bad).Err(); err != nil {

@@ -60,7 +60,7 @@ func upgradeStatus(t *testing.T, n *node, host, user string) int {
 
 func TestDevModeRefusesCrossOriginBrowserRequests(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a")
+	n := startNode(t, onRedis(srv), "a")
 	b := newBystanders(t, n)
 	probe := startBystander(t, n, n, "bystander", nil)
 	own := n.base
@@ -128,8 +128,8 @@ func TestDevModeRefusesCrossOriginBrowserRequests(t *testing.T) {
 func TestDevModeServesOnlyLoopbackHostNames(t *testing.T) {
 	srv1, _ := startRedis(t)
 	srv2, _ := startRedis(t)
-	n := startNode(t, srv1.URL(), "a")
-	listed := startNode(t, srv2.URL(), "listed", func(o *nodeOptions) { o.service.DevHosts = []string{"switchboard"} })
+	n := startNode(t, onRedis(srv1), "a")
+	listed := startNode(t, onRedis(srv2), "listed", func(o *nodeOptions) { o.service.DevHosts = []string{"switchboard"} })
 	watching := map[*node]*bystanders{n: newBystanders(t, n), listed: newBystanders(t, listed)}
 	probe := startBystander(t, n, n, "bystander", nil)
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(n.base, "http://"))

@@ -156,7 +156,7 @@ func closedTotal(t *testing.T, n *node, reason string) float64 {
 // test process; the others were refused by gws with assorted codes, or not at all.
 func TestFramesThatBreakRFC6455CloseOnlyTheirConnectionWith1002(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a")
+	n := startNode(t, onRedis(srv), "a")
 	p := startBystander(t, n, n, "bystander", nil)
 	text := service.WireFrame(0x81, true, 0, -1, []byte(`{"type":"nope"}`))
 	cases := []struct {
@@ -230,7 +230,7 @@ func presenceOf(t *testing.T, redisURL, user string) int {
 // and the connection carried on.
 func TestAPanicOnAConnectionClosesOnlyThatConnection(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a")
+	n := startNode(t, onRedis(srv), "a")
 	var mu sync.Mutex
 	uncounted := map[string]int{}
 	fired := map[string]bool{}
@@ -315,7 +315,7 @@ func tightLimits(o *nodeOptions) {
 // any other. Before, they were not counted at all, and none of these closed.
 func TestEveryFrameCountsTowardsTheRateLimit(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a", tightLimits)
+	n := startNode(t, onRedis(srv), "a", tightLimits)
 	p := startBystander(t, n, n, "bystander", nil)
 	ping := service.WireFrame(0x89, true, 0, -1, nil)
 	pong := service.WireFrame(0x8A, true, 0, -1, nil)
@@ -354,7 +354,7 @@ func TestEveryFrameCountsTowardsTheRateLimit(t *testing.T) {
 // token it earns breaks the row.
 func TestASteadySenderOverTheLimitIsClosed(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a", func(o *nodeOptions) {
+	n := startNode(t, onRedis(srv), "a", func(o *nodeOptions) {
 		o.service.FrameRate = 10
 		o.service.FrameBurst = 20
 	})
@@ -411,7 +411,7 @@ wait:
 // message read after the limit closed the connection counted again (1,443 in issue 13).
 func TestARateLimitCloseIsCountedOnce(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a", tightLimits)
+	n := startNode(t, onRedis(srv), "a", tightLimits)
 	p := startBystander(t, n, n, "bystander", nil)
 	c := rawConnect(t, n, "burst")
 	c.welcome(t)
@@ -428,7 +428,7 @@ func TestARateLimitCloseIsCountedOnce(t *testing.T) {
 // and keeps its connection.
 func TestAClientBrieflyOverTheLimitIsOnlyRefused(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a", tightLimits)
+	n := startNode(t, onRedis(srv), "a", tightLimits)
 	c := rawConnect(t, n, "brief")
 	c.welcome(t)
 	c.write(t, repeatFrame(service.WireFrame(0x81, true, 0, -1, []byte(`{"type":"nope"}`)), 8)...)

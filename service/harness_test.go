@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -41,28 +42,12 @@ type nodeOptions struct {
 	events        events.Config // the queue runs always, as in main: it counts presence
 }
 
-// startNode runs a node on redisURL, or on a Redis Cluster given as "cluster:addr,addr,...". Nodes of one test share the test's key prefix, so
-// they see each other's messages and nothing of other tests'.
-func startNode(t testing.TB, redisURL, name string, mods ...func(*nodeOptions)) *node {
+// startNode runs a node on the backend be. Nodes of one test share the backend's key prefix,
+// so they see each other's messages and nothing of other tests'.
+func startNode(t testing.TB, be backend, name string, mods ...func(*nodeOptions)) *node {
 	t.Helper()
-	prefix := "t"
-	if i := strings.LastIndexByte(redisURL, '|'); i >= 0 { // a share of a cluster: its own keys
-		redisURL, prefix = redisURL[:i], redisURL[i+1:]
-	}
-	var rdb redis.UniversalClient
-	if addrs, ok := strings.CutPrefix(redisURL, "cluster:"); ok {
-		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ","),
-			MaxRetries: -1, ContextTimeoutEnabled: true, ReadTimeout: 2 * time.Second})
-	} else {
-		opts, err := redis.ParseURL(redisURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts.MaxRetries = -1
-		opts.ContextTimeoutEnabled = true
-		opts.ReadTimeout = 2 * time.Second
-		rdb = redis.NewClient(opts)
-	}
+	prefix := be.prefix
+	rdb := be.open(t, true)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", name)
 	reg := service.NewRegistry() // one registry for the node's parts, as in main
 	o := nodeOptions{
@@ -198,9 +183,19 @@ func (r response) errorCode(t *testing.T) string {
 
 func do(t *testing.T, method, u, contentType string, body io.Reader, header ...string) response {
 	t.Helper()
-	req, err := http.NewRequest(method, u, body)
+	r, err := request(method, u, contentType, body, header...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return r
+}
+
+// request is do for goroutines other than the test's: it returns its error instead of
+// failing the test, which only the test's goroutine may do.
+func request(method, u, contentType string, body io.Reader, header ...string) (response, error) {
+	req, err := http.NewRequest(method, u, body)
+	if err != nil {
+		return response{}, err
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -210,25 +205,37 @@ func do(t *testing.T, method, u, contentType string, body io.Reader, header ...s
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, u, err)
+		return response{}, fmt.Errorf("%s %s: %w", method, u, err)
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	return response{status: res.StatusCode, body: b, header: res.Header}
+	return response{status: res.StatusCode, body: b, header: res.Header}, nil
 }
 
 // sendDM posts a JSON direct message and returns its id.
 func sendDM(t *testing.T, n *node, user, data string) string {
 	t.Helper()
-	r := do(t, "POST", n.base+"/v1/users/"+user+"/messages", "application/json", strings.NewReader(data))
-	if r.status != http.StatusAccepted {
-		t.Fatalf("POST DM to %s: %d %s", user, r.status, r.body)
-	}
-	id, _ := r.json(t)["id"].(string)
-	if id == "" {
-		t.Fatalf("POST DM: no id in %s", r.body)
+	id, err := postDM(n, user, data)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return id
+}
+
+// postDM is sendDM for goroutines other than the test's: it returns its error.
+func postDM(n *node, user, data string) (string, error) {
+	r, err := request("POST", n.base+"/v1/users/"+user+"/messages", "application/json", strings.NewReader(data))
+	if err != nil {
+		return "", err
+	}
+	if r.status != http.StatusAccepted {
+		return "", fmt.Errorf("POST DM to %s: %d %s", user, r.status, r.body)
+	}
+	var answer struct{ ID string }
+	if err := json.Unmarshal(r.body, &answer); err != nil || answer.ID == "" {
+		return "", fmt.Errorf("POST DM: no id in %s", r.body)
+	}
+	return answer.ID, nil
 }
 
 // numsub returns how many subscribers Redis counts on user's channel of the test prefix.
@@ -264,17 +271,54 @@ func must(t *testing.T, err error) {
 
 // backend is the Redis a test's nodes run on: a redis-server of its own, or a share of a
 // Redis Cluster under a key prefix of its own. Tests written against a backend run on both
-// (TestSuiteOnRedisCluster).
+// (suite_test.go).
 type backend struct {
-	spec       string // what startNode takes
-	prefix     string // the key prefix of its nodes
+	url        string   // a redis-server's URL; empty on a Redis Cluster
+	cluster    []string // a Redis Cluster's seed addresses
+	prefix     string   // the key prefix of its nodes
 	killPubSub func(t *testing.T)
+}
+
+// onRedis is the backend of one redis-server, under the prefix "t".
+func onRedis(srv *redistest.Server) backend {
+	return backend{url: srv.URL(), prefix: "t", killPubSub: func(t *testing.T) { srv.KillPubSubClients(t) }}
+}
+
+// onCluster is a share of a Redis Cluster: its keys and channels are under prefix.
+func onCluster(cl *redistest.Cluster, masters int, prefix string) backend {
+	return backend{cluster: cl.Addrs(), prefix: prefix, killPubSub: func(t *testing.T) {
+		for n := range masters {
+			cl.Node(n).KillPubSubClients(t)
+		}
+	}}
 }
 
 // singleRedis starts a redis-server for the test.
 func singleRedis(t *testing.T) backend {
-	srv := redistest.Start(t)
-	return backend{spec: srv.URL(), prefix: "t", killPubSub: func(t *testing.T) { srv.KillPubSubClients(t) }}
+	return onRedis(redistest.Start(t))
+}
+
+// open returns a new client on the backend that never retries a command (a retried script
+// could run twice), as main builds them. A node's client also bounds each command's time by
+// its context and a 2 s read timeout.
+func (be backend) open(t testing.TB, node bool) redis.UniversalClient {
+	t.Helper()
+	var timeout time.Duration
+	if node {
+		timeout = 2 * time.Second
+	}
+	if be.url == "" {
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: be.cluster,
+			MaxRetries: -1, ContextTimeoutEnabled: node, ReadTimeout: timeout})
+	}
+	opts, err := redis.ParseURL(be.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.MaxRetries = -1
+	opts.ContextTimeoutEnabled = node
+	opts.ReadTimeout = timeout
+	return redis.NewClient(opts)
 }
 
 // usedMemory returns Redis's used_memory: of the server, or summed over a cluster's masters.

@@ -75,7 +75,7 @@ func (b *bystanders) checkNoneFor(t *testing.T, user string) {
 
 func TestNestedJSONOverHTTPIsRefusedBeyond64Levels(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a")
+	n := startNode(t, onRedis(srv), "a")
 	b := newBystanders(t, n)
 	putMember(t, n, "lobby", "bob")
 	p := startBystander(t, n, n, "bystander", nil)
@@ -133,7 +133,7 @@ func TestNestedJSONOverHTTPIsRefusedBeyond64Levels(t *testing.T) {
 func TestNestedJSONInWebSocketFramesIsRefusedAndTheConnectionStaysOpen(t *testing.T) {
 	rcv := startReceiver(t)
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a", withWebhook(rcv))
+	n := startNode(t, onRedis(srv), "a", withWebhook(rcv))
 	b := newBystanders(t, n)
 	alice, _ := connect(t, n, "alice")
 	putMember(t, n, "lobby", "bob")
@@ -200,7 +200,7 @@ func TestNestedJSONInWebSocketFramesIsRefusedAndTheConnectionStaysOpen(t *testin
 
 func TestDuplicateAndCaseVariantKeysAreRefusedOverHTTP(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a")
+	n := startNode(t, onRedis(srv), "a")
 	b := newBystanders(t, n)
 	p := startBystander(t, n, n, "bystander", nil)
 	cases := []struct {
@@ -237,7 +237,7 @@ func TestDuplicateAndCaseVariantKeysAreRefusedOverHTTP(t *testing.T) {
 
 func TestDuplicateAndCaseVariantKeysAreRefusedInWebSocketFrames(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a")
+	n := startNode(t, onRedis(srv), "a")
 	b := newBystanders(t, n)
 	alice, _ := connect(t, n, "alice")
 	p := startBystander(t, n, n, "bystander", nil)
@@ -280,7 +280,7 @@ func TestDuplicateAndCaseVariantKeysAreRefusedInWebSocketFrames(t *testing.T) {
 // duplicate.
 func TestStrictJSONStillAcceptsWhatIsValid(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a")
+	n := startNode(t, onRedis(srv), "a")
 	b := newBystanders(t, n)
 	for _, body := range []string{
 		`{"a":1,"A":2}`,

@@ -11,7 +11,7 @@ import (
 
 func TestFrameFloodIsRateLimitedThenClosedWithoutHurtingOthers(t *testing.T) {
 	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a", func(o *nodeOptions) {
+	a := startNode(t, onRedis(srv), "a", func(o *nodeOptions) {
 		o.service.FrameRate = 0.01 // the flood below cannot earn new tokens
 		o.service.FrameBurst = 5
 	})
@@ -59,7 +59,7 @@ func TestFrameFloodIsRateLimitedThenClosedWithoutHurtingOthers(t *testing.T) {
 
 func TestConnectionsPerUserAreCapped(t *testing.T) {
 	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a", func(o *nodeOptions) { o.service.MaxConnsPerUser = 3 })
+	a := startNode(t, onRedis(srv), "a", func(o *nodeOptions) { o.service.MaxConnsPerUser = 3 })
 	for range 3 {
 		connect(t, a, "many")
 	}

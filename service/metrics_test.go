@@ -25,7 +25,7 @@ func metric(t *testing.T, n *node, name string) float64 {
 
 func TestMetricsCountWhatHappens(t *testing.T) {
 	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
+	a := startNode(t, onRedis(srv), "a")
 	bob, _ := connect(t, a, "bob")
 	alice, _ := connect(t, a, "alice")
 	sendDM(t, a, "bob", `1`)

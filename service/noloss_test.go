@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/switchboard-dev/switchboard/internal/redistest"
 	"github.com/switchboard-dev/switchboard/internal/testutil"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
@@ -74,13 +76,9 @@ func diff(a, b []string) []string {
 
 func head(s []string) []string { return s[:min(len(s), 5)] }
 
-func TestClientAwayResumesWithExactlyWhatItMissed(t *testing.T) {
-	testClientAwayResumesWithExactlyWhatItMissed(t, singleRedis(t))
-}
-
 func testClientAwayResumesWithExactlyWhatItMissed(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a")
-	b := startNode(t, be.spec, "b")
+	a := startNode(t, be, "a")
+	b := startNode(t, be, "b")
 	bob, _ := connect(t, a, "bob")
 	seen := sendDM(t, b, "bob", `"before"`)
 	next(t, bob, "message")
@@ -107,12 +105,8 @@ func testClientAwayResumesWithExactlyWhatItMissed(t *testing.T, be backend) {
 	}
 }
 
-func TestFreshClientResumesFromWelcomeLastID(t *testing.T) {
-	testFreshClientResumesFromWelcomeLastID(t, singleRedis(t))
-}
-
 func testFreshClientResumesFromWelcomeLastID(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a")
+	a := startNode(t, be, "a")
 	sendDM(t, a, "bob", `"old"`)
 	bob, w := connect(t, a, "bob")
 	if w.LastID == "" || w.LastID == "0-0" {
@@ -129,13 +123,9 @@ func testFreshClientResumesFromWelcomeLastID(t *testing.T, be backend) {
 	}
 }
 
-func TestPubSubLinkCutMidStreamLosesNothing(t *testing.T) {
-	testPubSubLinkCutMidStreamLosesNothing(t, singleRedis(t))
-}
-
 func testPubSubLinkCutMidStreamLosesNothing(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a")
-	b := startNode(t, be.spec, "b")
+	a := startNode(t, be, "a")
+	b := startNode(t, be, "b")
 	bob, _ := connect(t, a, "bob")
 	var ids []string
 	for i := range 300 {
@@ -154,30 +144,30 @@ func testPubSubLinkCutMidStreamLosesNothing(t *testing.T, be backend) {
 		a.hub.Stats().PubSubReconnects, a.hub.Stats().CaughtUp)
 }
 
-func TestConcurrentSendersArriveInStrictIDOrder(t *testing.T) {
-	testConcurrentSendersArriveInStrictIDOrder(t, singleRedis(t))
-}
-
 func testConcurrentSendersArriveInStrictIDOrder(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a")
-	b := startNode(t, be.spec, "b")
+	a := startNode(t, be, "a")
+	b := startNode(t, be, "b")
 	bob, _ := connect(t, a, "bob")
 	const senders, each = 8, 250
 	var mu sync.Mutex
 	sent := map[string]bool{}
-	var wg sync.WaitGroup
+	var g errgroup.Group // the senders' errors come back to the test's goroutine
 	for s := range senders {
-		wg.Go(func() {
+		g.Go(func() error {
 			n := []*node{a, b}[s%2]
 			for i := range each {
-				id := sendDM(t, n, "bob", fmt.Sprintf(`{"s":%d,"i":%d}`, s, i))
+				id, err := postDM(n, "bob", fmt.Sprintf(`{"s":%d,"i":%d}`, s, i))
+				if err != nil {
+					return err
+				}
 				mu.Lock()
 				sent[id] = true
 				mu.Unlock()
 			}
+			return nil
 		})
 	}
-	wg.Wait()
+	must(t, g.Wait())
 	var prev subscriptions.StreamID
 	for i := range senders * each {
 		m := next(t, bob, "message")
@@ -196,12 +186,8 @@ func testConcurrentSendersArriveInStrictIDOrder(t *testing.T, be backend) {
 	}
 }
 
-func TestTrimmedHistoryResumesWithRecoveredFalse(t *testing.T) {
-	testTrimmedHistoryResumesWithRecoveredFalse(t, singleRedis(t))
-}
-
 func testTrimmedHistoryResumesWithRecoveredFalse(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a", func(o *nodeOptions) { o.subscriptions.HistorySize = 5 })
+	a := startNode(t, be, "a", func(o *nodeOptions) { o.subscriptions.HistorySize = 5 })
 	bob, _ := connect(t, a, "bob")
 	seen := sendDM(t, a, "bob", `0`)
 	next(t, bob, "message")
@@ -221,12 +207,8 @@ func testTrimmedHistoryResumesWithRecoveredFalse(t *testing.T, be backend) {
 	checkExactly(t, got, ids[15:])
 }
 
-func TestStalledReaderIsClosedWith1013AndResumesWithoutLoss(t *testing.T) {
-	testStalledReaderIsClosedWith1013AndResumesWithoutLoss(t, singleRedis(t))
-}
-
 func testStalledReaderIsClosedWith1013AndResumesWithoutLoss(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a", func(o *nodeOptions) {
+	a := startNode(t, be, "a", func(o *nodeOptions) {
 		o.service.MaxQueueMessages = 64
 		o.service.MaxQueueBytes = 1 << 20
 	})
@@ -289,13 +271,9 @@ func testStalledReaderIsClosedWith1013AndResumesWithoutLoss(t *testing.T, be bac
 	checkExactly(t, rest, ids[len(got):])
 }
 
-func TestDrainingNodeClosesWith1012AndClientsResumeElsewhere(t *testing.T) {
-	testDrainingNodeClosesWith1012AndClientsResumeElsewhere(t, singleRedis(t))
-}
-
 func testDrainingNodeClosesWith1012AndClientsResumeElsewhere(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a")
-	b := startNode(t, be.spec, "b")
+	a := startNode(t, be, "a")
+	b := startNode(t, be, "b")
 	bob := resumer(t, "bob", a, b) // first connection on a, then b
 	var ids []string
 	var stopped time.Duration
@@ -319,7 +297,7 @@ func testDrainingNodeClosesWith1012AndClientsResumeElsewhere(t *testing.T, be ba
 
 func TestRedisOutageKeepsSocketsOpenAndCatchesUp(t *testing.T) {
 	srv := redistest.Start(t, redistest.WithArgs("--appendonly", "yes", "--appendfsync", "always"))
-	a := startNode(t, srv.URL(), "a")
+	a := startNode(t, onRedis(srv), "a")
 	bob, _ := connect(t, a, "bob")
 	first := sendDM(t, a, "bob", `1`)
 	next(t, bob, "message")
@@ -348,12 +326,8 @@ func TestRedisOutageKeepsSocketsOpenAndCatchesUp(t *testing.T) {
 	}
 }
 
-func TestResumeOfAHistoryLargerThanTheQueueIsPacedNotDropped(t *testing.T) {
-	testResumeOfAHistoryLargerThanTheQueueIsPacedNotDropped(t, singleRedis(t))
-}
-
 func testResumeOfAHistoryLargerThanTheQueueIsPacedNotDropped(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a", func(o *nodeOptions) {
+	a := startNode(t, be, "a", func(o *nodeOptions) {
 		o.service.MaxQueueBytes = 256 << 10 // the history below is 2 MB
 		o.service.MaxQueueMessages = 64
 		o.subscriptions.HistorySize = 500
@@ -389,7 +363,7 @@ func testResumeOfAHistoryLargerThanTheQueueIsPacedNotDropped(t *testing.T, be ba
 func TestAWriteStuckOnAPeerThatStoppedReadingEndsItsConnection(t *testing.T) {
 	srv, _ := startRedis(t)
 	const writeTimeout = 400 * time.Millisecond
-	a := startNode(t, srv.URL(), "a", func(o *nodeOptions) { o.service.WriteTimeout = writeTimeout })
+	a := startNode(t, onRedis(srv), "a", func(o *nodeOptions) { o.service.WriteTimeout = writeTimeout })
 	stalled, err := wsclient.Dial(a.wsURL("user=slow"), wsclient.Options{Buffer: 1})
 	must(t, err)
 	t.Cleanup(stalled.Close)

@@ -52,14 +52,10 @@ func putRefused(t *testing.T, n *node, room, user string) {
 	}
 }
 
-func TestRoomQuotasHoldAtTheEdge(t *testing.T) {
-	testRoomQuotasHoldAtTheEdge(t, singleRedis(t))
-}
-
 func testRoomQuotasHoldAtTheEdge(t *testing.T, be backend) {
 	rcv := startReceiver(t)
-	a := startNode(t, be.spec, "a", withQuotas(3, 3), withWebhook(rcv))
-	b := startNode(t, be.spec, "b", withQuotas(3, 3), withWebhook(rcv))
+	a := startNode(t, be, "a", withQuotas(3, 3), withWebhook(rcv))
+	b := startNode(t, be, "b", withQuotas(3, 3), withWebhook(rcv))
 	p := startBystander(t, a, b, "bystander", nil)
 
 	t.Run("rooms per user over the WebSocket", func(t *testing.T) {

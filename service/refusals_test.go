@@ -131,7 +131,7 @@ func chunkedBody(s string) func() io.Reader {
 
 func TestHTTPRefusalsAnswerWithErrorAndStoreNothing(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a", smallMessages)
+	n := startNode(t, onRedis(srv), "a", smallMessages)
 	b := newBystanders(t, n)
 	long := strings.Repeat("a", 129)
 	over := strings.Repeat("x", refusalMaxBytes+1)
@@ -200,7 +200,7 @@ func TestHTTPRefusalsAnswerWithErrorAndStoreNothing(t *testing.T) {
 
 func TestMethodNotAllowedNamesTheAllowedMethods(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a")
+	n := startNode(t, onRedis(srv), "a")
 	r := do(t, "PUT", n.base+"/v1/users/bob/messages", "application/json", strings.NewReader(`1`))
 	checkRefusal(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
 	if got := r.header.Values("Allow"); !slices.Equal(got, []string{"GET", "POST"}) {
@@ -210,7 +210,7 @@ func TestMethodNotAllowedNamesTheAllowedMethods(t *testing.T) {
 
 func TestPayloadOfExactlyMaxMessageBytesIsAccepted(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a", smallMessages)
+	n := startNode(t, onRedis(srv), "a", smallMessages)
 	b := newBystanders(t, n)
 	exact := `"` + strings.Repeat("x", refusalMaxBytes-2) + `"`
 	cases := []struct {
@@ -240,7 +240,7 @@ func TestPayloadOfExactlyMaxMessageBytesIsAccepted(t *testing.T) {
 func TestKeysGuardV1AndAdmin(t *testing.T) {
 	const apiKey, adminKey = "api-secret", "admin-secret"
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a", func(o *nodeOptions) {
+	n := startNode(t, onRedis(srv), "a", func(o *nodeOptions) {
 		o.service.APIKey = apiKey
 		o.service.AdminKey = adminKey
 	})
@@ -326,7 +326,7 @@ func TestPostWhileRedisIsDownIsRefusedAndLeavesNoTrace(t *testing.T) {
 			// is back after a restart and "nothing was stored" is a real check, not a wiped
 			// database.
 			srv := redistest.Start(t, redistest.WithArgs("--appendonly", "yes", "--appendfsync", "always"))
-			n := startNode(t, srv.URL(), "a")
+			n := startNode(t, onRedis(srv), "a")
 			b := &bystanders{n: n}
 			before := b.post(t, "bob", `{"n":1}`)
 
@@ -396,7 +396,7 @@ func acceptedDial(t *testing.T, u string, header http.Header) wsclient.Frame {
 
 func TestWebSocketUpgradeRefusalsInDevMode(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a")
+	n := startNode(t, onRedis(srv), "a")
 	b := newBystanders(t, n)
 	cases := []struct {
 		name   string
@@ -437,7 +437,7 @@ func mintToken(t *testing.T, method jwt.SigningMethod, secret any, claims jwt.Ma
 func TestWebSocketTokens(t *testing.T) {
 	secret := []byte("jwt-secret-for-tests")
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a", func(o *nodeOptions) { o.service.JWTSecret = secret })
+	n := startNode(t, onRedis(srv), "a", func(o *nodeOptions) { o.service.JWTSecret = secret })
 	// The bystanders connect with tokens too: dev auth is off.
 	b := &bystanders{n: n}
 	hour := time.Now().Add(time.Hour).Unix()
@@ -516,8 +516,8 @@ func TestWebSocketOrigins(t *testing.T) {
 	// One Redis each, so that the bystanders of one node are not the users of the other.
 	srv1, _ := startRedis(t)
 	srv2, _ := startRedis(t)
-	sameOrigin := startNode(t, srv1.URL(), "same")
-	listed := startNode(t, srv2.URL(), "listed", func(o *nodeOptions) {
+	sameOrigin := startNode(t, onRedis(srv1), "same")
+	listed := startNode(t, onRedis(srv2), "listed", func(o *nodeOptions) {
 		o.service.AllowedOrigins = []string{"https://app.example"}
 	})
 	watching := map[*node]*bystanders{sameOrigin: newBystanders(t, sameOrigin), listed: newBystanders(t, listed)}
@@ -560,7 +560,7 @@ func TestWebSocketOrigins(t *testing.T) {
 
 func TestWebSocketFrameRefusalsKeepTheConnectionUsable(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a", smallMessages)
+	n := startNode(t, onRedis(srv), "a", smallMessages)
 	b := newBystanders(t, n)
 	alice, _ := connect(t, n, "alice")
 	overData := `"` + strings.Repeat("x", refusalMaxBytes) + `"` // one byte over
@@ -619,7 +619,7 @@ func TestWebSocketFrameRefusalsKeepTheConnectionUsable(t *testing.T) {
 
 func TestDataOfExactlyMaxMessageBytesIsAcceptedOnTheWebSocket(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a", smallMessages)
+	n := startNode(t, onRedis(srv), "a", smallMessages)
 	b := newBystanders(t, n)
 	alice, _ := connect(t, n, "alice")
 	exact := `"` + strings.Repeat("x", refusalMaxBytes-2) + `"`
@@ -634,7 +634,7 @@ func TestDataOfExactlyMaxMessageBytesIsAcceptedOnTheWebSocket(t *testing.T) {
 
 func TestWebSocketFramesThatBreakTheProtocolCloseOnlyTheirConnection(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a", smallMessages)
+	n := startNode(t, onRedis(srv), "a", smallMessages)
 	b := newBystanders(t, n)
 	cases := []struct {
 		name  string
@@ -665,7 +665,7 @@ func TestWebSocketFramesThatBreakTheProtocolCloseOnlyTheirConnection(t *testing.
 
 func TestPlainRequestsToTheWebSocketEndpointAreRefusedWithJSON(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a")
+	n := startNode(t, onRedis(srv), "a")
 	b := newBystanders(t, n)
 	cases := []struct {
 		name   string
@@ -696,7 +696,7 @@ func TestPlainRequestsToTheWebSocketEndpointAreRefusedWithJSON(t *testing.T) {
 // still gets gws's 400: the connection that holds gws's first write must not swallow it.
 func TestUpgradeRefusedByGwsIsAnswered(t *testing.T) {
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a")
+	n := startNode(t, onRedis(srv), "a")
 	conn, err := net.Dial("tcp", strings.TrimPrefix(n.base, "http://"))
 	if err != nil {
 		t.Fatal(err)

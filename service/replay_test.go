@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/switchboard-dev/switchboard/internal/testutil"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 )
@@ -65,7 +67,7 @@ func waitReplaysStall(t *testing.T, n *node) {
 func TestStalledResumersHoldAPageOfTheHistoryNotAllOfIt(t *testing.T) {
 	srv, _ := startRedis(t)
 	const history, size, users, each = 300, 60000, 2, 4
-	a := startNode(t, srv.URL(), "a", func(o *nodeOptions) {
+	a := startNode(t, onRedis(srv), "a", func(o *nodeOptions) {
 		o.subscriptions.HistorySize = history
 		o.service.WriteTimeout = time.Minute // the stalled writes stay stalled while measured
 	})
@@ -104,7 +106,7 @@ func TestStalledResumersHoldAPageOfTheHistoryNotAllOfIt(t *testing.T) {
 // buffer holds, which is forgotten and read from the stream instead of dropping the client.
 func TestAResumeGetsItsHistoryThenWhatWasPostedDuringItsReplayExactlyOnce(t *testing.T) {
 	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a", func(o *nodeOptions) {
+	a := startNode(t, onRedis(srv), "a", func(o *nodeOptions) {
 		o.subscriptions.MaxPending = 4 // overflows many times over below
 		o.subscriptions.HistorySize = 1000
 	})
@@ -128,21 +130,25 @@ func TestAResumeGetsItsHistoryThenWhatWasPostedDuringItsReplayExactlyOnce(t *tes
 		got = append(got, next(t, bob, "message"))
 	}
 	// And more while it is reading.
-	var wg sync.WaitGroup
+	var g errgroup.Group // the sender's error comes back to the test's goroutine
 	var mu sync.Mutex
 	var more []string
-	wg.Go(func() {
+	g.Go(func() error {
 		for i := range 40 {
-			id := sendDM(t, a, "bob", fmt.Sprintf(`{"during":%d}`, i))
+			id, err := postDM(a, "bob", fmt.Sprintf(`{"during":%d}`, i))
+			if err != nil {
+				return err
+			}
 			mu.Lock()
 			more = append(more, id)
 			mu.Unlock()
 		}
+		return nil
 	})
 	for len(got) < len(want) {
 		got = append(got, next(t, bob, "message"))
 	}
-	wg.Wait()
+	must(t, g.Wait())
 	want = append(want, more...)
 	for len(got) < len(want) {
 		got = append(got, next(t, bob, "message"))
@@ -165,7 +171,7 @@ func TestAResumeGetsItsHistoryThenWhatWasPostedDuringItsReplayExactlyOnce(t *tes
 // a replay ends or its connection closes.
 func TestConcurrentResumesOfOneUserAreLimited(t *testing.T) {
 	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a", func(o *nodeOptions) {
+	a := startNode(t, onRedis(srv), "a", func(o *nodeOptions) {
 		o.subscriptions.HistorySize = 300
 		o.service.WriteTimeout = time.Minute
 	})

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 )
@@ -26,13 +27,9 @@ func putMember(t *testing.T, n *node, room, user string) {
 	}
 }
 
-func TestRoomMessagesReachEveryMemberOnEveryNodeAndDevice(t *testing.T) {
-	testRoomMessagesReachEveryMemberOnEveryNodeAndDevice(t, singleRedis(t))
-}
-
 func testRoomMessagesReachEveryMemberOnEveryNodeAndDevice(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a")
-	b := startNode(t, be.spec, "b")
+	a := startNode(t, be, "a")
+	b := startNode(t, be, "b")
 	alice, _ := connect(t, a, "alice")
 	aliceTab, _ := connect(t, b, "alice")
 	bobPhone, _ := connect(t, a, "bob")
@@ -111,7 +108,7 @@ func testRoomMessagesReachEveryMemberOnEveryNodeAndDevice(t *testing.T, be backe
 
 func TestRoomListingsAndNoKeysLeftBehind(t *testing.T) {
 	srv, rdb := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
+	a := startNode(t, onRedis(srv), "a")
 	alice, _ := connect(t, a, "alice")
 	ack(t, alice, `{"type":"join","room":"lobby"}`)
 	ack(t, alice, `{"type":"join","room":"dev"}`)
@@ -152,7 +149,7 @@ func TestRoomListingsAndNoKeysLeftBehind(t *testing.T) {
 
 func TestRoomRefusals(t *testing.T) {
 	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
+	a := startNode(t, onRedis(srv), "a")
 	for _, tc := range []struct{ method, path string }{
 		{"PUT", "/v1/rooms/bad%20room/members/bob"},
 		{"PUT", "/v1/rooms/lobby/members/b:ob"},
@@ -190,13 +187,9 @@ func TestRoomRefusals(t *testing.T) {
 	ack(t, c, `{"type":"join","room":"ok","ref":"3"}`)
 }
 
-func TestEveryMemberSeesRoomMessagesInTheSameOrder(t *testing.T) {
-	testEveryMemberSeesRoomMessagesInTheSameOrder(t, singleRedis(t))
-}
-
 func testEveryMemberSeesRoomMessagesInTheSameOrder(t *testing.T, be backend) {
-	a := startNode(t, be.spec, "a")
-	b := startNode(t, be.spec, "b")
+	a := startNode(t, be, "a")
+	b := startNode(t, be, "b")
 	members := []string{"m1", "m2", "m3", "m4"}
 	conns := map[string]*wsclient.Conn{}
 	for i, m := range members {
@@ -204,20 +197,23 @@ func testEveryMemberSeesRoomMessagesInTheSameOrder(t *testing.T, be backend) {
 		conns[m], _ = connect(t, []*node{a, b}[i%2], m)
 	}
 	const posters, each = 4, 40
-	var wg sync.WaitGroup
+	var g errgroup.Group // the posters' errors come back to the test's goroutine
 	for p := range posters {
-		wg.Go(func() {
+		g.Go(func() error {
 			n := []*node{a, b}[p%2]
 			for i := range each {
-				r := do(t, "POST", n.base+"/v1/rooms/race/messages", "application/json", strings.NewReader(fmt.Sprintf(`"%d-%d"`, p, i)))
+				r, err := request("POST", n.base+"/v1/rooms/race/messages", "application/json", strings.NewReader(fmt.Sprintf(`"%d-%d"`, p, i)))
+				if err != nil {
+					return err
+				}
 				if r.status != http.StatusAccepted {
-					t.Errorf("post: %d %s", r.status, r.body)
-					return
+					return fmt.Errorf("post: %d %s", r.status, r.body)
 				}
 			}
+			return nil
 		})
 	}
-	wg.Wait()
+	must(t, g.Wait())
 	var first []string
 	for _, m := range members {
 		var order []string

@@ -71,7 +71,7 @@ func checkRefusedToken(t *testing.T, n *node, token, why string) {
 func TestTokensMustExpireWithinTheMaxLifetimeAndBeUnambiguous(t *testing.T) {
 	secret := []byte("jwt-secret-for-tests")
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a", func(o *nodeOptions) {
+	n := startNode(t, onRedis(srv), "a", func(o *nodeOptions) {
 		o.service.JWTSecret = secret
 		o.service.MaxTokenLifetime = time.Hour
 	})
@@ -146,8 +146,8 @@ func TestRevokedTokensAreRefusedOnEveryNode(t *testing.T) {
 	secret := []byte("jwt-secret-for-tests")
 	srv, _ := startRedis(t)
 	withSecret := func(o *nodeOptions) { o.service.JWTSecret = secret }
-	a := startNode(t, srv.URL(), "a", withSecret)
-	bnode := startNode(t, srv.URL(), "b", withSecret)
+	a := startNode(t, onRedis(srv), "a", withSecret)
+	bnode := startNode(t, onRedis(srv), "b", withSecret)
 	b := tokenBystanders(t, a, secret)
 	hour := time.Now().Add(time.Hour).Unix()
 	probe := startBystander(t, bnode, a, "bystander", nil, "token",
@@ -236,7 +236,7 @@ func TestTokenRevocationExpiresAfterTheMaxLifetime(t *testing.T) {
 	}
 	secret := []byte("jwt-secret-for-tests")
 	srv, rdb := startRedis(t)
-	n := startNode(t, srv.URL(), "a", func(o *nodeOptions) {
+	n := startNode(t, onRedis(srv), "a", func(o *nodeOptions) {
 		o.service.JWTSecret = secret
 		o.service.MaxTokenLifetime = time.Second
 	})
@@ -275,7 +275,7 @@ func TestTokenRevocationExpiresAfterTheMaxLifetime(t *testing.T) {
 func TestTokenConnectFailsClosedWhenRedisIsDown(t *testing.T) {
 	secret := []byte("jwt-secret-for-tests")
 	srv, _ := startRedis(t)
-	n := startNode(t, srv.URL(), "a", func(o *nodeOptions) { o.service.JWTSecret = secret })
+	n := startNode(t, onRedis(srv), "a", func(o *nodeOptions) { o.service.JWTSecret = secret })
 	tok := mintToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
 	srv.Stop()
 	refused := refusedDial(t, n.wsURL("token="+tok), nil)

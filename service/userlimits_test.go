@@ -21,22 +21,9 @@ import (
 )
 
 // redisOf opens a client of its own on a backend's Redis, as main gives one to each part.
-func redisOf(t testing.TB, spec string) redis.UniversalClient {
+func redisOf(t testing.TB, be backend) redis.UniversalClient {
 	t.Helper()
-	if i := strings.LastIndexByte(spec, '|'); i >= 0 {
-		spec = spec[:i]
-	}
-	var rdb redis.UniversalClient
-	if addrs, ok := strings.CutPrefix(spec, "cluster:"); ok {
-		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ","), MaxRetries: -1})
-	} else {
-		opts, err := redis.ParseURL(spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts.MaxRetries = -1
-		rdb = redis.NewClient(opts)
-	}
+	rdb := be.open(t, false)
 	t.Cleanup(func() { _ = rdb.Close() })
 	return rdb
 }
@@ -45,7 +32,7 @@ func redisOf(t testing.TB, spec string) redis.UniversalClient {
 func withLimits(t testing.TB, be backend, cfg service.LimiterConfig) func(*nodeOptions) {
 	return func(o *nodeOptions) {
 		cfg.Prefix = be.prefix
-		l, err := service.NewLimiter(redisOf(t, be.spec), cfg)
+		l, err := service.NewLimiter(redisOf(t, be), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -157,18 +144,14 @@ func checkWithinLimit(t *testing.T, what string, res floodResult, lim service.Li
 	}
 }
 
-func TestReconnectFloodOfDMsIsLimitedPerUserAcrossNodes(t *testing.T) {
-	testReconnectFloodOfDMsIsLimitedPerUserAcrossNodes(t, singleRedis(t))
-}
-
 func testReconnectFloodOfDMsIsLimitedPerUserAcrossNodes(t *testing.T, be backend) {
 	sends := perSecond(5, 20) // low, so that even a busy machine floods past it
 	limits := withLimits(t, be, service.LimiterConfig{Sends: sends, UserConns: loose, IPConns: loose})
-	a := startNode(t, be.spec, "a", limits)
-	b := startNode(t, be.spec, "b", limits)
+	a := startNode(t, be, "a", limits)
+	b := startNode(t, be, "b", limits)
 	p := startBystander(t, a, b, "bystander", nil)
 
-	rdb := redisOf(t, be.spec)
+	rdb := redisOf(t, be)
 	ctx := context.Background()
 	before := usedMemory(t, rdb)
 	ghost := func(i int) string { return "ghost-" + strconv.Itoa(i) }
@@ -197,15 +180,11 @@ func testReconnectFloodOfDMsIsLimitedPerUserAcrossNodes(t *testing.T, be backend
 	p.Stop()
 }
 
-func TestReconnectFloodOfJoinsIsLimitedPerUserAcrossNodes(t *testing.T) {
-	testReconnectFloodOfJoinsIsLimitedPerUserAcrossNodes(t, singleRedis(t))
-}
-
 func testReconnectFloodOfJoinsIsLimitedPerUserAcrossNodes(t *testing.T, be backend) {
 	joins := perSecond(5, 20)
 	limits := withLimits(t, be, service.LimiterConfig{Joins: joins, UserConns: loose, IPConns: loose})
-	a := startNode(t, be.spec, "a", limits)
-	b := startNode(t, be.spec, "b", limits)
+	a := startNode(t, be, "a", limits)
+	b := startNode(t, be, "b", limits)
 	p := startBystander(t, b, a, "bystander", nil)
 
 	room := func(i int) string { return "made-up-" + strconv.Itoa(i) }
@@ -213,7 +192,7 @@ func testReconnectFloodOfJoinsIsLimitedPerUserAcrossNodes(t *testing.T, be backe
 		func(i int) string { return `{"type":"join","room":"` + room(i) + `","ref":"` + strconv.Itoa(i) + `"}` }, room)
 	checkWithinLimit(t, "joins", res, joins)
 
-	rdb := redisOf(t, be.spec)
+	rdb := redisOf(t, be)
 	ctx := context.Background()
 	for _, r := range res.refused {
 		if n, err := rdb.Exists(ctx, roomKey(be.prefix, r)).Result(); err != nil || n != 0 {
@@ -264,8 +243,8 @@ func TestNewConnectionsAreLimitedPerUserAndPerIPAcrossNodes(t *testing.T) {
 
 	t.Run("per user: the fourth connection within the burst of 3 is refused, on either node", func(t *testing.T) {
 		limits := withLimits(t, be, service.LimiterConfig{UserConns: perMinute(3), IPConns: loose})
-		a := startNode(t, be.spec, "a", limits)
-		b := startNode(t, be.spec, "b", limits)
+		a := startNode(t, be, "a", limits)
+		b := startNode(t, be, "b", limits)
 		p := startBystander(t, a, b, "bystander", nil)
 		for i := range 3 {
 			c := dialOK(t, []*node{a, b}[i%2], "user=many", nil)
@@ -283,8 +262,8 @@ func TestNewConnectionsAreLimitedPerUserAndPerIPAcrossNodes(t *testing.T) {
 	t.Run("per IP: the sixth connection from one address within the burst of 5 is refused, whoever it is", func(t *testing.T) {
 		be := singleRedis(t)
 		limits := withLimits(t, be, service.LimiterConfig{UserConns: loose, IPConns: perMinute(5)})
-		a := startNode(t, be.spec, "a", limits)
-		b := startNode(t, be.spec, "b", limits)
+		a := startNode(t, be, "a", limits)
+		b := startNode(t, be, "b", limits)
 		p := startBystander(t, a, b, "bystander", nil) // the first of the five
 		for i := range 4 {
 			dialOK(t, []*node{a, b}[i%2], "user=u"+strconv.Itoa(i), nil)
@@ -300,7 +279,7 @@ func TestNewConnectionsAreLimitedPerUserAndPerIPAcrossNodes(t *testing.T) {
 
 	t.Run("behind a trusted proxy each forwarded client has a budget of its own", func(t *testing.T) {
 		be := singleRedis(t)
-		a := startNode(t, be.spec, "a", withLimits(t, be, service.LimiterConfig{UserConns: loose, IPConns: perMinute(1), TrustedProxies: []string{"127.0.0.1/32"}}))
+		a := startNode(t, be, "a", withLimits(t, be, service.LimiterConfig{UserConns: loose, IPConns: perMinute(1), TrustedProxies: []string{"127.0.0.1/32"}}))
 		from := func(ip string) http.Header { return http.Header{"X-Forwarded-For": {ip}} }
 		dialOK(t, a, "user=x", from("203.0.113.7"))
 		dialRefused(t, a, "user=y", from("203.0.113.7"))
@@ -313,7 +292,7 @@ func TestNewConnectionsAreLimitedPerUserAndPerIPAcrossNodes(t *testing.T) {
 
 func TestRefusedConnectionCarriesRetryAfter(t *testing.T) {
 	be := singleRedis(t)
-	a := startNode(t, be.spec, "a", withLimits(t, be, service.LimiterConfig{UserConns: service.Limit{Rate: 1, Per: time.Minute, Burst: 1}, IPConns: loose}))
+	a := startNode(t, be, "a", withLimits(t, be, service.LimiterConfig{UserConns: service.Limit{Rate: 1, Per: time.Minute, Burst: 1}, IPConns: loose}))
 	dialOK(t, a, "user=once", nil)
 	req, _ := http.NewRequest("GET", a.wsURL("user=once"), nil)
 	req.URL.Scheme = "http"
@@ -333,7 +312,7 @@ func TestRefusedConnectionCarriesRetryAfter(t *testing.T) {
 
 func TestConnectionKeptRefusedByItsUsersLimitIsClosedWith1008(t *testing.T) {
 	be := singleRedis(t)
-	a := startNode(t, be.spec, "a", withLimits(t, be, service.LimiterConfig{Sends: service.Limit{Rate: 1, Per: time.Minute, Burst: 1}}),
+	a := startNode(t, be, "a", withLimits(t, be, service.LimiterConfig{Sends: service.Limit{Rate: 1, Per: time.Minute, Burst: 1}}),
 		func(o *nodeOptions) { o.service.FrameBurst, o.service.FrameRate = 5, 10000 }) // the frame limit stays out of it
 	p := startBystander(t, a, a, "bystander", nil)
 	c, _ := connect(t, a, "pest")
@@ -363,14 +342,14 @@ func TestConnectionKeptRefusedByItsUsersLimitIsClosedWith1008(t *testing.T) {
 func TestUserLimitFailsClosedWhenItsRedisIsUnreachable(t *testing.T) {
 	be := singleRedis(t)
 	limits := redistest.Start(t) // the limits' own Redis, stopped below
-	a := startNode(t, be.spec, "a", withLimits(t, backend{spec: limits.URL(), prefix: "t"}, service.LimiterConfig{}))
+	a := startNode(t, be, "a", withLimits(t, onRedis(limits), service.LimiterConfig{}))
 	c, _ := connect(t, a, "alice")
 	limits.Stop()
 	must(t, c.SendRaw([]byte(`{"type":"send","to":"nobody","data":1,"ref":"x"}`)))
 	if e := next(t, c, "error"); e.Code != "unavailable" || e.Ref != "x" {
 		t.Fatalf("send without its limit's Redis: %s, want unavailable", e.Raw)
 	}
-	if n, _ := redisOf(t, be.spec).Exists(context.Background(), streamKey("t", "nobody")).Result(); n != 0 {
+	if n, _ := redisOf(t, be).Exists(context.Background(), streamKey("t", "nobody")).Result(); n != 0 {
 		t.Fatal("a send refused as unavailable was stored")
 	}
 	_, err := wsclient.Dial(a.wsURL("user=bob"), wsclient.Options{})
@@ -430,13 +409,13 @@ func BenchmarkClientSendWithUserLimit(b *testing.B) {
 	}{{"no user limit", false}, {"user limit", true}} {
 		b.Run(bc.name, func(b *testing.B) {
 			srv := redistest.Start(b)
-			be := backend{spec: srv.URL(), prefix: "t"}
+			be := onRedis(srv)
 			var mods []func(*nodeOptions)
 			mods = append(mods, func(o *nodeOptions) { o.service.FrameRate, o.service.FrameBurst = 1e9, 1e9 })
 			if bc.limits {
 				mods = append(mods, withLimits(b, be, service.LimiterConfig{Sends: loose}))
 			}
-			n := startNode(b, be.spec, "a", mods...)
+			n := startNode(b, be, "a", mods...)
 			c, err := wsclient.Dial(n.wsURL("user=sender"), wsclient.Options{})
 			if err != nil {
 				b.Fatal(err)

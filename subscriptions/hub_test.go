@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
 	"github.com/switchboard-dev/switchboard/internal/testutil"
@@ -231,15 +232,18 @@ func TestLiveMessagesDuringSetupAreNeitherLostNorDuplicated(t *testing.T) {
 	var mu sync.Mutex
 	var ids []StreamID
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
+	var g errgroup.Group // the publisher's error comes back to the test's goroutine
+	g.Go(func() error {
 		for i := 0; ; i++ {
 			select {
 			case <-stop:
-				return
+				return nil
 			default:
 			}
-			id := publish(t, h, "bob", strconv.Itoa(i))
+			id, err := h.Publish(context.Background(), "bob", Envelope{Data: []byte(strconv.Itoa(i))})
+			if err != nil {
+				return fmt.Errorf("publish %d: %w", i, err)
+			}
 			mu.Lock()
 			ids = append(ids, id)
 			mu.Unlock()
@@ -255,7 +259,9 @@ func TestLiveMessagesDuringSetupAreNeitherLostNorDuplicated(t *testing.T) {
 		sinks = append(sinks, s)
 	}
 	close(stop)
-	wg.Wait()
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
 	mu.Lock()
 	all := ids
 	mu.Unlock()

@@ -2,23 +2,28 @@ package subscriptions
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/switchboard-dev/switchboard/internal/redistest"
 	"github.com/switchboard-dev/switchboard/internal/testutil"
 )
 
-// publishDuring publishes n messages to user from one goroutine while fault runs halfway,
-// and returns the ids in publish order.
-func publishDuring(t *testing.T, h *Hub, user string, n int, fault func()) []StreamID {
-	t.Helper()
+// publishDuring publishes n messages to user while fault runs halfway, and returns the ids
+// in publish order. It runs on goroutines of its own, so it returns its error rather than
+// failing the test.
+func publishDuring(h *Hub, user string, n int, fault func() error) ([]StreamID, error) {
 	ids := make([]StreamID, 0, n)
 	for i := range n {
 		if i == n/2 {
-			fault()
+			if err := fault(); err != nil {
+				return ids, err
+			}
 		}
 		var id StreamID
 		var err error
@@ -28,18 +33,19 @@ func publishDuring(t *testing.T, h *Hub, user string, n int, fault func()) []Str
 				break
 			}
 			if attempt > 100 {
-				t.Fatalf("publish %d: %v", i, err)
+				return ids, fmt.Errorf("publish %d: %w", i, err)
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // a pause between retries, not a wait for a condition
 		}
 		ids = append(ids, id)
 	}
-	return ids
+	return ids, nil
 }
 
 func TestPubSubKilledMidStreamLosesNothing(t *testing.T) {
 	srv := redistest.Start(t)
 	h := startHub(t, srv)
+	rdb := srv.Client(t) // made here: helpers that take t may not run on the publishers' goroutines
 	users := []string{"alice", "bob", "carol"}
 	sinks := map[string][]*sink{}
 	for _, u := range users {
@@ -51,20 +57,24 @@ func TestPubSubKilledMidStreamLosesNothing(t *testing.T) {
 	}
 	var mu sync.Mutex
 	sent := map[string][]StreamID{}
-	var wg sync.WaitGroup
+	var g errgroup.Group // the publishers' errors come back to the test's goroutine
 	for _, u := range users {
-		wg.Go(func() {
-			ids := publishDuring(t, h, u, 300, func() {
-				if u == "alice" {
-					srv.KillPubSubClients(t)
+		g.Go(func() error {
+			ids, err := publishDuring(h, u, 300, func() error {
+				if u != "alice" {
+					return nil
 				}
+				return rdb.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err()
 			})
 			mu.Lock()
 			sent[u] = ids
 			mu.Unlock()
+			return err
 		})
 	}
-	wg.Wait()
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
 	for _, u := range users {
 		for i, s := range sinks[u] {
 			testutil.WaitFor(t, 10*time.Second, func() bool { return s.count() >= len(sent[u]) }, u+" sink "+strconv.Itoa(i))

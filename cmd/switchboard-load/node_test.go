@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 	"github.com/switchboard-dev/switchboard/service"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
@@ -65,13 +67,12 @@ func startNode(t *testing.T, cfg service.Config) string {
 		stop()
 		<-served
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for hub.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("node not ready: %v", hub.Ready())
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if err := hub.Ready(); err != nil {
+			return fmt.Errorf("node not ready: %w", err)
 		}
-		time.Sleep(5 * time.Millisecond) // polling interval
-	}
+		return nil
+	})
 	return "http://" + ln.Addr().String()
 }
 

@@ -22,9 +22,9 @@ func fakeEnv(kv ...string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-// contractDefaults is the configuration the contract's table gives with no flags and no
-// environment. NodeID depends on the machine and is checked on its own.
-var contractDefaults = config{
+// documentedDefaults is the configuration README.md's "Configuration" table gives with no
+// flags and no environment. NodeID depends on the machine and is checked on its own.
+var documentedDefaults = config{
 	Addr:            "127.0.0.1:8080",
 	HistorySize:     1000,
 	HistoryTTL:      24 * time.Hour,
@@ -48,7 +48,7 @@ var contractDefaults = config{
 
 // withDefaultLimits gives c the default rate limits and room quotas.
 func withDefaultLimits(c config) config {
-	d := contractDefaults
+	d := documentedDefaults
 	c.SendLimit, c.JoinLimit, c.EventLimit = d.SendLimit, d.JoinLimit, d.EventLimit
 	c.UserConnLimit, c.IPConnLimit = d.UserConnLimit, d.IPConnLimit
 	c.MaxRoomsPerUser, c.MaxRoomMembers = d.MaxRoomsPerUser, d.MaxRoomMembers
@@ -57,7 +57,7 @@ func withDefaultLimits(c config) config {
 
 func TestParseConfig(t *testing.T) {
 	with := func(f func(*config)) config {
-		c := contractDefaults
+		c := documentedDefaults
 		f(&c)
 		return c
 	}
@@ -67,7 +67,7 @@ func TestParseConfig(t *testing.T) {
 		getenv func(string) string
 		want   config
 	}{
-		{"nothing set gives the contract's defaults", nil, fakeEnv(), contractDefaults},
+		{"nothing set gives the documented defaults", nil, fakeEnv(), documentedDefaults},
 		{"flags set every field", []string{
 			"--addr", "0.0.0.0:9000",
 			"--redis", "redis://r:6379/2",
@@ -145,7 +145,7 @@ func TestParseConfig(t *testing.T) {
 			with(func(c *config) { c.ReplayBytes, c.MaxResumesPerUser = 65536, 2 })},
 		{"the resume bounds come from the environment", nil, fakeEnv("SWITCHBOARD_REPLAY_BYTES", "2097152", "SWITCHBOARD_MAX_RESUMES_PER_USER", "8"),
 			with(func(c *config) { c.ReplayBytes, c.MaxResumesPerUser = 2<<20, 8 })},
-		{"an empty environment variable counts as unset", nil, fakeEnv("SWITCHBOARD_ADDR", "", "SWITCHBOARD_HISTORY_SIZE", ""), contractDefaults},
+		{"an empty environment variable counts as unset", nil, fakeEnv("SWITCHBOARD_ADDR", "", "SWITCHBOARD_HISTORY_SIZE", ""), documentedDefaults},
 		{"limits, trusted proxies and quotas come from flags", []string{
 			"--user-send-limit", "5/s,7", "--user-join-limit", "1/m", "--user-event-limit", "off",
 			"--user-connect-limit", "2/10s,4", "--ip-connect-limit", "100/s,1000",

@@ -77,20 +77,18 @@ func startOSProcess(t *testing.T, args ...string) *osProcess {
 			t.Logf("log of %s:\n%s", addr, p.log.String())
 		}
 	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testutil.Eventually(t, 15*time.Second, func() error {
 		res, err := http.Get(p.base + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return p
-			}
+		if err != nil {
+			return fmt.Errorf("node on %s never became ready: %w\n%s", addr, err, p.log.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node on %s never became ready:\n%s", addr, p.log.String())
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("node on %s never became ready: /readyz %d\n%s", addr, res.StatusCode, p.log.String())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return p
 }
 
 func (p *osProcess) ws(query url.Values) string {
@@ -212,25 +210,23 @@ func TestSIGKILLedNodeDropsOutOfTheClusterView(t *testing.T) {
 		}
 		return nodes, bobSubscribers
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for nodes, subs := view(); !slices.Equal(nodes, []string{"n1", "n2"}) || subs != 1; nodes, subs = view() {
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster view %v, bob's subscribers %d", nodes, subs)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if nodes, subs := view(); !slices.Equal(nodes, []string{"n1", "n2"}) || subs != 1 {
+			return fmt.Errorf("cluster view %v, bob's subscribers %d", nodes, subs)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := n1.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	<-n1.done
 	start := time.Now()
-	deadline = time.Now().Add(20 * time.Second)
-	for nodes, subs := view(); !slices.Equal(nodes, []string{"n2"}) || subs != 0; nodes, subs = view() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after SIGKILL the cluster view still shows %v, bob's subscribers %d", nodes, subs)
+	testutil.Eventually(t, 20*time.Second, func() error {
+		if nodes, subs := view(); !slices.Equal(nodes, []string{"n2"}) || subs != 0 {
+			return fmt.Errorf("after SIGKILL the cluster view still shows %v, bob's subscribers %d", nodes, subs)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	t.Logf("the killed node left the view after %s", time.Since(start).Round(time.Millisecond))
 }
 
@@ -307,17 +303,7 @@ func TestKilledNodesEventsAreSentByAnotherAndItsUsersGoOffline(t *testing.T) {
 			t.Fatalf("welcome: %v %v", f, err)
 		}
 	}
-	waitUntil := func(d time.Duration, what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(d)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out after %s waiting for %s", d, what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	waitUntil(10*time.Second, "both users online", func() bool { return hook.count("bob", "user.online") == 1 && hook.count("alice", "user.online") == 1 })
+	testutil.WaitFor(t, 10*time.Second, func() bool { return hook.count("bob", "user.online") == 1 && hook.count("alice", "user.online") == 1 }, "both users online")
 
 	// The webhook fails while bob's client events queue up on n1; then n1 dies.
 	hook.mu.Lock()
@@ -341,8 +327,8 @@ func TestKilledNodesEventsAreSentByAnotherAndItsUsersGoOffline(t *testing.T) {
 	hook.failing = false
 	hook.mu.Unlock()
 
-	waitUntil(90*time.Second, "every event queued on the killed node", func() bool { return hook.count("bob", "client.event") == pending })
-	waitUntil(90*time.Second, "bob's user.offline", func() bool { return hook.count("bob", "user.offline") == 1 })
+	testutil.WaitFor(t, 90*time.Second, func() bool { return hook.count("bob", "client.event") == pending }, "every event queued on the killed node")
+	testutil.WaitFor(t, 90*time.Second, func() bool { return hook.count("bob", "user.offline") == 1 }, "bob's user.offline")
 	t.Logf("after SIGKILL: events delivered and bob offline within %s", time.Since(killed).Round(time.Millisecond))
 	if hook.count("alice", "user.offline") != 0 {
 		t.Fatal("alice, on the surviving node, went offline")
@@ -365,7 +351,7 @@ func TestKilledNodesEventsAreSentByAnotherAndItsUsersGoOffline(t *testing.T) {
 	if f, err := again.NextWithin(10 * time.Second); err != nil || f.Type != "welcome" {
 		t.Fatalf("welcome: %v %v", f, err)
 	}
-	waitUntil(10*time.Second, "bob online again", func() bool { return hook.count("bob", "user.online") == 2 })
+	testutil.WaitFor(t, 10*time.Second, func() bool { return hook.count("bob", "user.online") == 2 }, "bob online again")
 	res, err = http.Get(n2.base + "/v1/users/bob/presence")
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -61,25 +62,29 @@ func startProcess(t *testing.T, getenv func(string) string, args ...string) *pro
 			t.Logf("run's log:\n%s", p.log.String())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	exited := false
+	testutil.Eventually(t, 10*time.Second, func() error {
 		select {
 		case <-p.done:
-			t.Fatalf("run returned before it was ready: %v\n%s", p.err, p.log.String())
+			exited = true // run will never be ready: stop polling and fail below
+			return nil
 		default:
 		}
-		if res, err := http.Get(p.base + "/readyz"); err == nil {
-			_, _ = io.Copy(io.Discard, res.Body)
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return p
-			}
+		res, err := http.Get(p.base + "/readyz")
+		if err != nil {
+			return fmt.Errorf("/readyz did not answer 200: %w\n%s", err, p.log.String())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz did not answer 200 within 10s\n%s", p.log.String())
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz answered %d, not 200\n%s", res.StatusCode, p.log.String())
 		}
-		time.Sleep(10 * time.Millisecond) // polling interval
+		return nil
+	})
+	if exited {
+		t.Fatalf("run returned before it was ready: %v\n%s", p.err, p.log.String())
 	}
+	return p
 }
 
 // stop cancels run's context and returns run's result, failing if it takes longer than d.

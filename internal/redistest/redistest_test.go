@@ -13,24 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
 )
-
-// eventually polls check until it returns nil, failing the test with check's
-// last error after timeout.
-func eventually(t *testing.T, timeout time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
-}
 
 func TestServerStoresAndReturnsAValue(t *testing.T) {
 	t.Parallel()
@@ -76,7 +60,7 @@ func TestServerComesBackOnTheSamePortAfterStop(t *testing.T) {
 		t.Fatalf("Addr() after Restart = %s, want %s", srv.Addr(), addr)
 	}
 	// The same client reconnects; the data went with the process.
-	eventually(t, 5*time.Second, func() error { return rdb.Ping(ctx).Err() })
+	testutil.Eventually(t, 5*time.Second, func() error { return rdb.Ping(ctx).Err() })
 	if err := rdb.Get(ctx, "k").Err(); !errors.Is(err, redis.Nil) {
 		t.Fatalf("GET after restart: err = %v, want redis.Nil", err)
 	}
@@ -103,7 +87,7 @@ func TestFrozenServerDoesNotAnswerUntilThawed(t *testing.T) {
 	}
 
 	srv.Thaw()
-	eventually(t, 5*time.Second, func() error { return rdb.Ping(ctx).Err() })
+	testutil.Eventually(t, 5*time.Second, func() error { return rdb.Ping(ctx).Err() })
 }
 
 func TestCleanupKillsAFrozenServer(t *testing.T) {
@@ -147,7 +131,7 @@ func TestKillPubSubClientsDropsSubscribers(t *testing.T) {
 	}
 
 	srv.KillPubSubClients(t)
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		if n := pubsubClients(); n != 0 {
 			return fmt.Errorf("%d pubsub clients remain", n)
 		}

@@ -3,6 +3,7 @@ package testutil
 
 import (
 	"bytes"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -12,12 +13,42 @@ import (
 // conditions with a deadline, never by sleeping a fixed time.
 func WaitFor(t testing.TB, d time.Duration, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
+	Eventually(t, d, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(5 * time.Millisecond)
+		return fmt.Errorf("waiting for %s", what)
+	})
+}
+
+// Eventually polls check until it returns nil, failing the test with check's last error if
+// d passes first. It is WaitFor for conditions whose failure is worth describing (what was
+// seen instead of what was wanted).
+func Eventually(t testing.TB, d time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s: %v", d, err)
+		}
+		time.Sleep(5 * time.Millisecond) // the polling interval
+	}
+}
+
+// StaysOpen fails the test if done closes before d has passed: it watches the whole window
+// rather than looking once, so a close anywhere in it is caught.
+func StaysOpen(t testing.TB, done <-chan struct{}, d time.Duration, what string) {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-done:
+		t.Fatalf("%s closed before %s had passed", what, d)
+	case <-timer.C:
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 )
 
 // Resumer keeps one user connected: whenever its connection ends it reconnects, with
-// backoff and jitter, and resumes after the last message id it saw, as the contract asks of
+// backoff and jitter, and resumes after the last message id it saw, as docs/protocol.md asks of
 // clients. It records every message, welcome and close code, so tests can count them.
 type Resumer struct {
 	// URL returns the WebSocket URL of the attempt-th connection, resuming after since ("" on
