@@ -10,7 +10,7 @@ import (
 
 func TestServeReturnsOnlyWhenEveryGoroutineItStartedHasEnded(t *testing.T) {
 	srv, _ := startRedis(t)
-	a := startNode(t, srv.URL(), "a")
+	a := startNode(t, onRedis(srv), "a")
 	connect(t, a, "bob")
 	connect(t, a, "ann")
 	// What Serve starts: the HTTP server, the heartbeat, and a read loop per WebSocket.
@@ -33,8 +33,8 @@ func TestServeReturnsOnlyWhenEveryGoroutineItStartedHasEnded(t *testing.T) {
 func TestServersInOneProcessOnTheirOwnRegistriesOrSharingOne(t *testing.T) {
 	srv, _ := startRedis(t)
 	own := func(o *nodeOptions) { o.service.Registerer, o.subscriptions.Observer = nil, nil }
-	a := startNode(t, srv.URL(), "a", own)
-	b := startNode(t, srv.URL(), "b", own)
+	a := startNode(t, onRedis(srv), "a", own)
+	b := startNode(t, onRedis(srv), "b", own)
 	connect(t, a, "bob")
 	connect(t, b, "ann")
 	connect(t, b, "cid")
@@ -49,8 +49,8 @@ func TestServersInOneProcessOnTheirOwnRegistriesOrSharingOne(t *testing.T) {
 	both := func(o *nodeOptions) {
 		o.service.Registerer, o.subscriptions.Observer = shared, service.NewHubMetrics(shared)
 	}
-	c := startNode(t, srv.URL(), "c", both) // a second server on one registry must not panic
-	d := startNode(t, srv.URL(), "d", both)
+	c := startNode(t, onRedis(srv), "c", both) // a second server on one registry must not panic
+	d := startNode(t, onRedis(srv), "d", both)
 	sendDM(t, c, "bob", `1`)
 	sendDM(t, d, "bob", `2`)
 	for _, n := range []*node{c, d} {
