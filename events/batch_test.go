@@ -44,7 +44,7 @@ func TestScriptBatcherSharesRoundTripsAndAnswersEachCall(t *testing.T) {
 	rdb := newRedis(t, redistest.Start(t))
 	gate := &pipelineGate{release: make(chan struct{})}
 	rdb.AddHook(gate)
-	b := &scriptBatcher{rdb: rdb}
+	b := newScriptBatcher(rdb)
 	ctx := context.Background()
 	// The script is not loaded: the first batch fails with NOSCRIPT, which must load it and
 	// run exactly those calls again, once.
@@ -60,9 +60,7 @@ func TestScriptBatcherSharesRoundTripsAndAnswersEachCall(t *testing.T) {
 	// The first batch is held; wait until every other call is queued behind it.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		b.mu.Lock()
-		n := len(b.pending)
-		b.mu.Unlock()
+		n, _ := b.calls.Pending()
 		if first := gate.first.Load(); first > 0 && int(first)+n == calls {
 			break
 		}
@@ -98,10 +96,8 @@ func TestScriptBatcherSharesRoundTripsAndAnswersEachCall(t *testing.T) {
 	if n := gate.pipelines.Load(); n > 3 {
 		t.Fatalf("%d pipelines for %d calls, want at most 3", n, calls)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.busy || len(b.pending) != 0 {
-		t.Fatalf("batcher left busy %v with %d pending", b.busy, len(b.pending))
+	if pending, sending := b.calls.Pending(); sending != 0 || pending != 0 {
+		t.Fatalf("batcher left busy %v with %d pending", sending != 0, pending)
 	}
 }
 
@@ -109,7 +105,7 @@ func TestScriptBatcherReportsRedisDown(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := newRedis(t, srv)
-	b := &scriptBatcher{rdb: rdb}
+	b := newScriptBatcher(rdb)
 	ctx := context.Background()
 	if _, err := b.run(ctx, incrScript, []string{"k"}, 1); err != nil {
 		t.Fatal(err)
@@ -126,9 +122,7 @@ func TestScriptBatcherReportsRedisDown(t *testing.T) {
 			t.Fatalf("call %d succeeded with Redis down", i)
 		}
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.busy || len(b.pending) != 0 {
-		t.Fatalf("batcher left busy %v with %d pending after failing", b.busy, len(b.pending))
+	if pending, sending := b.calls.Pending(); sending != 0 || pending != 0 {
+		t.Fatalf("batcher left busy %v with %d pending after failing", sending != 0, pending)
 	}
 }
