@@ -112,8 +112,12 @@ func (b *Batcher[T]) Do(ctx context.Context, item T) (T, error) {
 }
 
 // Add submits item for Run's workers to send and returns at once. It returns ErrClosed
-// after the Batcher stopped. It does not wait for room: use it without MaxQueued.
+// after the Batcher stopped. It does not wait for room: use it without MaxQueued. With
+// CallersLead nobody would send it: Add refuses.
 func (b *Batcher[T]) Add(item T) error {
+	if b.cfg.CallersLead {
+		return errors.New("pipeline: Add needs Run's workers, and the callers lead")
+	}
 	w := b.pool.Get().(*waiter[T])
 	w.item, w.async = item, true
 	if ok, _ := b.enqueue(w); !ok {

@@ -79,19 +79,24 @@ func checkAnswers(t *testing.T, wait func() ([]int, []error)) {
 	}
 }
 
+// start builds a Batcher and, unless its callers lead, runs one worker until the test ends.
+func start[T any](t *testing.T, cfg Config[T]) *Batcher[T] {
+	b := New(cfg)
+	if !cfg.CallersLead {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); b.Run(ctx, 1) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	return b
+}
+
 func TestBatcherSendsWhatQueuedMeanwhileInSharedBatchesAndAnswersEachCaller(t *testing.T) {
 	for _, lead := range []bool{false, true} {
 		name := map[bool]string{false: "with a worker", true: "with callers leading"}[lead]
 		t.Run(name, func(t *testing.T) {
 			rec := newRecorder()
-			b := New(Config[doubling]{Send: rec.send, MaxBatch: 100, CallersLead: lead})
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			if !lead {
-				done := make(chan struct{})
-				go func() { defer close(done); b.Run(ctx, 1) }()
-				t.Cleanup(func() { cancel(); <-done })
-			}
+			b := start(t, Config[doubling]{Send: rec.send, MaxBatch: 100, CallersLead: lead})
 			const calls = 250
 			wait := doAll(context.Background(), b, calls)
 			testutil.WaitFor(t, 10*time.Second, func() bool {
@@ -135,14 +140,7 @@ func TestBatcherCallerWhoseContextEndsBeforeItsItemIsSentGetsTheErrorAndItIsNeve
 		name := map[bool]string{false: "with a worker", true: "with callers leading"}[lead]
 		t.Run(name, func(t *testing.T) {
 			rec := newRecorder()
-			b := New(Config[doubling]{Send: rec.send, CallersLead: lead})
-			ctx, stop := context.WithCancel(context.Background())
-			defer stop()
-			if !lead {
-				done := make(chan struct{})
-				go func() { defer close(done); b.Run(ctx, 1) }()
-				t.Cleanup(func() { stop(); <-done })
-			}
+			b := start(t, Config[doubling]{Send: rec.send, CallersLead: lead})
 			first := doAll(context.Background(), b, 1) // its batch is held
 			testutil.WaitFor(t, 10*time.Second, func() bool { return len(rec.sent()) == 1 }, "the first batch")
 			cctx, cancel := context.WithCancel(context.Background())
