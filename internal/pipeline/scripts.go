@@ -31,50 +31,55 @@ type Scripts struct {
 // returns then replaces what it returned first. Exec returns the first command error (a
 // failed load is the error of the calls it left unsent).
 func (s Scripts) Exec(ctx context.Context, n int, queue Queue) error {
-	cmds := make([]redis.Cmder, n)
-	scripts := make([]*redis.Script, n)
-	s.send(ctx, cmds, scripts, nil, queue)
+	cmds := make([]queued, n)
+	s.send(ctx, cmds, nil, queue)
 	var again []int
 	var loaded map[*redis.Script]error
 	for i, c := range cmds {
-		if scripts[i] == nil || !isNoScript(c.Err()) {
+		if c.script == nil || !isNoScript(c.cmd.Err()) {
 			continue
 		}
 		if loaded == nil {
 			loaded = make(map[*redis.Script]error)
 		}
-		lerr, ok := loaded[scripts[i]]
+		lerr, ok := loaded[c.script]
 		if !ok {
-			lerr = scripts[i].Load(ctx, s.Client).Err()
-			loaded[scripts[i]] = lerr
+			lerr = c.script.Load(ctx, s.Client).Err()
+			loaded[c.script] = lerr
 		}
 		if lerr != nil {
-			c.SetErr(fmt.Errorf("load script: %w", lerr))
+			c.cmd.SetErr(fmt.Errorf("load script: %w", lerr))
 			continue
 		}
 		again = append(again, i)
 	}
 	if len(again) > 0 {
-		s.send(ctx, cmds, scripts, again, queue)
+		s.send(ctx, cmds, again, queue)
 	}
 	for _, c := range cmds {
-		if err := c.Err(); err != nil {
+		if err := c.cmd.Err(); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// queued is one command of a pipeline and the script it calls, if it is a script call.
+type queued struct {
+	cmd    redis.Cmder
+	script *redis.Script
+}
+
 // send queues the commands numbered in only (all when nil) into one pipeline and sends it.
-func (s Scripts) send(ctx context.Context, cmds []redis.Cmder, scripts []*redis.Script, only []int, queue Queue) {
+func (s Scripts) send(ctx context.Context, cmds []queued, only []int, queue Queue) {
 	pipe := s.Client.Pipeline()
 	if only == nil {
 		for i := range cmds {
-			cmds[i], scripts[i] = queue(pipe, i)
+			cmds[i].cmd, cmds[i].script = queue(pipe, i)
 		}
 	} else {
 		for _, i := range only {
-			cmds[i], scripts[i] = queue(pipe, i)
+			cmds[i].cmd, cmds[i].script = queue(pipe, i)
 		}
 	}
 	start := time.Now()
