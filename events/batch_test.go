@@ -46,7 +46,7 @@ func TestScriptBatcherSharesRoundTripsAndAnswersEachCall(t *testing.T) {
 	rdb := newRedis(t, redistest.Start(t))
 	gate := &pipelineGate{release: make(chan struct{})}
 	rdb.AddHook(gate)
-	b := &scriptBatcher{rdb: rdb}
+	b := newScriptBatcher(rdb)
 	ctx := context.Background()
 	// The script is not loaded: the first batch fails with NOSCRIPT, which must load it and
 	// run exactly those calls again, once.
@@ -61,9 +61,7 @@ func TestScriptBatcherSharesRoundTripsAndAnswersEachCall(t *testing.T) {
 	}
 	// The first batch is held; wait until every other call is queued behind it.
 	testutil.Eventually(t, 10*time.Second, func() error {
-		b.mu.Lock()
-		n := len(b.pending)
-		b.mu.Unlock()
+		n, _ := b.calls.Pending()
 		if first := gate.first.Load(); first > 0 && int(first)+n == calls {
 			return nil
 		}
@@ -96,10 +94,8 @@ func TestScriptBatcherSharesRoundTripsAndAnswersEachCall(t *testing.T) {
 	if n := gate.pipelines.Load(); n > 3 {
 		t.Fatalf("%d pipelines for %d calls, want at most 3", n, calls)
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.busy || len(b.pending) != 0 {
-		t.Fatalf("batcher left busy %v with %d pending", b.busy, len(b.pending))
+	if pending, sending := b.calls.Pending(); sending != 0 || pending != 0 {
+		t.Fatalf("batcher left busy %v with %d pending", sending != 0, pending)
 	}
 }
 
@@ -107,7 +103,7 @@ func TestScriptBatcherReportsRedisDown(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := newRedis(t, srv)
-	b := &scriptBatcher{rdb: rdb}
+	b := newScriptBatcher(rdb)
 	ctx := context.Background()
 	if _, err := b.run(ctx, incrScript, []string{"k"}, 1); err != nil {
 		t.Fatal(err)
@@ -124,9 +120,7 @@ func TestScriptBatcherReportsRedisDown(t *testing.T) {
 			t.Fatalf("call %d succeeded with Redis down", i)
 		}
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.busy || len(b.pending) != 0 {
-		t.Fatalf("batcher left busy %v with %d pending after failing", b.busy, len(b.pending))
+	if pending, sending := b.calls.Pending(); sending != 0 || pending != 0 {
+		t.Fatalf("batcher left busy %v with %d pending after failing", sending != 0, pending)
 	}
 }

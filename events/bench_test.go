@@ -2,6 +2,8 @@ package events
 
 import (
 	"context"
+	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
@@ -17,6 +19,29 @@ func BenchmarkEmit(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if err := q.Emit(context.Background(), e); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkPresence measures a connect storm's presence calls on a real redis-server: many
+// connections open and close at once, and their calls share pipelines.
+func BenchmarkPresence(b *testing.B) {
+	q := newQueue(b, newRedis(b, redistest.Start(b)), Config{})
+	p := q.Presence()
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		user := "u" + strconv.FormatInt(n.Add(1), 10)
+		for pb.Next() {
+			if err := p.Connected(context.Background(), user, "n1", "c1"); err != nil {
+				b.Error(err)
+				return
+			}
+			if err := p.Disconnected(context.Background(), user, "n1", "c1"); err != nil {
 				b.Error(err)
 				return
 			}

@@ -20,7 +20,7 @@ import (
 // that never took effect does nothing.
 type Presence struct {
 	q     *Queue
-	calls scriptBatcher // a connect storm's calls share round trips
+	calls *scriptBatcher // a connect storm's calls share round trips
 }
 
 // nodeGoneChunk is how many users one NodeGone script handles, keeping each call short.

@@ -248,7 +248,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Queue, error) {
 		q.wake[s] = make(chan struct{}, 1)
 	}
 	q.presence.q = q
-	q.presence.calls.rdb = rdb
+	q.presence.calls = newScriptBatcher(rdb)
 	return q, nil
 }
 

@@ -3,111 +3,76 @@ package subscriptions
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-dev/switchboard/internal/pipeline"
 )
 
-// catchupQueue holds subscriptions that must read their stream because the node's Pub/Sub
-// connection was rebuilt. Workers read many of them per round trip.
+// catchupBatch is how many subscriptions one catch-up pipeline reads.
+const catchupBatch = 64
+
+// catchupQueue holds subscriptions that must read their stream: because the node's Pub/Sub
+// connection was rebuilt, or for the next page of a replay. Workers read many of them per
+// round trip. A subscription is queued at most once at a time (Subscription.queued and
+// reading), which bounds the queue.
 type catchupQueue struct {
-	hub    *Hub
-	mu     sync.Mutex
-	queue  []*Subscription
-	notify chan struct{}
+	hub   *Hub
+	reads *pipeline.Batcher[catchupRead]
+}
+
+// catchupRead is one queued subscription and where its read starts.
+type catchupRead struct {
+	s      *Subscription
+	from   StreamID
+	replay bool // the next page of a replay, rather than a catch-up
 }
 
 func newCatchupQueue(h *Hub) *catchupQueue {
-	return &catchupQueue{hub: h, notify: make(chan struct{}, 1)}
+	q := &catchupQueue{hub: h}
+	q.reads = pipeline.New(pipeline.Config[catchupRead]{Send: q.catchUp, MaxBatch: catchupBatch})
+	return q
 }
 
-func (q *catchupQueue) push(s *Subscription) {
-	q.mu.Lock()
-	q.queue = append(q.queue, s)
-	q.mu.Unlock()
-	select {
-	case q.notify <- struct{}{}:
-	default:
-	}
-}
+// push queues s; it never waits, for its callers hold no lock but may run on the Pub/Sub
+// reader. After the hub stopped, s is not read.
+func (q *catchupQueue) push(s *Subscription) { _ = q.reads.Add(catchupRead{s: s}) }
 
-// take removes up to n subscriptions from the queue.
-func (q *catchupQueue) take(n int) []*Subscription {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	n = min(n, len(q.queue))
-	batch := make([]*Subscription, n)
-	copy(batch, q.queue)
-	q.queue = append(q.queue[:0], q.queue[n:]...)
-	if len(q.queue) > 0 {
-		select {
-		case q.notify <- struct{}{}:
-		default:
-		}
-	}
-	return batch
-}
-
-func (q *catchupQueue) run(ctx context.Context, workers int) {
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-q.notify:
-				}
-				for batch := q.take(64); len(batch) > 0; batch = q.take(64) {
-					q.catchUp(ctx, batch)
-				}
-			}
-		})
-	}
-	wg.Wait()
-}
+// run reads the queued subscriptions with workers until ctx ends.
+func (q *catchupQueue) run(ctx context.Context, workers int) { q.reads.Run(ctx, workers) }
 
 // catchUp reads, in one pipeline, each subscription's stream from its last delivered id
 // (inclusive, to prove nothing was trimmed past it), delivers what it missed, then what
 // arrived live meanwhile, and puts it back live. A subscription with more to read than one
 // page goes back on the queue. A subscription whose replay asked for its next page (see
 // Subscription.replayAndUnlock) gets that page, bounded in bytes, in the same pipeline.
-func (q *catchupQueue) catchUp(ctx context.Context, batch []*Subscription) {
+func (q *catchupQueue) catchUp(ctx context.Context, batch []*catchupRead) {
 	h := q.hub
-	froms := make([]StreamID, len(batch))
-	replays := make([]bool, len(batch))
-	for i, s := range batch {
-		s.mu.Lock()
-		if s.state == stateSetup && s.reading {
-			froms[i], replays[i] = s.replayFrom, true
+	for _, r := range batch {
+		r.s.mu.Lock()
+		if r.s.state == stateSetup && r.s.reading {
+			r.from, r.replay = r.s.replayFrom, true
 		} else {
-			froms[i] = s.last
+			r.from = r.s.last
 		}
-		s.mu.Unlock()
+		r.s.mu.Unlock()
 	}
-	var ranges []*redis.XMessageSliceCmd
-	var pages []*redis.Cmd
+	ranges := make([]*redis.XMessageSliceCmd, len(batch))
+	pages := make([]*redis.Cmd, len(batch))
+	scripts := pipeline.Scripts{Client: h.rdb}
 	var err error
 	for attempt := 0; ; attempt++ {
-		pipe := h.rdb.Pipeline()
-		ranges = make([]*redis.XMessageSliceCmd, len(batch))
-		pages = make([]*redis.Cmd, len(batch))
-		for i, s := range batch {
-			stream := h.keys.userStream(s.user)
-			if replays[i] {
-				pages[i] = pipe.EvalSha(ctx, pageScript.Hash(), []string{stream}, h.pageArgs(froms[i])...)
-			} else {
-				ranges[i] = pipe.XRangeN(ctx, stream, froms[i].String(), "+", historyPage+1)
+		err = scripts.Exec(ctx, len(batch), func(pipe redis.Pipeliner, i int) (redis.Cmder, *redis.Script) {
+			r := batch[i]
+			stream := h.keys.userStream(r.s.user)
+			if r.replay {
+				pages[i] = pipe.EvalSha(ctx, pageScript.Hash(), []string{stream}, h.pageArgs(r.from)...)
+				return pages[i], pageScript
 			}
-		}
-		_, err = pipe.Exec(ctx)
-		if err != nil && isNoScript(err) && attempt < 5 {
-			// Redis restarted or failed over and lost the script; the reads did not run.
-			if lerr := pageScript.Load(ctx, h.rdb).Err(); lerr == nil {
-				continue
-			}
-		}
+			ranges[i] = pipe.XRangeN(ctx, stream, r.from.String(), "+", historyPage+1)
+			return ranges[i], nil
+		})
 		if err == nil || ctx.Err() != nil || attempt == 5 {
 			break
 		}
@@ -119,24 +84,30 @@ func (q *catchupQueue) catchUp(ctx context.Context, batch []*Subscription) {
 	if err != nil {
 		h.obs.ObserveRedisError()
 	}
-	for i, s := range batch {
-		switch {
-		case replays[i] && err != nil:
-			s.pageRead(froms[i], replayPage{}, false, fmt.Errorf("%w: read history: %w", ErrUnavailable, err))
-		case replays[i]:
-			page, perr := parsePage(pages[i].Val())
-			kept := false
-			if perr == nil {
-				kept, perr = h.recoveredFrom(ctx, h.keys.userStream(s.user), froms[i], page.entries)
-			}
-			s.pageRead(froms[i], page, kept, perr)
-		case err != nil:
-			s.mu.Lock()
-			s.queued = false
-			s.dropAndUnlock(fmt.Errorf("%w: catch up: %w", ErrUnavailable, err))
-		default:
-			q.finish(s, froms[i], ranges[i].Val())
+	for i, r := range batch {
+		q.apply(ctx, r, ranges[i], pages[i], err)
+	}
+}
+
+// apply hands one subscription what was read for it, or the batch's error.
+func (q *catchupQueue) apply(ctx context.Context, r *catchupRead, rng *redis.XMessageSliceCmd, page *redis.Cmd, err error) {
+	h, s := q.hub, r.s
+	switch {
+	case r.replay && err != nil:
+		s.pageRead(r.from, replayPage{}, false, fmt.Errorf("%w: read history: %w", ErrUnavailable, err))
+	case r.replay:
+		p, perr := parsePage(page.Val())
+		kept := false
+		if perr == nil {
+			kept, perr = h.recoveredFrom(ctx, h.keys.userStream(s.user), r.from, p.entries)
 		}
+		s.pageRead(r.from, p, kept, perr)
+	case err != nil:
+		s.mu.Lock()
+		s.queued = false
+		s.dropAndUnlock(fmt.Errorf("%w: catch up: %w", ErrUnavailable, err))
+	default:
+		q.finish(s, r.from, rng.Val())
 	}
 }
 

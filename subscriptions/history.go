@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-dev/switchboard/internal/pipeline"
 )
 
 // historyPage is how many stream entries one XRANGE reads, and at most how many one page
@@ -153,72 +155,49 @@ func (h *Hub) recoveredFrom(ctx context.Context, stream string, from StreamID, p
 // newest returns the id of the newest message in user's stream, 0-0 when there is none.
 // Every new connection asks it, so the reads of a connect storm share round trips.
 func (h *Hub) newest(ctx context.Context, user string) (StreamID, error) {
-	r := &topRead{stream: h.keys.userStream(user), done: make(chan struct{})}
-	select {
-	case h.tops <- r:
-	case <-ctx.Done():
-		return StreamID{}, fmt.Errorf("%w: read history: %w", ErrUnavailable, ctx.Err())
-	case <-h.done:
+	r, err := h.tops.Do(ctx, topRead{stream: h.keys.userStream(user)})
+	switch {
+	case errors.Is(err, pipeline.ErrClosed):
 		return StreamID{}, ErrClosed
+	case err != nil:
+		return StreamID{}, fmt.Errorf("%w: read history: %w", ErrUnavailable, err)
 	}
-	select {
-	case <-r.done:
-		return r.id, r.err
-	case <-h.done: // stopped after taking the read but before answering it
-		return StreamID{}, ErrClosed
-	}
+	return r.id, r.err
 }
 
-// topRead is one queued newest-id read.
+// topRead is one newest-id read and its answer.
 type topRead struct {
 	stream string
 	id     StreamID
 	err    error
-	done   chan struct{}
 }
 
-// topReader answers queued newest-id reads, each batch of up to 256 in one pipeline.
-func (h *Hub) topReader(ctx context.Context) {
-	batch := make([]*topRead, 0, 256)
-	for {
-		select {
-		case <-ctx.Done():
-			for {
-				select {
-				case r := <-h.tops:
-					r.err = ErrClosed
-					close(r.done)
-				default:
-					return
-				}
-			}
-		case r := <-h.tops:
-			batch = append(batch[:0], r)
-		}
-	fill:
-		for len(batch) < cap(batch) {
-			select {
-			case r := <-h.tops:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
-		pipe := h.rdb.Pipeline()
-		cmds := make([]*redis.XMessageSliceCmd, len(batch))
-		for i, r := range batch {
-			cmds[i] = pipe.XRevRangeN(ctx, r.stream, "+", "-", 1)
-		}
-		_, _ = pipe.Exec(ctx)
-		for i, r := range batch {
-			top, err := cmds[i].Result()
-			switch {
-			case err != nil:
-				r.err = fmt.Errorf("%w: read history: %w", ErrUnavailable, err)
-			case len(top) > 0:
-				r.id, r.err = ParseStreamID(top[0].ID)
-			}
-			close(r.done)
+// topReads batches the newest-id reads of new connections, up to 256 in one pipeline.
+type topReads = pipeline.Batcher[topRead]
+
+func newTopReads(rdb redis.UniversalClient) *topReads {
+	return pipeline.New(pipeline.Config[topRead]{MaxBatch: 256, MaxQueued: 1024,
+		Send: func(ctx context.Context, batch []*topRead) { readTops(ctx, rdb, batch) }})
+}
+
+// topReader answers queued newest-id reads until ctx ends; each call adds one worker.
+func (h *Hub) topReader(ctx context.Context) { h.tops.Run(ctx, 1) }
+
+// readTops reads the newest entry of each read's stream in one pipeline.
+func readTops(ctx context.Context, rdb redis.UniversalClient, batch []*topRead) {
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.XMessageSliceCmd, len(batch))
+	for i, r := range batch {
+		cmds[i] = pipe.XRevRangeN(ctx, r.stream, "+", "-", 1)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, r := range batch {
+		top, err := cmds[i].Result()
+		switch {
+		case err != nil:
+			r.err = fmt.Errorf("%w: read history: %w", ErrUnavailable, err)
+		case len(top) > 0:
+			r.id, r.err = ParseStreamID(top[0].ID)
 		}
 	}
 }

@@ -176,7 +176,7 @@ type Hub struct {
 	resumeMu    sync.Mutex
 	resumes     map[string]int // replays under way by user, for MaxResumesPerUser
 	roomLocks   roomLocks
-	tops        chan *topRead // newest-id reads of new connections, batched
+	tops        *topReads     // newest-id reads of new connections, batched
 	done        chan struct{} // closed when Run has returned
 }
 
@@ -200,7 +200,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Hub, error) {
 		log:         cfg.Logger.With("node", cfg.Node),
 		links:       make(map[int]*link),
 		resumes:     make(map[string]int),
-		tops:        make(chan *topRead, 1024),
+		tops:        newTopReads(rdb),
 		linkAdded:   make(chan struct{}, 1),
 		done:        make(chan struct{}),
 		callTimeout: callTimeout,

@@ -3,16 +3,30 @@ package subscriptions
 import (
 	"context"
 	_ "embed"
-	"sort"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-dev/switchboard/internal/pipeline"
 )
 
 //go:embed batch.lua
 var batchLua string
 
-// batchScript delivers many different messages in one call (POST /v1/messages).
+// batchScript delivers many different messages in one call: the publisher's batches and
+// POST /v1/messages. It is loaded at startup and called by its SHA inside pipelines, where
+// go-redis has no EVAL fallback (see pipeline.Scripts).
 var batchScript = redis.NewScript(batchLua)
+
+// maxPipeline bounds how many deliveries share one round trip, and batchGroup how many one
+// script call delivers.
+const (
+	maxPipeline = 512
+	batchGroup  = 64
+)
 
 // Publish delivers env to user: the message is appended to the user's stream and published on
 // the user's channel in one atomic step, so it reaches every connection of the user on every
@@ -25,47 +39,12 @@ func (h *Hub) Publish(ctx context.Context, user string, env Envelope) (StreamID,
 	if err := ctx.Err(); err != nil {
 		return StreamID{}, err
 	}
-	id, err := h.pub.publish(h.keys.userStream(user), h.keys.userChannel(user), h.groupKey(user), env.tail())
+	id, err := h.pub.publish(ctx, delivery{stream: h.keys.userStream(user), channel: h.keys.userChannel(user),
+		bucket: h.groupKey(user), tail: env.tail()})
 	if err != nil {
 		return StreamID{}, err
 	}
 	return ParseStreamID(id)
-}
-
-// ChannelStats describes one user channel this node is subscribed to.
-type ChannelStats struct {
-	User        string `json:"user"`
-	Channel     string `json:"channel"`
-	Connections int    `json:"connections"`
-}
-
-// Stats is a snapshot of the node's subscriptions.
-type Stats struct {
-	Node        string         `json:"node"`
-	Channels    []ChannelStats `json:"channels"`
-	Connections int            `json:"connections"`
-	Users       int            `json:"users"`
-	// PubSubReconnects counts Pub/Sub connections built after the first one.
-	PubSubReconnects int64 `json:"pubsub_reconnects"`
-	// CaughtUp counts messages delivered from streams after a reconnect.
-	CaughtUp int64 `json:"caught_up"`
-	// Replayed counts messages replayed to connections that resumed with since.
-	Replayed int64 `json:"replayed"`
-}
-
-// LocalConnections returns how many of user's connections this node holds.
-func (h *Hub) LocalConnections(user string) int {
-	return h.localConnections(user)
-}
-
-// Stats returns the node's current subscriptions, sorted by user.
-func (h *Hub) Stats() Stats {
-	st := Stats{Node: h.cfg.Node}
-	st.Channels, st.Connections = h.channelStats()
-	st.Users = len(st.Channels)
-	st.PubSubReconnects, st.CaughtUp, st.Replayed = h.reconnects.Load(), h.caughtUp.Load(), h.replayed.Load()
-	sort.Slice(st.Channels, func(i, j int) bool { return st.Channels[i].User < st.Channels[j].User })
-	return st
 }
 
 // Direct is one direct message of a batch.
@@ -81,16 +60,16 @@ type Direct struct {
 func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []error) {
 	ids := make([]StreamID, len(msgs))
 	errs := make([]error, len(msgs))
-	ds := make([]*delivery, len(msgs))
+	ds := make([]delivery, len(msgs))
 	var live []*delivery
 	for i, m := range msgs {
 		if !ValidID(m.User) || (m.Envelope.From != "" && !ValidID(m.Envelope.From)) || (m.Envelope.Room != "" && !ValidID(m.Envelope.Room)) {
 			errs[i] = ErrInvalidID
 			continue
 		}
-		ds[i] = &delivery{stream: h.keys.userStream(m.User), channel: h.keys.userChannel(m.User),
-			bucket: h.groupKey(m.User), tail: m.Envelope.tail(), done: make(chan struct{}, 1)}
-		live = append(live, ds[i])
+		ds[i] = delivery{stream: h.keys.userStream(m.User), channel: h.keys.userChannel(m.User),
+			bucket: h.groupKey(m.User), tail: m.Envelope.tail()}
+		live = append(live, &ds[i])
 	}
 	if err := ctx.Err(); err != nil {
 		for i := range errs {
@@ -98,69 +77,123 @@ func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []err
 		}
 		return ids, errs
 	}
-	// Its own pipelines, one after the other, rather than the shared queue: the shared
-	// workers run in parallel and would not keep a user's messages in batch order.
+	// Its own pipelines, one after the other, rather than the shared batcher: a batch of
+	// it could be split between two of the batcher's, out of the batch's order.
 	for start := 0; start < len(live); start += maxPipeline {
 		h.pub.exec(ctx, live[start:min(start+maxPipeline, len(live))])
 	}
-	for i, d := range ds {
-		if d == nil {
+	for i := range ds {
+		if errs[i] != nil {
 			continue
 		}
-		<-d.done
-		if d.err != nil {
-			errs[i] = d.err
+		if ds[i].err != nil {
+			errs[i] = ds[i].err
 			continue
 		}
-		ids[i], errs[i] = ParseStreamID(d.id)
+		ids[i], errs[i] = ParseStreamID(ds[i].id)
 	}
 	return ids, errs
 }
 
-func allSameKey[T any](items []T, key func(T) int) bool {
-	k := key(items[0])
-	for _, it := range items[1:] {
-		if key(it) != k {
-			return false
-		}
-	}
-	return true
+// delivery is one append+publish and, once sent, its outcome.
+type delivery struct {
+	stream, channel string
+	bucket          int // groups deliveries into script calls: one slot per call on a cluster
+	tail            string
+	id              string
+	err             error
 }
 
-// groupKey is what deliveries to user are grouped by into one script call: its bucket on
-// Redis Cluster, where a call must stay in one slot; anything on a single Redis.
-func (h *Hub) groupKey(user string) int {
-	if h.cluster {
-		return bucketOf(user)
-	}
-	return 0
+// publisher runs the batch script for concurrent callers, sharing round trips: its worker
+// sends whatever has queued (up to maxPipeline) as one pipeline, so that under load the node
+// approaches Redis's pipelined ceiling instead of one round trip per message. The script is
+// never retried by go-redis (the client must have MaxRetries -1): a timed-out call may have
+// run, and running it again would store the message twice.
+type publisher struct {
+	rdb         redis.UniversalClient
+	obs         Observer
+	deadline    func() string // the script's deadline for a call made now
+	publishCmd  string
+	historySize string
+	historyTTL  string
+	batches     *pipeline.Batcher[delivery]
 }
 
-// groupBy splits items into groups of at most size with the same key, keeping their order
-// within a key.
-func groupBy[T any](items []T, size int, key func(T) int) [][]T {
-	var groups [][]T
-	if len(items) > 0 && allSameKey(items, key) {
-		// The common case, and always on a single Redis: chunks of items itself, no copies.
-		for start := 0; start < len(items); start += size {
-			groups = append(groups, items[start:min(start+size, len(items))])
-		}
-		return groups
+func newPublisher(rdb redis.UniversalClient, cfg Config, publishCmd string, deadline func() string) *publisher {
+	p := &publisher{
+		rdb:         rdb,
+		obs:         cfg.Observer,
+		deadline:    deadline,
+		publishCmd:  publishCmd,
+		historySize: strconv.FormatInt(cfg.HistorySize, 10),
+		historyTTL:  strconv.FormatInt(cfg.HistoryTTL.Milliseconds(), 10),
 	}
-	byKey := map[int][]T{}
-	var order []int
-	for _, it := range items {
-		k := key(it)
-		if _, ok := byKey[k]; !ok {
-			order = append(order, k)
-		}
-		byKey[k] = append(byKey[k], it)
+	p.batches = pipeline.New(pipeline.Config[delivery]{Send: p.exec, MaxBatch: maxPipeline, MaxQueued: 4 * maxPipeline})
+	return p
+}
+
+// publish appends and publishes one message and returns its stream id.
+func (p *publisher) publish(ctx context.Context, d delivery) (string, error) {
+	d, err := p.batches.Do(ctx, d)
+	switch {
+	case errors.Is(err, pipeline.ErrClosed):
+		return "", ErrClosed
+	case err != nil:
+		return "", err
 	}
-	for _, k := range order {
-		its := byKey[k]
-		for start := 0; start < len(its); start += size {
-			groups = append(groups, its[start:min(start+size, len(its))])
+	return d.id, d.err
+}
+
+// run sends the queued deliveries with workers until close is called and the queue is empty.
+func (p *publisher) run(ctx context.Context, workers int) { p.batches.Run(ctx, workers) }
+
+// close stops accepting deliveries; run returns once what was queued has been sent.
+func (p *publisher) close() { p.batches.Close() }
+
+// exec sends a batch as one pipeline and records every delivery's outcome. Deliveries are
+// grouped (by bucket on Redis Cluster) into calls of the batch script of up to 64 each, so
+// that a busy node pays one script call, not one per message; order is kept within a group.
+func (p *publisher) exec(ctx context.Context, batch []*delivery) {
+	groups := groupBy(batch, batchGroup, func(d *delivery) int { return d.bucket })
+	cmds := make([]*redis.Cmd, len(groups))
+	n := len(batch)
+	scripts := pipeline.Scripts{Client: p.rdb, Observe: func(took time.Duration, err error) {
+		p.obs.ObservePublish(took, n, err)
+	}}
+	_ = scripts.Exec(ctx, len(groups), func(pipe redis.Pipeliner, g int) (redis.Cmder, *redis.Script) {
+		keys := make([]string, 0, 2*len(groups[g]))
+		args := make([]any, 0, 4+len(groups[g]))
+		args = append(args, p.historySize, p.historyTTL, p.publishCmd, p.deadline())
+		for _, d := range groups[g] {
+			keys = append(keys, d.stream, d.channel)
+			args = append(args, d.tail)
+		}
+		cmds[g] = pipe.EvalSha(ctx, batchScript.Hash(), keys, args...)
+		return cmds[g], batchScript
+	})
+	for g, group := range groups {
+		answer(group, cmds[g])
+	}
+}
+
+// answer records the outcome of one call of the batch script for each of its deliveries.
+func answer(group []*delivery, cmd *redis.Cmd) {
+	ids, err := cmd.Slice()
+	for k, d := range group {
+		switch {
+		case err != nil:
+			d.err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		case k < len(ids):
+			switch v := ids[k].(type) {
+			case string:
+				d.id = v
+			case error: // this message was not stored; the others were
+				d.err = fmt.Errorf("%w: %w", ErrUnavailable, v)
+			default:
+				d.err = fmt.Errorf("%w: the batch script answered %T", ErrUnavailable, v)
+			}
+		default:
+			d.err = fmt.Errorf("%w: the batch script answered %d ids for %d messages", ErrUnavailable, len(ids), len(group))
 		}
 	}
-	return groups
 }

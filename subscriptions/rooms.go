@@ -15,6 +15,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/switchboard-dev/switchboard/internal/pipeline"
 )
 
 // ErrNotMember is returned when a user posts to a room it is not in.
@@ -60,6 +62,14 @@ func (e *QuotaError) Error() string {
 
 // Is makes a QuotaError match ErrQuotaExceeded.
 func (e *QuotaError) Is(target error) bool { return target == ErrQuotaExceeded }
+
+//go:embed delivery.lua
+var deliveryLua string
+
+// deliveryScript appends one message to many users' streams and publishes it on their
+// channels (a room's fan-out). It is loaded at startup and called by its SHA inside
+// pipelines, where go-redis has no EVAL fallback (see pipeline.Scripts).
+var deliveryScript = redis.NewScript(deliveryLua)
 
 //go:embed join.lua
 var joinLua string
@@ -244,43 +254,28 @@ func contains(list []string, s string) bool {
 // how many members could not be delivered to. On Redis Cluster go-redis splits the pipeline
 // by node; each call touches one bucket's slot.
 func (h *Hub) deliverGroups(ctx context.Context, groups [][]string, tail string) (int64, error) {
-	todo := groups
+	cmds := make([]*redis.Cmd, len(groups))
+	scripts := pipeline.Scripts{Client: h.rdb, Observe: func(took time.Duration, err error) {
+		h.obs.ObservePublish(took, len(groups), err)
+	}}
+	_ = scripts.Exec(ctx, len(groups), func(pipe redis.Pipeliner, i int) (redis.Cmder, *redis.Script) {
+		keys := make([]string, 0, 2*len(groups[i]))
+		for _, u := range groups[i] {
+			keys = append(keys, h.keys.userStream(u), h.keys.userChannel(u))
+		}
+		cmds[i] = pipe.EvalSha(ctx, deliveryScript.Hash(), keys,
+			h.pub.historySize, h.pub.historyTTL, tail, h.pub.publishCmd, h.pub.deadline())
+		return cmds[i], deliveryScript
+	})
 	var failed int64
-	for attempt := 0; ; attempt++ {
-		pipe := h.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(todo))
-		deadline := h.pub.deadline()
-		for i, users := range todo {
-			keys := make([]string, 0, 2*len(users))
-			for _, u := range users {
-				keys = append(keys, h.keys.userStream(u), h.keys.userChannel(u))
-			}
-			cmds[i] = pipe.EvalSha(ctx, deliveryScript.Hash(), keys,
-				h.pub.historySize, h.pub.historyTTL, tail, h.pub.publishCmd, deadline)
+	for _, cmd := range cmds {
+		n, err := cmd.Int64()
+		if err != nil {
+			return failed, fmt.Errorf("%w: fan out: %w", ErrUnavailable, err)
 		}
-		start := time.Now()
-		_, err := pipe.Exec(ctx)
-		h.obs.ObservePublish(time.Since(start), len(todo), err)
-		var again [][]string
-		for i, cmd := range cmds {
-			n, err := cmd.Int64()
-			if err != nil {
-				if attempt == 0 && isNoScript(err) {
-					again = append(again, todo[i]) // did not run: safe to run again
-					continue
-				}
-				return failed, fmt.Errorf("%w: fan out: %w", ErrUnavailable, err)
-			}
-			failed += n
-		}
-		if len(again) == 0 {
-			return failed, nil
-		}
-		if err := deliveryScript.Load(ctx, h.rdb).Err(); err != nil {
-			return failed, fmt.Errorf("%w: load delivery script: %w", ErrUnavailable, err)
-		}
-		todo = again
+		failed += n
 	}
+	return failed, nil
 }
 
 // roomLocks serializes a node's own fan-outs of a room before they contend for the Redis lock.
