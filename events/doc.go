@@ -1,5 +1,5 @@
 // Package events delivers backend events (user.online, user.offline, room.joined,
-// room.left, client.event) to the webhook of the contract's "Backend events" section:
+// room.left, client.event) to the webhook described in docs/protocol.md, "Backend events":
 // durably queued in Redis before anything is acknowledged, sent at least once in signed
 // batches, in order per user, by whichever nodes are alive.
 //

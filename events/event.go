@@ -13,7 +13,7 @@ import (
 // Type is the kind of a backend event, as the webhook receiver sees it in "type".
 type Type string
 
-// The event types of the contract.
+// The event types of docs/protocol.md, "Backend events".
 const (
 	// UserOnline: the user's first connection anywhere in the deployment opened.
 	UserOnline Type = "user.online"
@@ -42,7 +42,7 @@ const ReasonNodeGone = "node_gone"
 // TimeLayout is how Event.Time is written: RFC 3339 with milliseconds, in UTC.
 const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
-// Event is one backend event, encoded to the webhook as the contract's JSON object. Emit
+// Event is one backend event, encoded to the webhook as the JSON object docs/protocol.md describes. Emit
 // fills ID, Node and Time when they are empty; only the fields of its Type are encoded.
 type Event struct {
 	// ID is unique per event (128 random bits, hex); receivers dedupe by it.
@@ -151,8 +151,8 @@ func (e *Event) validate() error {
 // maxIDLength is the longest user id, room name, event name or node id.
 const maxIDLength = subscriptions.MaxIDLength
 
-// validID is the contract's id pattern, ^[A-Za-z0-9._@+-]{1,128}$, shared with the rest of
-// the service. Node ids follow it too, which matters here: the presence scripts rely on a
+// validID is the id pattern of docs/protocol.md ("Names and ids"),
+// ^[A-Za-z0-9._@+-]{1,128}$, shared with the rest of the service. Node ids follow it too, which matters here: the presence scripts rely on a
 // node id never containing "/".
 func validID(s string) bool { return subscriptions.ValidID(s) }
 

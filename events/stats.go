@@ -35,7 +35,8 @@ type Stats struct {
 	Shards int
 }
 
-// Dropped is every event dropped unsent, the "dropped" of the contract's metrics.
+// Dropped is every event dropped unsent: what docs/protocol.md ("Backend events") says
+// /metrics counts.
 func (s Stats) Dropped() int64 {
 	return s.DroppedExpired + s.DroppedMalformed + s.DroppedQueueBytes + s.DroppedUserShare
 }

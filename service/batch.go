@@ -173,22 +173,35 @@ func (s *Server) readBatchItem(r *jsonReader, i int) (validItem, error) {
 	bad := func(code, msg string) error {
 		return errBadRequest(code, fmt.Sprintf("messages[%d]: %s", i, msg))
 	}
+	m, err := readItemFields(r, bad)
+	if err != nil {
+		return validItem{}, err
+	}
+	return m.validate(i, s.cfg.MaxMessageBytes, bad)
+}
+
+// itemFields are a batch item's fields as read, before they are checked.
+type itemFields struct {
+	user, room, from, dataB64 string
+	hasB64                    bool
+	data                      []byte
+}
+
+// readItemFields reads one batch item's object, refusing unknown fields and fields of the
+// wrong type; bad builds the error of a refusal that names the item.
+func readItemFields(r *jsonReader, bad func(code, msg string) error) (itemFields, error) {
+	var m itemFields
 	tok, err := r.dec.ReadToken()
 	if err != nil {
-		return validItem{}, errBadJSON(err)
+		return m, errBadJSON(err)
 	}
 	if tok.Kind() != '{' {
-		return validItem{}, bad(codeBadJSON, "an item must be a JSON object")
-	}
-	var m struct {
-		user, room, from, dataB64 string
-		hasB64                    bool
-		data                      []byte
+		return m, bad(codeBadJSON, "an item must be a JSON object")
 	}
 	for r.dec.PeekKind() != '}' {
 		tok, err := r.dec.ReadToken()
 		if err != nil {
-			return validItem{}, errBadJSON(err)
+			return m, errBadJSON(err)
 		}
 		name := tok.String()
 		var dst *string
@@ -204,30 +217,34 @@ func (s *Server) readBatchItem(r *jsonReader, i int) (validItem, error) {
 		case "data":
 			v, deep, err := r.value(false)
 			if err != nil {
-				return validItem{}, errBadJSON(err)
+				return m, errBadJSON(err)
 			}
 			if deep {
-				return validItem{}, bad(codeBadJSON, `"data" is `+errTooDeep.Error())
+				return m, bad(codeBadJSON, `"data" is `+errTooDeep.Error())
 			}
 			m.data = v
 			continue
 		default:
-			return validItem{}, bad(codeBadJSON, fmt.Sprintf("unknown field %q", name))
+			return m, bad(codeBadJSON, fmt.Sprintf("unknown field %q", name))
 		}
 		if k, err := r.peek(); err != nil {
-			return validItem{}, errBadJSON(err)
+			return m, errBadJSON(err)
 		} else if k != '"' {
-			return validItem{}, bad(codeBadJSON, fmt.Sprintf("%q must be a string", name))
+			return m, bad(codeBadJSON, fmt.Sprintf("%q must be a string", name))
 		}
-		tok, err = r.dec.ReadToken()
-		if err != nil {
-			return validItem{}, errBadJSON(err)
+		if tok, err = r.dec.ReadToken(); err != nil {
+			return m, errBadJSON(err)
 		}
 		*dst = tok.String()
 	}
 	if _, err := r.dec.ReadToken(); err != nil {
-		return validItem{}, errBadJSON(err)
+		return m, errBadJSON(err)
 	}
+	return m, nil
+}
+
+// validate checks the item's ids and payload and builds what is sent.
+func (m itemFields) validate(i, maxBytes int, bad func(code, msg string) error) (validItem, error) {
 	switch {
 	case (m.user == "") == (m.room == ""):
 		return validItem{}, bad(codeBadRequest, `needs exactly one of "user" and "room"`)
@@ -250,9 +267,9 @@ func (s *Server) readBatchItem(r *jsonReader, i int) (validItem, error) {
 	} else {
 		env.Data = m.data
 	}
-	if len(env.Data) > s.cfg.MaxMessageBytes || len(env.Binary) > s.cfg.MaxMessageBytes {
+	if len(env.Data) > maxBytes || len(env.Binary) > maxBytes {
 		return validItem{}, &apiError{status: http.StatusRequestEntityTooLarge, code: codeTooLarge,
-			message: fmt.Sprintf("messages[%d]: data is larger than %d bytes", i, s.cfg.MaxMessageBytes)}
+			message: fmt.Sprintf("messages[%d]: data is larger than %d bytes", i, maxBytes)}
 	}
 	return validItem{User: m.user, Room: m.room, env: env}, nil
 }

@@ -59,7 +59,7 @@ func classify(err error) *apiError {
 	case errors.As(err, &rl):
 		return &apiError{status: http.StatusTooManyRequests, code: codeRateLimited, message: rl.Error(), retryAfter: rl.retryAfter}
 	case errors.Is(err, subscriptions.ErrQuotaExceeded):
-		// 429 rather than 409: the contract's list of statuses has it, and clients already
+		// 429 rather than 409: docs/protocol.md's list of statuses has it, and clients already
 		// read it as "over a limit"; the code tells a quota (no Retry-After) from a rate.
 		return &apiError{status: http.StatusTooManyRequests, code: codeQuota, message: err.Error()}
 	case errors.Is(err, subscriptions.ErrInvalidID):

@@ -49,7 +49,7 @@ func (l *link) confirmSentinelLocked(subscribe bool) confirmation {
 		return confirmation{} // the hub is stopping; the connection is being closed
 	case !subscribe:
 		// Redis Cluster unsubscribed us: the slot moved. Only a new connection can
-		// subscribe again (LIBS.md B7).
+		// subscribe again (docs/design.md, "a cluster PubSub holds one slot").
 		h.log.Warn("pubsub sentinel unsubscribed by Redis (slot moved?); rebuilding", "bucket", l.bucket)
 		return confirmation{rebuild: true}
 	case l.state == connUp:

@@ -23,7 +23,7 @@ const (
 // link is one Pub/Sub connection of the node and the user channels it carries. On a single
 // Redis the node has one link for every channel. On Redis Cluster it has one sharded link
 // per bucket in use: go-redis pins a cluster PubSub to the node of its first channel's slot
-// and loses a multi-slot PubSub on reconnect (LIBS.md B7), and a bucket is one slot.
+// and loses a multi-slot PubSub on reconnect (docs/design.md, "a cluster PubSub holds one slot"), and a bucket is one slot.
 //
 // One goroutine reads the link (readLoop, which also dispatches) and a flusher writes its
 // subscription changes; both are started and joined by run.
@@ -247,7 +247,7 @@ func (l *link) subscribers(name string) []*Subscription {
 
 // checkQuiet closes the link's connection when it has been silent for three heartbeats, and
 // otherwise pings through it. A frozen or black-holed Redis is not noticed by go-redis
-// (LIBS.md B4); the reader then builds a new connection.
+// (docs/design.md, "the health check does not notice a frozen Redis"); the reader then builds a new connection.
 func (l *link) checkQuiet(ctx context.Context) {
 	h := l.hub
 	l.mu.Lock()

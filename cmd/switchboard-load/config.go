@@ -76,7 +76,7 @@ type config struct {
 // errHelp is returned by parseArgs when the user asked for the usage text.
 var errHelp = errors.New("help requested")
 
-// idPattern is the contract's pattern for user ids and room names.
+// idPattern is the pattern of docs/protocol.md ("Names and ids") for user ids and room names.
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9._@+-]{1,128}$`)
 
 // userSuffixLen is the longest suffix the tool appends to --user-prefix ("-m0000001").

@@ -68,7 +68,7 @@ func (s *sessionStats) report() *SessionReport {
 
 // session is one user's connection over a run. Like a real client, when the server closes
 // it (1013 slow consumer, 1012 restart) it reconnects and resumes after the last message it
-// saw, so that "lost" means what the contract means: a message the server accepted and
+// saw, so that "lost" means what docs/protocol.md's delivery guarantee means: a message the server accepted and
 // never delivered, even to a client that did what it was told.
 type session struct {
 	user string
