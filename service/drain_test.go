@@ -48,7 +48,12 @@ func TestDrainTurnsUnreadyThenCloses1012AndFinishesInFlightRequests(t *testing.T
 	testutil.WaitFor(t, 5*time.Second, func() bool {
 		return do(t, "GET", a.base+"/readyz", "", nil).status == http.StatusServiceUnavailable
 	}, "/readyz to answer 503 while the node drains")
-	testutil.StaysOpen(t, bob.Done(), time.Until(delayOver), "the WebSocket (during the drain delay)")
+	select {
+	case <-bob.Done():
+		code, err := bob.CloseCode()
+		t.Fatalf("the WebSocket closed during the drain delay, %v before its end: code %d, %v", time.Until(delayOver), code, err)
+	case <-time.After(time.Until(delayOver)):
+	}
 	select {
 	case <-bob.Done():
 	case <-time.After(5 * time.Second):
