@@ -270,12 +270,4 @@ func splitList(list string) []string {
 }
 
 // devHosts splits the --dev-hosts list.
-func (c config) devHosts() []string {
-	var out []string
-	for _, h := range strings.Split(c.DevHosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			out = append(out, h)
-		}
-	}
-	return out
-}
+func (c config) devHosts() []string { return splitList(c.DevHosts) }
