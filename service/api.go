@@ -139,7 +139,10 @@ func (s *Server) handleDeleteConnections(w http.ResponseWriter, r *http.Request)
 		before := time.Now().Truncate(time.Second).Add(time.Second)
 		// The record must outlive every token it refuses: they all expire within the
 		// maximum lifetime (plus the leeway exp gets) from now.
-		ttl := s.cfg.MaxTokenLifetime + tokenLeeway + time.Second
+		ttl := 24*time.Hour + 31*time.Second // dev mode: no token to refuse, kept as the default lifetime
+		if v := s.cfg.Tokens; v != nil {
+			ttl = v.MaxLifetime() + v.Leeway() + time.Second
+		}
 		if err := s.hub.RevokeTokens(r.Context(), user, before, ttl); err != nil {
 			writeError(w, err)
 			return

@@ -29,12 +29,22 @@ type bystanderProbe struct {
 	// Delivered counts the DMs that went through so far; a test may wait on it.
 	Delivered atomic.Int64
 	failed    string // why the probe stopped early, if it did
+	// refresh, when set, mints the token the probe answers an expiring frame with, so that
+	// a token connection outlives its first token.
+	refresh func() string
 }
 
 // startBystander connects user to wsNode and starts posting to it through postNode every
 // 10 ms. auth is the header key and value for /v1, when the node has an API key; extra are
 // query parameters for the WebSocket (a token in token mode).
 func startBystander(t *testing.T, postNode, wsNode *node, user string, auth []string, extra ...string) *bystanderProbe {
+	t.Helper()
+	return startRefreshingBystander(t, postNode, wsNode, user, auth, nil, extra...)
+}
+
+// startRefreshingBystander is startBystander for a token connection that answers every
+// expiring frame with a refresh to a token from refresh (nil: it does not expect one).
+func startRefreshingBystander(t *testing.T, postNode, wsNode *node, user string, auth []string, refresh func() string, extra ...string) *bystanderProbe {
 	t.Helper()
 	var conn *wsclient.Conn
 	if len(extra) > 0 {
@@ -54,7 +64,7 @@ func startBystander(t *testing.T, postNode, wsNode *node, user string, auth []st
 	} else {
 		conn, _ = connect(t, wsNode, user)
 	}
-	p := &bystanderProbe{t: t, user: user, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &bystanderProbe{t: t, user: user, stop: make(chan struct{}), done: make(chan struct{}), refresh: refresh}
 	go p.run(postNode.base+"/v1/users/"+user+"/messages", conn, auth)
 	t.Cleanup(func() {
 		select {
@@ -96,7 +106,7 @@ func (p *bystanderProbe) run(postURL string, conn *wsclient.Conn, auth []string)
 			p.failed = fmt.Sprintf("post %d: %d %s", seq, resp.StatusCode, body)
 			return
 		}
-		f, err := conn.NextWithin(10 * time.Second)
+		f, err := p.next(conn)
 		if err != nil {
 			code, _ := conn.CloseCode()
 			p.failed = fmt.Sprintf("waiting for message %s: %v (close code %d)", a.ID, err, code)
@@ -108,6 +118,25 @@ func (p *bystanderProbe) run(postURL string, conn *wsclient.Conn, auth []string)
 		}
 		p.lat = append(p.lat, time.Since(start))
 		p.Delivered.Add(1)
+	}
+}
+
+// next reads the next frame that is not about the probe's token: it answers an expiring
+// frame with a refresh and skips that refresh's ack.
+func (p *bystanderProbe) next(conn *wsclient.Conn) (wsclient.Frame, error) {
+	for {
+		f, err := conn.NextWithin(10 * time.Second)
+		switch {
+		case err != nil || p.refresh == nil:
+			return f, err
+		case f.Type == "expiring":
+			if err := conn.Send(map[string]string{"type": "refresh", "token": p.refresh(), "ref": "probe-refresh"}); err != nil {
+				return f, err
+			}
+		case f.Type == "ack" && f.Ref == "probe-refresh":
+		default:
+			return f, nil
+		}
 	}
 }
 

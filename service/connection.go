@@ -29,8 +29,13 @@ type client struct {
 	conn  *gws.Conn
 	user  string
 	since string
-	sub   *subscriptions.Subscription // set in OnOpen, read in OnClose: same goroutine
-	id    string                      // this connection's id in presence counts
+	// perm is what the connection may do (its token's grants); expiry ends it with its
+	// token (and its first exp is tokenExp, scheduled once the welcome is out).
+	perm     perm
+	tokenExp time.Time
+	expiry   expiry
+	sub      *subscriptions.Subscription // set in OnOpen, read in OnClose: same goroutine
+	id       string                      // this connection's id in presence counts
 	// counted is set once presence counted the connection, so that only a counted
 	// connection is uncounted; OnOpen and OnClose run on the same goroutine.
 	counted bool
@@ -245,7 +250,16 @@ func (h *wsHandler) OnOpen(conn *gws.Conn) {
 			c.counted = true
 		}
 	}
-	c.send(encodeFrame(welcomeFrame{Type: "welcome", User: c.user, Node: s.hub.Node(), Recovered: w.Recovered, LastID: w.Position.String()}))
+	rooms, err := s.hub.Rooms(ctx, c.user)
+	if err != nil {
+		s.log.Warn("reading a user's rooms for its welcome failed", "user", c.user, "err", err)
+		c.close(disconnectFor(err))
+		return
+	}
+	c.send(encodeFrame(welcomeFrame{Type: "welcome", User: c.user, Node: s.hub.Node(), Recovered: w.Recovered, LastID: w.Position.String(), Rooms: rooms}))
+	// After the welcome, which is always the first frame: an expiring frame may be due at
+	// once.
+	c.scheduleExpiry(c.tokenExp)
 	sub.Start()
 }
 
@@ -262,6 +276,7 @@ func (h *wsHandler) OnClose(conn *gws.Conn, _ error) {
 // done before it starts, so that none runs twice, even if one of them panicked.
 func (c *client) release() {
 	c.out.shut(nil)
+	c.stopExpiry()
 	if sub := c.sub; sub != nil {
 		c.sub = nil
 		sub.Close()

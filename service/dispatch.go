@@ -59,12 +59,16 @@ func (s *Server) dispatch(c *client, cmd command) {
 	case sendRoom:
 		ack, err = s.sendRoom(ctx, c, cmd)
 	case joinCmd:
-		err = s.changeMembership(ctx, cmd.room, c.user, true, events.ByClient)
+		if err = s.mayJoin(ctx, c, cmd.room); err == nil {
+			err = s.changeMembership(ctx, cmd.room, c.user, true, events.ByClient)
+		}
 	case leaveCmd:
 		err = s.changeMembership(ctx, cmd.room, c.user, false, events.ByClient)
 	case eventCmd:
 		// The ack means the event is queued in Redis, not that the backend saw it.
 		err = s.emitClientEvent(ctx, c, cmd)
+	case refreshCmd:
+		err = s.refresh(ctx, c, cmd)
 	}
 	if err != nil {
 		c.sendError(cmd.reference(), err)
@@ -75,6 +79,9 @@ func (s *Server) dispatch(c *client, cmd command) {
 }
 
 func (s *Server) sendDM(ctx context.Context, c *client, cmd sendDM) (ackFrame, error) {
+	if err := s.mayDM(ctx, c, cmd.to); err != nil {
+		return ackFrame{}, err
+	}
 	id, err := s.hub.Publish(ctx, cmd.to, subscriptions.Envelope{From: c.user, Data: cmd.data})
 	if err != nil {
 		return ackFrame{}, err

@@ -12,7 +12,7 @@ import (
 )
 
 // command is a valid client frame, decoded into what it asks for: a joinCmd, leaveCmd,
-// sendDM, sendRoom or eventCmd, and nothing else (its method is unexported).
+// sendDM, sendRoom, eventCmd or refreshCmd, and nothing else (its method is unexported).
 type command interface {
 	// reference returns the frame's "ref", echoed in its ack or error ("" without one).
 	reference() string
@@ -56,6 +56,12 @@ type eventCmd struct {
 	data json.RawMessage
 }
 
+// refreshCmd replaces the connection's token ({"type":"refresh","token":...}).
+type refreshCmd struct {
+	cmdRef
+	token string
+}
+
 // frameError is a refusal of a client frame: an error frame, the connection stays open.
 type frameError struct {
 	ref, code, message string
@@ -65,7 +71,7 @@ func (e *frameError) Error() string { return e.code + ": " + e.message }
 
 // frameFields are the names a client frame may hold, matched exactly: "Type" or "DATA" is
 // an unknown field, never taken for "type" or "data".
-var frameFields = [...]string{"type", "ref", "room", "to", "name", "data"}
+var frameFields = [...]string{"type", "ref", "room", "to", "name", "data", "token"}
 
 // Indexes of frameFields.
 const (
@@ -75,6 +81,7 @@ const (
 	fieldTo
 	fieldName
 	fieldData
+	fieldToken
 )
 
 // rawFrame is a client frame read member by member: each known field's value as it was
@@ -122,7 +129,7 @@ func decodeFrame(b []byte, maxData int) (command, error) {
 	for _, field := range [...]struct {
 		i   int
 		dst *string
-	}{{fieldType, &f.typ}, {fieldRoom, &f.room}, {fieldTo, &f.to}, {fieldName, &f.name}} {
+	}{{fieldType, &f.typ}, {fieldRoom, &f.room}, {fieldTo, &f.to}, {fieldName, &f.name}, {fieldToken, &f.token}} {
 		if err := raw.str(field.i, field.dst); err != nil {
 			err.ref = ref
 			return nil, err
@@ -137,7 +144,7 @@ func decodeFrame(b []byte, maxData int) (command, error) {
 }
 
 // frameStrings are the string fields of a frame besides its ref ("" when absent).
-type frameStrings struct{ typ, room, to, name string }
+type frameStrings struct{ typ, room, to, name, token string }
 
 // command validates a frame whose fields are read and makes its command; a refusal is
 // returned without the ref, which the caller sets.
@@ -167,6 +174,11 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 		if err := requireID("name", f.name); err != nil {
 			return fail(codeInvalidID, "%s", err)
 		}
+	case "refresh":
+		allowed = []int{fieldToken}
+		if f.token == "" {
+			return fail(codeBadRequest, `a refresh frame needs a "token"`)
+		}
 	case "":
 		return fail(codeBadRequest, `a frame needs a "type"`)
 	default:
@@ -182,6 +194,8 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 		return joinCmd{cr, f.room}, nil
 	case "leave":
 		return leaveCmd{cr, f.room}, nil
+	case "refresh":
+		return refreshCmd{cr, f.token}, nil
 	}
 	// A send or an event: both carry data.
 	data := raw.fields[fieldData]
@@ -282,6 +296,15 @@ type welcomeFrame struct {
 	Node      string `json:"node"`
 	Recovered *bool  `json:"recovered,omitempty"`
 	LastID    string `json:"last_id"`
+	// Rooms are the user's rooms, so that a client with a token alone can list them.
+	Rooms []string `json:"rooms"`
+}
+
+// expiringFrame warns that the connection's token expires in In seconds: the client
+// answers with a refresh frame, or the connection is closed with 4003.
+type expiringFrame struct {
+	Type string `json:"type"`
+	In   int    `json:"in"`
 }
 
 type ackFrame struct {

@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 	"github.com/switchboard-dev/switchboard/service"
 	"github.com/switchboard-dev/switchboard/subscriptions"
+	"github.com/switchboard-dev/switchboard/tokens"
 )
 
 // node is one Switchboard node running in the test process on a real socket.
@@ -40,6 +41,21 @@ type nodeOptions struct {
 	service       service.Config
 	subscriptions subscriptions.Config
 	events        events.Config // the queue runs always, as in main: it counts presence
+}
+
+// withTokens puts a node in token mode, verifying tokens under cfg (which must name a key).
+func withTokens(t testing.TB, cfg tokens.Config) func(*nodeOptions) {
+	t.Helper()
+	v, err := tokens.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(o *nodeOptions) { o.service.Tokens = v }
+}
+
+// withSecret puts a node in token mode with HS256 tokens signed with secret.
+func withSecret(t testing.TB, secret []byte) func(*nodeOptions) {
+	return withTokens(t, tokens.Config{Secret: secret})
 }
 
 // startNode runs a node on the backend be. Nodes of one test share the backend's key prefix,

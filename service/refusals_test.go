@@ -437,7 +437,7 @@ func mintToken(t *testing.T, method jwt.SigningMethod, secret any, claims jwt.Ma
 func TestWebSocketTokens(t *testing.T) {
 	secret := []byte("jwt-secret-for-tests")
 	srv, _ := startRedis(t)
-	n := startNode(t, onRedis(srv), "a", func(o *nodeOptions) { o.service.JWTSecret = secret })
+	n := startNode(t, onRedis(srv), "a", withSecret(t, secret))
 	// The bystanders connect with tokens too: dev auth is off.
 	b := &bystanders{n: n}
 	hour := time.Now().Add(time.Hour).Unix()

@@ -21,12 +21,14 @@ import (
 
 	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/subscriptions"
+	"github.com/switchboard-dev/switchboard/tokens"
 )
 
 // Config configures a Server. Zero values mean the defaults named on each field.
 type Config struct {
-	// JWTSecret is the HS256 secret of user tokens. Empty means dev auth: /ws?user=ID.
-	JWTSecret []byte
+	// Tokens verifies user tokens (tokens.New). Nil means dev auth: /ws?user=ID, and every
+	// join and direct message allowed.
+	Tokens *tokens.Verifier
 	// APIKey is the bearer key for /v1. Empty leaves /v1 open.
 	APIKey string
 	// AdminKey is the bearer key for /admin. Empty leaves /admin open.
@@ -81,11 +83,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
-	// MaxTokenLifetime is the longest a token may live: one whose exp is further than this
-	// from now or from its iat is refused, and a revocation's record lasts this long.
-	// Default 24h.
-	MaxTokenLifetime time.Duration
-	// DevHosts lists the Host names dev mode (no JWTSecret) serves besides loopback ones
+	// Authorizer is asked about a join or a direct message the token does not grant (the
+	// backend's authorize hook). Nil: what the token does not grant is refused.
+	Authorizer Authorizer
+	// DevHosts lists the Host names dev mode (no Tokens) serves besides loopback ones
 	// (localhost, *.localhost, 127.0.0.0/8, [::1]); "*" allows any. Default none: a page on
 	// another name, even one that resolves here (DNS rebinding), is refused.
 	DevHosts []string
@@ -124,9 +125,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
-	}
-	if c.MaxTokenLifetime <= 0 {
-		c.MaxTokenLifetime = 24 * time.Hour
 	}
 	if c.Registerer == nil {
 		c.Registerer = NewRegistry()
@@ -228,7 +226,7 @@ func (s *Server) routes() chi.Router {
 		writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: codeNotAllowed, message: "method not allowed on this endpoint"})
 	}))
 	r.Use(s.recoverer, middleware.GetHead)
-	if len(s.cfg.JWTSecret) == 0 {
+	if s.cfg.Tokens == nil {
 		r.Use(s.devModeGuard)
 	}
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/testutil"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
+	"github.com/switchboard-dev/switchboard/tokens"
 )
 
 // Tokens are refused unless they expire within the maximum lifetime, their JSON is
@@ -71,10 +72,7 @@ func checkRefusedToken(t *testing.T, n *node, token, why string) {
 func TestTokensMustExpireWithinTheMaxLifetimeAndBeUnambiguous(t *testing.T) {
 	secret := []byte("jwt-secret-for-tests")
 	srv, _ := startRedis(t)
-	n := startNode(t, onRedis(srv), "a", func(o *nodeOptions) {
-		o.service.JWTSecret = secret
-		o.service.MaxTokenLifetime = time.Hour
-	})
+	n := startNode(t, onRedis(srv), "a", withTokens(t, tokens.Config{Secret: secret, MaxLifetime: time.Hour}))
 	b := tokenBystanders(t, n, secret)
 	now := time.Now().Unix()
 	hour := now + 3600
@@ -145,9 +143,8 @@ func deleteConnections(t *testing.T, n *node, user, query string) response {
 func TestRevokedTokensAreRefusedOnEveryNode(t *testing.T) {
 	secret := []byte("jwt-secret-for-tests")
 	srv, _ := startRedis(t)
-	withSecret := func(o *nodeOptions) { o.service.JWTSecret = secret }
-	a := startNode(t, onRedis(srv), "a", withSecret)
-	bnode := startNode(t, onRedis(srv), "b", withSecret)
+	a := startNode(t, onRedis(srv), "a", withSecret(t, secret))
+	bnode := startNode(t, onRedis(srv), "b", withSecret(t, secret))
 	b := tokenBystanders(t, a, secret)
 	hour := time.Now().Add(time.Hour).Unix()
 	probe := startBystander(t, bnode, a, "bystander", nil, "token",
@@ -236,15 +233,13 @@ func TestTokenRevocationExpiresAfterTheMaxLifetime(t *testing.T) {
 	}
 	secret := []byte("jwt-secret-for-tests")
 	srv, rdb := startRedis(t)
-	n := startNode(t, onRedis(srv), "a", func(o *nodeOptions) {
-		o.service.JWTSecret = secret
-		o.service.MaxTokenLifetime = time.Second
-	})
-	// Lives until the end: exp within the one-second lifetime, plus the leeway, is too
-	// short for the bystander, so it connects in a token minted as the lifetime allows and
-	// then stays connected (tokens are checked at connect).
-	probe := startBystander(t, n, n, "bystander", nil, "token",
-		mintToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "bystander", "exp": time.Now().Add(time.Second).Unix()}))
+	n := startNode(t, onRedis(srv), "a", withTokens(t, tokens.Config{Secret: secret, MaxLifetime: time.Second}))
+	// Lives until the end: its one-second tokens expire long before (plus the leeway), so
+	// it refreshes its token whenever it is told to.
+	bystanderToken := func() string {
+		return mintToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "bystander", "exp": time.Now().Add(time.Second).Unix()})
+	}
+	probe := startRefreshingBystander(t, n, n, "bystander", nil, bystanderToken, "token", bystanderToken())
 	fresh := func() string {
 		return mintToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Second).Unix()})
 	}
@@ -275,7 +270,7 @@ func TestTokenRevocationExpiresAfterTheMaxLifetime(t *testing.T) {
 func TestTokenConnectFailsClosedWhenRedisIsDown(t *testing.T) {
 	secret := []byte("jwt-secret-for-tests")
 	srv, _ := startRedis(t)
-	n := startNode(t, onRedis(srv), "a", func(o *nodeOptions) { o.service.JWTSecret = secret })
+	n := startNode(t, onRedis(srv), "a", withSecret(t, secret))
 	tok := mintToken(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
 	srv.Stop()
 	refused := refusedDial(t, n.wsURL("token="+tok), nil)

@@ -6,16 +6,19 @@ import (
 	"strings"
 
 	"github.com/switchboard-dev/switchboard/subscriptions"
+	"github.com/switchboard-dev/switchboard/tokens"
 )
 
 // handleWS authenticates and checks a WebSocket request before upgrading it, so that
 // refusals are plain HTTP answers, then hands the connection to its own read loop.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	user, since, ok := s.admit(w, r)
+	claims, since, ok := s.admit(w, r)
 	if !ok {
 		return
 	}
-	c := &client{s: s, user: user, since: since, tokens: float64(s.cfg.FrameBurst)}
+	user := claims.Subject
+	c := &client{s: s, user: user, since: since, tokens: float64(s.cfg.FrameBurst),
+		perm: s.permOf(claims), tokenExp: claims.Expires}
 	if since != "" {
 		// A replay costs the node reads and memory for as long as its client takes to read
 		// it: a user gets a few at once, and a plain connect is never refused for it.
@@ -57,53 +60,54 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 }
 
 // admit runs the checks a WebSocket request must pass before it is upgraded, cheapest and
-// least revealing first, and answers a refusal itself. It returns the authenticated user
-// and the id to resume after ("" for none).
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) (user, since string, ok bool) {
+// least revealing first, and answers a refusal itself. It returns who the request is
+// authenticated as and the id to resume after ("" for none).
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (claims *tokens.Claims, since string, ok bool) {
 	if s.draining.Load() {
 		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: "node is draining"})
-		return "", "", false
+		return nil, "", false
 	}
 	// Before anything else, so that every attempt from an address counts, failed ones too.
 	if err := s.cfg.Limiter.allowIP(r); err != nil {
 		s.countLimited(err)
 		writeError(w, err)
-		return "", "", false
+		return nil, "", false
 	}
-	user, err := s.authenticate(r)
+	claims, err := s.authenticate(r)
 	if err != nil {
 		writeError(w, err)
-		return "", "", false
+		return nil, "", false
 	}
 	if !s.originAllowed(r) {
 		writeError(w, &apiError{status: http.StatusForbidden, code: codeForbidden, message: "origin not allowed"})
-		return "", "", false
+		return nil, "", false
 	}
 	if !isUpgrade(r) {
 		// gws would answer in plain text; every refusal here is a JSON error.
 		w.Header().Set("Upgrade", "websocket")
 		writeError(w, &apiError{status: http.StatusUpgradeRequired, code: codeBadRequest, message: "this endpoint speaks WebSocket (version 13) only"})
-		return "", "", false
+		return nil, "", false
 	}
 	since = r.URL.Query().Get("since")
 	if since != "" {
 		if _, err := subscriptions.ParseStreamID(since); err != nil {
 			writeError(w, errBadRequest(codeBadRequest, "since must be a message id <ms>-<seq>"))
-			return "", "", false
+			return nil, "", false
 		}
 	}
+	user := claims.Subject
 	if s.hub.LocalConnections(user) >= s.cfg.MaxConnsPerUser {
 		writeError(w, &apiError{status: http.StatusTooManyRequests, code: codeRateLimited, message: "too many connections for this user"})
-		return "", "", false
+		return nil, "", false
 	}
 	// Last before the upgrade, so that only a connection that would open takes from the
 	// user's budget (the IP's was taken first, above).
 	if err := s.cfg.Limiter.allowUserConn(r.Context(), user); err != nil {
 		s.countLimited(err)
 		writeError(w, err)
-		return "", "", false
+		return nil, "", false
 	}
-	return user, since, true
+	return claims, since, true
 }
 
 // isUpgrade reports whether r is a WebSocket version 13 upgrade request.

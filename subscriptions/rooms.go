@@ -177,6 +177,19 @@ func (h *Hub) Rooms(ctx context.Context, user string) ([]string, error) {
 	return h.sortedSet(ctx, h.keys.userRooms(user))
 }
 
+// IsMember reports whether user is a member of room, by the room's member set (the one
+// PublishRoom reads).
+func (h *Hub) IsMember(ctx context.Context, room, user string) (bool, error) {
+	if !ValidID(room) || !ValidID(user) {
+		return false, ErrInvalidID
+	}
+	ok, err := h.rdb.SIsMember(ctx, h.keys.roomMembers(room), user).Result()
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return ok, nil
+}
+
 func (h *Hub) sortedSet(ctx context.Context, key string) ([]string, error) {
 	v, err := h.rdb.SMembers(ctx, key).Result()
 	if err != nil {

@@ -1,16 +1,22 @@
 package main
 
 import (
+	"context"
 	"testing"
 
 	"github.com/switchboard-dev/switchboard/service"
+	"github.com/switchboard-dev/switchboard/tokens"
 )
 
 // The dm scenario against a node that requires tokens and an API key: every message is
 // accepted, delivered once, in order, and timed.
 func TestDMDeliversEveryMessageOnceInOrder(t *testing.T) {
 	const secret, key = "load-test-secret", "load-test-key"
-	base := startNode(t, service.Config{JWTSecret: []byte(secret), APIKey: key})
+	verifier, err := tokens.New(context.Background(), tokens.Config{Secret: []byte(secret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := startNode(t, service.Config{Tokens: verifier, APIKey: key})
 
 	code, res := runTool(t, "dm", "--url", base, "--jwt-secret", secret, "--api-key", key,
 		"--users", "20", "--count", "200", "--publishers", "4", "--payload-bytes", "256")

@@ -20,6 +20,7 @@ import (
 	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/service"
 	"github.com/switchboard-dev/switchboard/subscriptions"
+	"github.com/switchboard-dev/switchboard/tokens"
 	"github.com/switchboard-dev/switchboard/web"
 )
 
@@ -163,8 +164,14 @@ func (n *node) buildParts(cfg config) error {
 	if err != nil {
 		return err
 	}
+	var verifier *tokens.Verifier
+	if tc := (tokens.Config{Secret: []byte(cfg.JWTSecret), MaxLifetime: cfg.MaxTokenLifetime}); tc.Enabled() {
+		if verifier, err = tokens.New(context.Background(), tc); err != nil {
+			return err
+		}
+	}
 	n.srv = service.New(n.hub, service.Config{
-		JWTSecret:       []byte(cfg.JWTSecret),
+		Tokens:          verifier,
 		APIKey:          cfg.APIKey,
 		AdminKey:        cfg.AdminKey,
 		AllowedOrigins:  cfg.origins(),
@@ -174,9 +181,8 @@ func (n *node) buildParts(cfg config) error {
 		Registerer:      reg,
 		Events:          queue,
 		Logger:          n.log,
-		// Token lifetime and dev-mode Host names (docs/security.md).
-		MaxTokenLifetime: cfg.MaxTokenLifetime,
-		DevHosts:         cfg.devHosts(),
+		// Dev-mode Host names (docs/security.md).
+		DevHosts: cfg.devHosts(),
 
 		Limiter: limiter,
 	})

@@ -31,6 +31,8 @@ type Frame struct {
 	Recipients *int            `json:"recipients,omitempty"`
 	Data       json.RawMessage `json:"data,omitempty"`
 	DataB64    string          `json:"data_b64,omitempty"`
+	Rooms      []string        `json:"rooms,omitempty"`
+	In         *int            `json:"in,omitempty"`
 	Raw        []byte          `json:"-"`
 }
 
