@@ -5,10 +5,12 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/hooks"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 	"github.com/switchboard-dev/switchboard/tokens"
 )
@@ -17,11 +19,26 @@ func errUnauthorized(msg string) *apiError {
 	return &apiError{status: http.StatusUnauthorized, code: codeUnauthorized, message: msg}
 }
 
-// authenticate returns who a WebSocket request is for: the claims of its token, or in dev
-// mode (no token keys) a user named by its ?user= parameter, with no grants (dev mode
-// allows everything).
-func (s *Server) authenticate(r *http.Request) (*tokens.Claims, error) {
-	if s.cfg.Tokens == nil {
+// identity is who a connection is and what it may do, until when: from a token, from the
+// connect hook, or in dev mode from ?user=.
+type identity struct {
+	user   string
+	grants tokens.Grants
+	// exp ends the connection (zero: never); grace is how long after exp it is closed, the
+	// clock skew a token is allowed (none for the connect hook's expires_at).
+	exp   time.Time
+	grace time.Duration
+}
+
+func (s *Server) tokenIdentity(c *tokens.Claims) *identity {
+	return &identity{user: c.Subject, grants: c.Grants, exp: c.Expires, grace: s.cfg.Tokens.Leeway()}
+}
+
+// authenticate returns who a WebSocket request is for: the claims of its token; without a
+// token, what the connect hook says; in dev mode (no token keys, no connect hook) a user
+// named by its ?user= parameter, with no grants (dev mode allows everything).
+func (s *Server) authenticate(r *http.Request) (*identity, error) {
+	if s.devMode() {
 		user := r.URL.Query().Get("user")
 		if user == "" {
 			return nil, errUnauthorized("dev mode: pass ?user=ID")
@@ -29,16 +46,36 @@ func (s *Server) authenticate(r *http.Request) (*tokens.Claims, error) {
 		if !subscriptions.ValidID(user) {
 			return nil, subscriptions.ErrInvalidID
 		}
-		return &tokens.Claims{Subject: user}, nil
+		return &identity{user: user}, nil
 	}
 	raw := r.URL.Query().Get("token")
-	if raw == "" {
+	if raw == "" && s.cfg.Tokens != nil {
 		raw = bearer(r)
 	}
-	if raw == "" {
+	switch {
+	case raw != "" && s.cfg.Tokens != nil:
+		claims, err := s.verifyToken(r.Context(), raw)
+		if err != nil {
+			return nil, err
+		}
+		return s.tokenIdentity(claims), nil
+	case raw != "":
+		return nil, errUnauthorized("this server takes no tokens (no token keys); it asks its backend who you are")
+	case s.hookOn(hooks.HookConnect):
+		return s.askConnectHook(r)
+	default:
 		return nil, errUnauthorized("a token is required (?token= or Authorization: Bearer)")
 	}
-	return s.verifyToken(r.Context(), raw)
+}
+
+// askConnectHook asks the backend who a request without a token is. The backend's 401 or
+// 403 refuses the upgrade with that status; no usable answer refuses it with 503.
+func (s *Server) askConnectHook(r *http.Request) (*identity, error) {
+	ans, err := s.cfg.Hooks.Connect(r.Context(), hooks.NewConnectRequest(r, remoteAddr(s.cfg.Limiter.clientAddr(r))))
+	if err != nil {
+		return nil, err
+	}
+	return &identity{user: ans.User, grants: ans.Grants, exp: ans.ExpiresAt}, nil
 }
 
 // verifyToken verifies a token now and checks that it was not revoked.
@@ -123,4 +160,12 @@ func (s *Server) originAllowed(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// remoteAddr is the client's address for the connect hook ("" when unknown).
+func remoteAddr(ip netip.Addr) string {
+	if !ip.IsValid() {
+		return ""
+	}
+	return ip.String()
 }

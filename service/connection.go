@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -30,15 +31,22 @@ type client struct {
 	user  string
 	since string
 	// perm is what the connection may do (its token's grants); expiry ends it with its
-	// token (and its first exp is tokenExp, scheduled once the welcome is out).
-	perm     perm
-	tokenExp time.Time
-	expiry   expiry
+	// token (its first exp and grace, from its identity, scheduled once the welcome is
+	// out).
+	perm   perm
+	exp    time.Time
+	grace  time.Duration
+	expiry expiry
+	// rpcs counts the rpc calls waiting for the backend (startRPC); rpcCtx ends them with
+	// the connection. rpcCtx and rpcCancel are set and used on the read loop goroutine.
+	rpcs      atomic.Int32
+	rpcCtx    context.Context
+	rpcCancel context.CancelFunc
 	// rooms are the user's rooms for the welcome, read before the upgrade: on the request's
 	// goroutine, whose stack ends with it, not on the long-lived read loop's.
 	rooms []string
-	sub      *subscriptions.Subscription // set in OnOpen, read in OnClose: same goroutine
-	id       string                      // this connection's id in presence counts
+	sub   *subscriptions.Subscription // set in OnOpen, read in OnClose: same goroutine
+	id    string                      // this connection's id in presence counts
 	// counted is set once presence counted the connection, so that only a counted
 	// connection is uncounted; OnOpen and OnClose run on the same goroutine.
 	counted bool
@@ -257,7 +265,7 @@ func (h *wsHandler) OnOpen(conn *gws.Conn) {
 	c.rooms = nil
 	// After the welcome, which is always the first frame: an expiring frame may be due at
 	// once.
-	c.scheduleExpiry(c.tokenExp)
+	c.scheduleExpiry(c.exp, c.grace)
 	sub.Start()
 }
 
@@ -275,6 +283,7 @@ func (h *wsHandler) OnClose(conn *gws.Conn, _ error) {
 func (c *client) release() {
 	c.out.shut(nil)
 	c.stopExpiry()
+	c.endRPCs()
 	if sub := c.sub; sub != nil {
 		c.sub = nil
 		sub.Close()

@@ -114,5 +114,5 @@ func (s *Server) emitClientEvent(ctx context.Context, c *client, cmd eventCmd) e
 // sendError answers a failed frame with the error frame that classify gives err.
 func (c *client) sendError(ref string, err error) {
 	ae := classify(err)
-	c.send(encodeFrame(errorFrame{Type: "error", Ref: ref, Code: ae.code, Message: ae.message}))
+	c.send(encodeFrame(errorFrame{Type: "error", Ref: ref, Code: ae.code, Message: ae.message, Status: ae.backendStatus}))
 }

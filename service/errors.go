@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/switchboard-dev/switchboard/events"
+	"github.com/switchboard-dev/switchboard/hooks"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
@@ -42,6 +44,9 @@ type apiError struct {
 	message string
 	// retryAfter, when set, is sent as Retry-After: when the refused request may succeed.
 	retryAfter time.Duration
+	// backendStatus is the backend's HTTP status of a failed rpc (rpc_failed), sent in the
+	// error frame's "status".
+	backendStatus int
 }
 
 func (e *apiError) Error() string { return e.message }
@@ -55,9 +60,24 @@ func errBadRequest(code, msg string) *apiError {
 func classify(err error) *apiError {
 	var ae *apiError
 	var rl *rateLimitedError
+	var refused *hooks.RefusedError
+	var rpcErr *hooks.RPCError
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &refused):
+		if refused.Status == http.StatusForbidden {
+			return &apiError{status: http.StatusForbidden, code: codeForbidden, message: "the backend refused the connection"}
+		}
+		return errUnauthorized("the backend did not recognize you (no token, and its connect hook refused)")
+	case errors.As(err, &rpcErr):
+		return &apiError{status: http.StatusBadGateway, code: codeRPCFailed, backendStatus: rpcErr.Status,
+			message: fmt.Sprintf("the backend answered the call with %d %s", rpcErr.Status, http.StatusText(rpcErr.Status))}
+	case errors.Is(err, hooks.ErrNotEnabled):
+		return &apiError{status: http.StatusNotImplemented, code: codeNotEnabled, message: "this server has no backend hook for that"}
+	case errors.Is(err, hooks.ErrUnavailable):
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable,
+			message: "the backend's hook gave no usable answer in time; nothing was done"}
 	case errors.As(err, &rl):
 		return &apiError{status: http.StatusTooManyRequests, code: codeRateLimited, message: rl.Error(), retryAfter: rl.retryAfter}
 	case errors.Is(err, subscriptions.ErrQuotaExceeded):

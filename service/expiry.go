@@ -30,15 +30,15 @@ type perm struct {
 	grants  tokens.Grants
 }
 
-// permOf returns the permissions claims give: checked whenever the server verifies tokens.
-func (s *Server) permOf(claims *tokens.Claims) perm {
-	return perm{checked: s.cfg.Tokens != nil, grants: claims.Grants}
+// permOf returns the permissions of id: checked unless the node is in dev mode.
+func (s *Server) permOf(id *identity) perm {
+	return perm{checked: !s.devMode(), grants: id.grants}
 }
 
 // expiry ends a connection with its token: it sends the expiring frame expiringNotice
-// before exp and closes the connection with 4003 at exp plus the verifier's leeway (the
-// clock skew a token is allowed at connect is allowed here too), unless a refresh moved
-// exp first. Its timer runs on a goroutine of its own, so it holds mu.
+// before exp and closes the connection with 4003 at exp plus a grace (for a token, the
+// clock skew it is allowed at connect; none for the connect hook's expires_at), unless a
+// refresh moved exp first. Its timer runs on a goroutine of its own, so it holds mu.
 type expiry struct {
 	mu      sync.Mutex
 	timer   *time.Timer
@@ -46,10 +46,10 @@ type expiry struct {
 	stopped bool
 }
 
-// schedule (re)starts c's expiry for a token that expires at exp; a zero exp (dev mode)
-// never expires.
-func (c *client) scheduleExpiry(exp time.Time) {
-	if exp.IsZero() || c.s.cfg.Tokens == nil {
+// scheduleExpiry (re)starts c's expiry for an identity that expires at exp, closed grace
+// later; a zero exp (dev mode, a connect hook's answer without expires_at) never expires.
+func (c *client) scheduleExpiry(exp time.Time, grace time.Duration) {
+	if exp.IsZero() {
 		return
 	}
 	e := &c.expiry
@@ -62,7 +62,7 @@ func (c *client) scheduleExpiry(exp time.Time) {
 		e.timer.Stop()
 	}
 	e.gen++
-	gen, closeAt := e.gen, exp.Add(c.s.cfg.Tokens.Leeway())
+	gen, closeAt := e.gen, exp.Add(grace)
 	warned := false
 	var step func()
 	step = func() {
@@ -104,7 +104,7 @@ func (c *client) stopExpiry() {
 // (forbidden) leaves the old token in force.
 func (s *Server) refresh(ctx context.Context, c *client, cmd refreshCmd) error {
 	if s.cfg.Tokens == nil {
-		return errBadRequest(codeBadRequest, "this server has no tokens to refresh (dev mode)")
+		return errBadRequest(codeBadRequest, "this server takes no tokens (no token keys), so there is none to refresh")
 	}
 	claims, err := s.verifyToken(ctx, cmd.token)
 	if err != nil {
@@ -117,7 +117,8 @@ func (s *Server) refresh(ctx context.Context, c *client, cmd refreshCmd) error {
 	if claims.Subject != c.user {
 		return errForbidden("refresh refused: the token is for another user; the current token stays until it expires")
 	}
-	c.perm = s.permOf(claims)
-	c.scheduleExpiry(claims.Expires)
+	id := s.tokenIdentity(claims)
+	c.perm = s.permOf(id)
+	c.scheduleExpiry(id.exp, id.grace)
 	return nil
 }

@@ -342,6 +342,15 @@ type errorFrame struct {
 	Ref     string `json:"ref,omitempty"`
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Status is the backend's HTTP status of a failed rpc (rpc_failed).
+	Status int `json:"status,omitempty"`
+}
+
+// resultFrame answers an rpc frame with the backend's answer.
+type resultFrame struct {
+	Type string          `json:"type"`
+	Ref  string          `json:"ref"`
+	Data json.RawMessage `json:"data"`
 }
 
 func encodeFrame(v any) []byte {

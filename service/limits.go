@@ -199,11 +199,11 @@ func (l *Limiter) allow(ctx context.Context, kind, subject string, lim Limit) er
 	return nil
 }
 
-// clientIP returns the key a connection's client IP is limited under: the TCP peer, or the
-// client behind a trusted proxy; IPv6 by /64.
-func (l *Limiter) clientIP(r *http.Request) string {
+// clientAddr returns the client's address: the TCP peer, or the client behind a trusted
+// proxy (a nil Limiter trusts none). The zero Addr when there is none to read.
+func (l *Limiter) clientAddr(r *http.Request) netip.Addr {
 	var ip netip.Addr
-	if l.fromXFF != nil {
+	if l != nil && l.fromXFF != nil {
 		l.fromXFF(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 			ip = middleware.GetClientIPAddr(r.Context())
 		})).ServeHTTP(nil, r)
@@ -212,6 +212,13 @@ func (l *Limiter) clientIP(r *http.Request) string {
 	} else if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		ip, _ = netip.ParseAddr(host)
 	}
+	return ip
+}
+
+// clientIP returns the key a connection's client IP is limited under: clientAddr, IPv6
+// by /64.
+func (l *Limiter) clientIP(r *http.Request) string {
+	ip := l.clientAddr(r)
 	if !ip.IsValid() {
 		return "ip:unknown" // every request without a readable address shares one budget
 	}

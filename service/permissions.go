@@ -3,28 +3,8 @@ package service
 import (
 	"context"
 	"net/http"
-)
 
-// Authorizer decides, for a join or a direct message that the user's token does not
-// grant, whether it is allowed anyway: the backend's authorize hook. An error refuses it
-// (fail closed) with the refusal classify gives the error.
-type Authorizer interface {
-	Authorize(ctx context.Context, req AuthorizeRequest) (allow bool, err error)
-}
-
-// AuthorizeRequest is one question to an Authorizer: may User do Action (ActionJoin with
-// Room, or ActionSend with To)?
-type AuthorizeRequest struct {
-	Action string `json:"action"`
-	User   string `json:"user"`
-	Room   string `json:"room,omitempty"`
-	To     string `json:"to,omitempty"`
-}
-
-// The actions an Authorizer is asked about.
-const (
-	ActionJoin = "join"
-	ActionSend = "send"
+	"github.com/switchboard-dev/switchboard/hooks"
 )
 
 func errForbidden(msg string) *apiError {
@@ -33,7 +13,7 @@ func errForbidden(msg string) *apiError {
 
 // mayJoin allows a join when the connection's permissions are not checked (dev mode), its
 // token's rooms claim matches the room, the user is a member already (a backend added it),
-// or the Authorizer allows it; cheapest first. A refusal changes nothing.
+// or the authorize hook allows it; cheapest first. A refusal changes nothing.
 func (s *Server) mayJoin(ctx context.Context, c *client, room string) error {
 	if !c.perm.checked || c.perm.grants.Rooms.Match(room) {
 		return nil
@@ -45,28 +25,29 @@ func (s *Server) mayJoin(ctx context.Context, c *client, room string) error {
 	if member {
 		return nil
 	}
-	return s.authorize(ctx, AuthorizeRequest{Action: ActionJoin, User: c.user, Room: room},
+	return s.authorize(ctx, hooks.AuthorizeRequest{Action: hooks.ActionJoin, User: c.user, Room: room},
 		"your token does not grant this room (its rooms claim), and you are not a member")
 }
 
 // mayDM allows a client's direct message when its permissions are not checked, its
-// token's dm claim matches the recipient, or the Authorizer allows it. A refusal stores
+// token's dm claim matches the recipient, or the authorize hook allows it. A refusal stores
 // nothing.
 func (s *Server) mayDM(ctx context.Context, c *client, to string) error {
 	if !c.perm.checked || c.perm.grants.DM.Match(to) {
 		return nil
 	}
-	return s.authorize(ctx, AuthorizeRequest{Action: ActionSend, User: c.user, To: to},
+	return s.authorize(ctx, hooks.AuthorizeRequest{Action: hooks.ActionSend, User: c.user, To: to},
 		"your token does not grant direct messages to this user (its dm claim)")
 }
 
-// authorize asks the Authorizer, if there is one; without one, or when it says no, the
-// answer is forbidden with msg.
-func (s *Server) authorize(ctx context.Context, req AuthorizeRequest, msg string) error {
-	if s.cfg.Authorizer == nil {
+// authorize asks the authorize hook, if there is one; without one, or when it says no,
+// the answer is forbidden with msg. A hook that does not answer refuses too (fail closed),
+// with unavailable.
+func (s *Server) authorize(ctx context.Context, req hooks.AuthorizeRequest, msg string) error {
+	if !s.hookOn(hooks.HookAuthorize) {
 		return errForbidden(msg)
 	}
-	allow, err := s.cfg.Authorizer.Authorize(ctx, req)
+	allow, err := s.cfg.Hooks.Authorize(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -74,4 +55,15 @@ func (s *Server) authorize(ctx context.Context, req AuthorizeRequest, msg string
 		return errForbidden(msg + "; the backend did not allow it either")
 	}
 	return nil
+}
+
+// hookOn reports whether the backend's hook h is configured.
+func (s *Server) hookOn(h hooks.Hook) bool {
+	return s.cfg.Hooks != nil && s.cfg.Hooks.Enabled(h)
+}
+
+// devMode reports whether the node authenticates nobody: no token keys and no connect
+// hook. Then /ws takes ?user=, and every join and direct message is allowed.
+func (s *Server) devMode() bool {
+	return s.cfg.Tokens == nil && !s.hookOn(hooks.HookConnect)
 }

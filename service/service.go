@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-dev/switchboard/events"
+	"github.com/switchboard-dev/switchboard/hooks"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 	"github.com/switchboard-dev/switchboard/tokens"
 )
@@ -83,9 +84,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
-	// Authorizer is asked about a join or a direct message the token does not grant (the
-	// backend's authorize hook). Nil: what the token does not grant is refused.
-	Authorizer Authorizer
+	// Hooks calls the backend's hooks: authorize (a join or a direct message the token does
+	// not grant), connect (who a /ws request without a token is) and rpc. Nil, or a hook
+	// without its URL: that hook is off.
+	Hooks *hooks.Client
 	// DevHosts lists the Host names dev mode (no Tokens) serves besides loopback ones
 	// (localhost, *.localhost, 127.0.0.0/8, [::1]); "*" allows any. Default none: a page on
 	// another name, even one that resolves here (DNS rebinding), is refused.
@@ -226,7 +228,7 @@ func (s *Server) routes() chi.Router {
 		writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: codeNotAllowed, message: "method not allowed on this endpoint"})
 	}))
 	r.Use(s.recoverer, middleware.GetHead)
-	if s.cfg.Tokens == nil {
+	if s.devMode() {
 		r.Use(s.devModeGuard)
 	}
 

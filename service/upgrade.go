@@ -6,24 +6,23 @@ import (
 	"strings"
 
 	"github.com/switchboard-dev/switchboard/subscriptions"
-	"github.com/switchboard-dev/switchboard/tokens"
 )
 
 // handleWS authenticates and checks a WebSocket request before upgrading it, so that
 // refusals are plain HTTP answers, then hands the connection to its own read loop.
 func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
-	claims, since, ok := s.admit(w, r)
+	id, since, ok := s.admit(w, r)
 	if !ok {
 		return
 	}
-	user := claims.Subject
+	user := id.user
 	rooms, err := s.hub.Rooms(r.Context(), user)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	c := &client{s: s, user: user, since: since, tokens: float64(s.cfg.FrameBurst),
-		perm: s.permOf(claims), tokenExp: claims.Expires, rooms: rooms}
+		perm: s.permOf(id), exp: id.exp, grace: id.grace, rooms: rooms}
 	if since != "" {
 		// A replay costs the node reads and memory for as long as its client takes to read
 		// it: a user gets a few at once, and a plain connect is never refused for it.
@@ -67,7 +66,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 // admit runs the checks a WebSocket request must pass before it is upgraded, cheapest and
 // least revealing first, and answers a refusal itself. It returns who the request is
 // authenticated as and the id to resume after ("" for none).
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) (claims *tokens.Claims, since string, ok bool) {
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (id *identity, since string, ok bool) {
 	if s.draining.Load() {
 		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: "node is draining"})
 		return nil, "", false
@@ -78,7 +77,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (claims *tokens.C
 		writeError(w, err)
 		return nil, "", false
 	}
-	claims, err := s.authenticate(r)
+	id, err := s.authenticate(r)
 	if err != nil {
 		writeError(w, err)
 		return nil, "", false
@@ -100,7 +99,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (claims *tokens.C
 			return nil, "", false
 		}
 	}
-	user := claims.Subject
+	user := id.user
 	if s.hub.LocalConnections(user) >= s.cfg.MaxConnsPerUser {
 		writeError(w, &apiError{status: http.StatusTooManyRequests, code: codeRateLimited, message: "too many connections for this user"})
 		return nil, "", false
@@ -112,7 +111,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (claims *tokens.C
 		writeError(w, err)
 		return nil, "", false
 	}
-	return claims, since, true
+	return id, since, true
 }
 
 // isUpgrade reports whether r is a WebSocket version 13 upgrade request.
