@@ -37,8 +37,8 @@ type client struct {
 	// rooms are the user's rooms for the welcome, read before the upgrade: on the request's
 	// goroutine, whose stack ends with it, not on the long-lived read loop's.
 	rooms []string
-	sub      *subscriptions.Subscription // set in OnOpen, read in OnClose: same goroutine
-	id       string                      // this connection's id in presence counts
+	sub   *subscriptions.Subscription // set in OnOpen, read in OnClose: same goroutine
+	id    string                      // this connection's id in presence counts
 	// counted is set once presence counted the connection, so that only a counted
 	// connection is uncounted; OnOpen and OnClose run on the same goroutine.
 	counted bool
