@@ -34,8 +34,11 @@ type client struct {
 	perm     perm
 	tokenExp time.Time
 	expiry   expiry
-	sub      *subscriptions.Subscription // set in OnOpen, read in OnClose: same goroutine
-	id       string                      // this connection's id in presence counts
+	// rooms are the user's rooms for the welcome, read before the upgrade: on the request's
+	// goroutine, whose stack ends with it, not on the long-lived read loop's.
+	rooms []string
+	sub   *subscriptions.Subscription // set in OnOpen, read in OnClose: same goroutine
+	id    string                      // this connection's id in presence counts
 	// counted is set once presence counted the connection, so that only a counted
 	// connection is uncounted; OnOpen and OnClose run on the same goroutine.
 	counted bool
@@ -250,13 +253,8 @@ func (h *wsHandler) OnOpen(conn *gws.Conn) {
 			c.counted = true
 		}
 	}
-	rooms, err := s.hub.Rooms(ctx, c.user)
-	if err != nil {
-		s.log.Warn("reading a user's rooms for its welcome failed", "user", c.user, "err", err)
-		c.close(disconnectFor(err))
-		return
-	}
-	c.send(encodeFrame(welcomeFrame{Type: "welcome", User: c.user, Node: s.hub.Node(), Recovered: w.Recovered, LastID: w.Position.String(), Rooms: rooms}))
+	c.send(encodeFrame(welcomeFrame{Type: "welcome", User: c.user, Node: s.hub.Node(), Recovered: w.Recovered, LastID: w.Position.String(), Rooms: c.rooms}))
+	c.rooms = nil
 	// After the welcome, which is always the first frame: an expiring frame may be due at
 	// once.
 	c.scheduleExpiry(c.tokenExp)

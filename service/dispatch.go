@@ -69,6 +69,11 @@ func (s *Server) dispatch(c *client, cmd command) {
 		err = s.emitClientEvent(ctx, c, cmd)
 	case refreshCmd:
 		err = s.refresh(ctx, c, cmd)
+	case rpcCmd:
+		// Answered later, by its result frame, or now by an error.
+		if err = s.startRPC(c, cmd); err == nil {
+			return
+		}
 	}
 	if err != nil {
 		c.sendError(cmd.reference(), err)

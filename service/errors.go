@@ -30,6 +30,8 @@ const (
 	codeUnknownType  = "unknown_type"
 	codeQueueFull    = "queue_full"
 	codeInternal     = "internal"
+	codeNotEnabled   = "not_enabled"
+	codeRPCFailed    = "rpc_failed"
 )
 
 // apiError is a refusal with its HTTP status and code; handlers return it and one place

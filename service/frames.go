@@ -12,7 +12,8 @@ import (
 )
 
 // command is a valid client frame, decoded into what it asks for: a joinCmd, leaveCmd,
-// sendDM, sendRoom, eventCmd or refreshCmd, and nothing else (its method is unexported).
+// sendDM, sendRoom, eventCmd, refreshCmd or rpcCmd, and nothing else (its method is
+// unexported).
 type command interface {
 	// reference returns the frame's "ref", echoed in its ack or error ("" without one).
 	reference() string
@@ -62,6 +63,14 @@ type refreshCmd struct {
 	token string
 }
 
+// rpcCmd calls the backend's RPC hook ({"type":"rpc","method":...,"data":...}); its answer
+// comes later, as a result frame with the same ref.
+type rpcCmd struct {
+	cmdRef
+	method string
+	data   json.RawMessage
+}
+
 // frameError is a refusal of a client frame: an error frame, the connection stays open.
 type frameError struct {
 	ref, code, message string
@@ -71,7 +80,7 @@ func (e *frameError) Error() string { return e.code + ": " + e.message }
 
 // frameFields are the names a client frame may hold, matched exactly: "Type" or "DATA" is
 // an unknown field, never taken for "type" or "data".
-var frameFields = [...]string{"type", "ref", "room", "to", "name", "data", "token"}
+var frameFields = [...]string{"type", "ref", "room", "to", "name", "data", "token", "method"}
 
 // Indexes of frameFields.
 const (
@@ -82,6 +91,7 @@ const (
 	fieldName
 	fieldData
 	fieldToken
+	fieldMethod
 )
 
 // rawFrame is a client frame read member by member: each known field's value as it was
@@ -129,7 +139,7 @@ func decodeFrame(b []byte, maxData int) (command, error) {
 	for _, field := range [...]struct {
 		i   int
 		dst *string
-	}{{fieldType, &f.typ}, {fieldRoom, &f.room}, {fieldTo, &f.to}, {fieldName, &f.name}, {fieldToken, &f.token}} {
+	}{{fieldType, &f.typ}, {fieldRoom, &f.room}, {fieldTo, &f.to}, {fieldName, &f.name}, {fieldToken, &f.token}, {fieldMethod, &f.method}} {
 		if err := raw.str(field.i, field.dst); err != nil {
 			err.ref = ref
 			return nil, err
@@ -144,7 +154,7 @@ func decodeFrame(b []byte, maxData int) (command, error) {
 }
 
 // frameStrings are the string fields of a frame besides its ref ("" when absent).
-type frameStrings struct{ typ, room, to, name, token string }
+type frameStrings struct{ typ, room, to, name, token, method string }
 
 // command validates a frame whose fields are read and makes its command; a refusal is
 // returned without the ref, which the caller sets.
@@ -174,6 +184,14 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 		if err := requireID("name", f.name); err != nil {
 			return fail(codeInvalidID, "%s", err)
 		}
+	case "rpc":
+		allowed = []int{fieldMethod, fieldData}
+		if err := requireID("method", f.method); err != nil {
+			return fail(codeInvalidID, "%s", err)
+		}
+		if cr.ref == "" {
+			return fail(codeBadRequest, `an rpc frame needs a "ref": its result carries it`)
+		}
 	case "refresh":
 		allowed = []int{fieldToken}
 		if f.token == "" {
@@ -197,8 +215,11 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 	case "refresh":
 		return refreshCmd{cr, f.token}, nil
 	}
-	// A send or an event: both carry data.
+	// A send, an event or an rpc: all carry data (an rpc's is optional: null).
 	data := raw.fields[fieldData]
+	if data == nil && f.typ == "rpc" {
+		data = []byte("null")
+	}
 	if data == nil {
 		return fail(codeBadRequest, `a %s frame needs "data"`, f.typ)
 	}
@@ -211,6 +232,8 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 	switch {
 	case f.typ == "event":
 		return eventCmd{cr, f.name, data}, nil
+	case f.typ == "rpc":
+		return rpcCmd{cr, f.method, data}, nil
 	case f.to != "":
 		return sendDM{cr, f.to, data}, nil
 	default:

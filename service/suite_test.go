@@ -39,6 +39,7 @@ func suite() []func(*testing.T, backend) {
 		testReconnectFloodOfDMsIsLimitedPerUserAcrossNodes,
 		testReconnectFloodOfJoinsIsLimitedPerUserAcrossNodes,
 		testRoomQuotasHoldAtTheEdge,
+		testWelcomeListsTheUsersRooms,
 	}
 }
 

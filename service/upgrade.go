@@ -17,8 +17,13 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := claims.Subject
+	rooms, err := s.hub.Rooms(r.Context(), user)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	c := &client{s: s, user: user, since: since, tokens: float64(s.cfg.FrameBurst),
-		perm: s.permOf(claims), tokenExp: claims.Expires}
+		perm: s.permOf(claims), tokenExp: claims.Expires, rooms: rooms}
 	if since != "" {
 		// A replay costs the node reads and memory for as long as its client takes to read
 		// it: a user gets a few at once, and a plain connect is never refused for it.
