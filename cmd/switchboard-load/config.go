@@ -47,6 +47,9 @@ type config struct {
 	urls         []string // base URLs of the nodes, http(s)://host:port
 	apiKey       string
 	jwtSecret    string
+	jwtKeyPath   string  // --jwt-private-key
+	jwtKID       string  // --jwt-kid
+	signer       *signer // from the three above; nil: dev auth
 	userPrefix   string
 	json         bool
 	quiet        bool
@@ -98,7 +101,9 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	var urls string
 	fs.StringVar(&urls, "url", defaultURL, "base URL of a node; comma-separated to spread connections and requests over several nodes")
 	fs.StringVar(&c.apiKey, "api-key", "", "bearer key for /v1 (the server's --api-key)")
-	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "HS256 secret to mint user tokens (the server's --jwt-secret); empty uses dev auth ?user=")
+	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "HS256 secret to mint user tokens (the server's --jwt-secret); with no key, dev auth ?user=")
+	fs.StringVar(&c.jwtKeyPath, "jwt-private-key", "", "PEM private key to mint user tokens: RSA RS256, EC P-256 ES256, Ed25519 EdDSA (its public key is the server's --jwt-public-key or in its JWKS)")
+	fs.StringVar(&c.jwtKID, "jwt-kid", "", "kid header of the minted tokens (the key's id in the server's JWKS)")
 	fs.StringVar(&c.userPrefix, "user-prefix", "", `prefix of the user ids (and room) of this run; default "load-<random>" so that runs never share users`)
 	fs.BoolVar(&c.json, "json", false, "print the result as one JSON object instead of the table")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress lines on stderr")
@@ -160,6 +165,9 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	}
 	var err error
 	if c.urls, err = parseURLs(urls); err != nil {
+		return c, err
+	}
+	if c.signer, err = newSigner(c.jwtSecret, c.jwtKeyPath, c.jwtKID); err != nil {
 		return c, err
 	}
 	return c, c.validate()

@@ -23,6 +23,9 @@ func runConns(ctx context.Context, cfg config, prog *progress) (*Result, error) 
 		prog.printf("warning: %s", w)
 	}
 	ids := userIDs(cfg.userPrefix, "c", cfg.conns)
+	if err := n.prepare(ctx, ids); err != nil {
+		return nil, err
+	}
 
 	before := watchProcs(cfg)
 	prog.printf("opening %d connections to %d node(s) with %d dialers", len(ids), len(cfg.urls), cfg.dialers)

@@ -16,27 +16,23 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 )
-
-// tokenLifetime is how long minted tokens stay valid: longer than any bounded run.
-const tokenLifetime = time.Hour
 
 // nodes is how the tool reaches the deployment under test: the nodes' base URLs, the
 // credentials, and one HTTP client shared by the setup requests (health checks, room
 // membership). Publishers have connections of their own (poster.go).
 type nodes struct {
-	base      []string // http(s)://host:port[/path]
-	ws        []string // ws(s)://host:port[/path]/ws?
-	apiKey    string
-	jwtSecret []byte
-	http      *http.Client
+	base   []string // http(s)://host:port[/path]
+	ws     []string // ws(s)://host:port[/path]/ws?
+	apiKey string
+	signer *signer           // nil: dev auth
+	tokens map[string]string // minted before the connect storm (prepare), read-only after
+	http   *http.Client
 }
 
 func newNodes(cfg config) *nodes {
-	n := &nodes{base: cfg.urls, apiKey: cfg.apiKey, jwtSecret: []byte(cfg.jwtSecret)}
+	n := &nodes{base: cfg.urls, apiKey: cfg.apiKey, signer: cfg.signer}
 	for _, b := range cfg.urls {
 		n.ws = append(n.ws, "ws"+strings.TrimPrefix(b, "http")+"/ws?")
 	}
@@ -66,10 +62,13 @@ func (n *nodes) close() { n.http.CloseIdleConnections() }
 // resuming after since when it is not empty.
 func (n *nodes) wsURL(i int, user, since string) (string, error) {
 	q := url.Values{}
-	if len(n.jwtSecret) > 0 {
-		tok, err := n.token(user)
-		if err != nil {
-			return "", err
+	if n.signer != nil {
+		tok := n.tokens[user]
+		if tok == "" {
+			var err error
+			if tok, err = n.signer.mint(user, time.Now()); err != nil {
+				return "", err
+			}
 		}
 		q.Set("token", tok)
 	} else {
@@ -81,15 +80,18 @@ func (n *nodes) wsURL(i int, user, since string) (string, error) {
 	return n.ws[i%len(n.ws)] + q.Encode(), nil
 }
 
-// token mints an HS256 token for user, as the backend of a real deployment would.
-func (n *nodes) token(user string) (string, error) {
-	now := time.Now()
-	claims := jwt.RegisteredClaims{
-		Subject:   user,
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(tokenLifetime)),
+// prepare mints the tokens of users before they connect, with a token key; they are
+// reused when a connection resumes.
+func (n *nodes) prepare(ctx context.Context, users []string) error {
+	if n.signer == nil {
+		return nil
 	}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(n.jwtSecret)
+	toks, err := n.signer.mintAll(ctx, users)
+	if err != nil {
+		return fmt.Errorf("mint tokens: %w", err)
+	}
+	n.tokens = toks
+	return nil
 }
 
 // apiURL returns base URL i (modulo the number of nodes) joined with path.
@@ -217,6 +219,11 @@ type connectResult struct {
 // It returns false when the run ends there, with res complete: a connection failed, or the
 // run was interrupted.
 func (n *nodes) connectForRun(ctx context.Context, cfg config, prog *progress, res *Result, ids []string, noun string, buffer int) (*connectResult, bool) {
+	if err := n.prepare(ctx, ids); err != nil {
+		res.Failures = append(res.Failures, err.Error())
+		res.judge()
+		return &connectResult{}, false
+	}
 	prog.printf("connecting %d %s to %d node(s) with %d dialers", len(ids), noun, len(cfg.urls), cfg.dialers)
 	cr := n.connectAll(ctx, ids, cfg.dialers, buffer, cfg.dialTimeout, prog)
 	res.Connect = cr.report()

@@ -129,8 +129,8 @@ type ProcReport struct {
 
 func newResult(cfg config) *Result {
 	auth := "dev"
-	if cfg.jwtSecret != "" {
-		auth = "jwt"
+	if cfg.signer != nil {
+		auth = "jwt " + cfg.signer.alg()
 	}
 	return &Result{
 		Scenario: cfg.scenario,

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -19,10 +20,15 @@ import (
 
 // config is everything the flags and their environment variables set.
 type config struct {
-	Addr            string
-	Redis           string
-	RedisCluster    string
-	JWTSecret       string
+	Addr         string
+	Redis        string
+	RedisCluster string
+	// JWTSecret, JWTPublicKey (a PEM file's path) and JWTJWKSURL are the token keys; any
+	// of them is token mode (tokenMode). JWTIssuer and JWTAudience, when set, must match.
+	JWTSecret, JWTPublicKey, JWTJWKSURL string
+	JWTIssuer, JWTAudience              string
+	// JWTUserClaim names the token claim that holds the user id (default sub).
+	JWTUserClaim    string
 	APIKey          string
 	AdminKey        string
 	AllowedOrigins  string
@@ -74,7 +80,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 		fs.StringVar(&st.raw, st.name, st.raw, st.help+" (env "+env+")")
 	}
 	insecure := getenv("SWITCHBOARD_INSECURE_DEV")
-	fs.BoolVar(&c.InsecureDev, "insecure-dev", insecure == "1" || strings.EqualFold(insecure, "true"), "allow dev mode (no --jwt-secret) on a non-loopback --addr (env SWITCHBOARD_INSECURE_DEV)")
+	fs.BoolVar(&c.InsecureDev, "insecure-dev", insecure == "1" || strings.EqualFold(insecure, "true"), "allow dev mode (no token key) on a non-loopback --addr (env SWITCHBOARD_INSECURE_DEV)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -103,7 +109,12 @@ func (c *config) settings() []setting {
 		{"addr", "127.0.0.1:8080", "listen address", text(&c.Addr)},
 		{"redis", "", "redis://host:port/db URL of a single Redis; empty starts an embedded one", text(&c.Redis)},
 		{"redis-cluster", "", "comma-separated seed addresses of a Redis Cluster", text(&c.RedisCluster)},
-		{"jwt-secret", "", "HS256 secret for user tokens; empty means dev auth", text(&c.JWTSecret)},
+		{"jwt-secret", "", "HS256 secret for user tokens; with no --jwt-* key, dev auth", text(&c.JWTSecret)},
+		{"jwt-public-key", "", "PEM file of the public key(s) that verify user tokens: RSA (RS256), EC P-256 (ES256) or Ed25519 (EdDSA)", text(&c.JWTPublicKey)},
+		{"jwt-jwks-url", "", "URL of a JWK Set (an identity provider's jwks_uri) that verifies user tokens by their kid; refetched hourly and on an unknown kid", httpURL(&c.JWTJWKSURL)},
+		{"jwt-issuer", "", "when set, a user token's iss must be this", text(&c.JWTIssuer)},
+		{"jwt-audience", "", "when set, a user token's aud must include this", text(&c.JWTAudience)},
+		{"jwt-user-claim", "", "the user token claim that holds the user id; empty means sub (set it for issuers whose sub is not a valid id, such as Auth0)", text(&c.JWTUserClaim)},
 		{"api-key", "", "bearer key for /v1/*; empty leaves it open", text(&c.APIKey)},
 		{"admin-key", "", "bearer key for /admin/*; default the API key", text(&c.AdminKey)},
 		{"allowed-origins", "", "comma-separated origins allowed to open /ws; empty is same origin only", text(&c.AllowedOrigins)},
@@ -142,14 +153,37 @@ func (c *config) check() error {
 	if c.AdminKey == "" {
 		c.AdminKey = c.APIKey
 	}
-	if c.JWTSecret == "" && !c.InsecureDev && !loopback(c.Addr) {
-		return fmt.Errorf("refusing dev mode (no --jwt-secret: anyone could connect as anyone) on non-loopback address %q; set --jwt-secret, or --insecure-dev if you really mean it", c.Addr)
+	if !c.tokenMode() && (c.JWTIssuer != "" || c.JWTAudience != "") {
+		return errors.New("--jwt-issuer and --jwt-audience check tokens: set a token key too (--jwt-secret, --jwt-public-key or --jwt-jwks-url)")
+	}
+	if !c.tokenMode() && !c.InsecureDev && !loopback(c.Addr) {
+		return fmt.Errorf("refusing dev mode (no --jwt-secret, --jwt-public-key or --jwt-jwks-url: anyone could connect as anyone) on non-loopback address %q; set a token key, or --insecure-dev if you really mean it", c.Addr)
 	}
 	return nil
 }
 
+// tokenMode reports whether any token key is set: WebSockets then need a token, and the
+// rooms and dm claims are checked.
+func (c config) tokenMode() bool {
+	return c.JWTSecret != "" || c.JWTPublicKey != "" || c.JWTJWKSURL != ""
+}
+
 func text(dst *string) func(string) error {
 	return func(s string) error { *dst = s; return nil }
+}
+
+// httpURL checks an http or https URL with a host, empty for none.
+func httpURL(dst *string) func(string) error {
+	return func(s string) error {
+		if s != "" {
+			u, err := url.Parse(s)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				return errors.New("must be an http(s) URL")
+			}
+		}
+		*dst = s
+		return nil
+	}
 }
 
 // integer parses a whole number from lo to hi into dst.

@@ -1,16 +1,34 @@
 package main
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/MicahParks/jwkset"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchboard-dev/switchboard/service"
 	"github.com/switchboard-dev/switchboard/subscriptions"
+	"github.com/switchboard-dev/switchboard/tokens"
 )
 
 // fakeEnv returns a getenv for the given variables.
@@ -72,6 +90,10 @@ func TestParseConfig(t *testing.T) {
 			"--addr", "0.0.0.0:9000",
 			"--redis", "redis://r:6379/2",
 			"--jwt-secret", "jwt",
+			"--jwt-public-key", "/etc/switchboard/idp.pem",
+			"--jwt-jwks-url", "https://id.example/.well-known/jwks.json",
+			"--jwt-issuer", "https://id.example/",
+			"--jwt-audience", "switchboard",
 			"--api-key", "api",
 			"--admin-key", "admin",
 			"--allowed-origins", "https://a.example,https://b.example",
@@ -89,6 +111,8 @@ func TestParseConfig(t *testing.T) {
 			"--event-system-reserve", "0.5",
 		}, fakeEnv(), withDefaultLimits(config{
 			Addr: "0.0.0.0:9000", Redis: "redis://r:6379/2", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
+			JWTPublicKey: "/etc/switchboard/idp.pem", JWTJWKSURL: "https://id.example/.well-known/jwks.json",
+			JWTIssuer: "https://id.example/", JWTAudience: "switchboard",
 			AllowedOrigins: "https://a.example,https://b.example", NodeID: "n1", HistorySize: 50,
 			HistoryTTL: 90 * time.Minute, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
 			WebhookSecret: "hook", LogLevel: "debug", MaxTokenLifetime: time.Hour, DevHosts: "switchboard,app.test",
@@ -98,6 +122,10 @@ func TestParseConfig(t *testing.T) {
 			"SWITCHBOARD_ADDR", "0.0.0.0:9000",
 			"SWITCHBOARD_REDIS_CLUSTER", "r1:7000,r2:7000",
 			"SWITCHBOARD_JWT_SECRET", "jwt",
+			"SWITCHBOARD_JWT_PUBLIC_KEY", "/keys/idp.pem",
+			"SWITCHBOARD_JWT_JWKS_URL", "https://id.example/jwks",
+			"SWITCHBOARD_JWT_ISSUER", "https://id.example/",
+			"SWITCHBOARD_JWT_AUDIENCE", "switchboard",
 			"SWITCHBOARD_API_KEY", "api",
 			"SWITCHBOARD_ADMIN_KEY", "admin",
 			"SWITCHBOARD_ALLOWED_ORIGINS", "https://a.example",
@@ -115,6 +143,8 @@ func TestParseConfig(t *testing.T) {
 			"SWITCHBOARD_EVENT_SYSTEM_RESERVE", "0.5",
 		), withDefaultLimits(config{
 			Addr: "0.0.0.0:9000", RedisCluster: "r1:7000,r2:7000", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
+			JWTPublicKey: "/keys/idp.pem", JWTJWKSURL: "https://id.example/jwks",
+			JWTIssuer: "https://id.example/", JWTAudience: "switchboard",
 			AllowedOrigins: "https://a.example", NodeID: "n1", HistorySize: 50,
 			HistoryTTL: time.Hour, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
 			WebhookSecret: "hook", LogLevel: "warn", MaxTokenLifetime: 15 * time.Minute, DevHosts: "switchboard",
@@ -202,6 +232,9 @@ func TestDevModeOffLoopbackNeedsJWTSecretOrInsecureDev(t *testing.T) {
 		{"loopback IPv6", []string{"--addr", "[::1]:8080"}, fakeEnv()},
 		{"localhost", []string{"--addr", "localhost:8080"}, fakeEnv()},
 		{"every interface with a JWT secret", []string{"--addr", ":8080", "--jwt-secret", "s"}, fakeEnv()},
+		{"every interface with a public key", []string{"--addr", ":8080", "--jwt-public-key", "k.pem"}, fakeEnv()},
+		{"every interface with a JWKS URL", []string{"--addr", ":8080", "--jwt-jwks-url", "https://id.example/jwks"}, fakeEnv()},
+		{"every interface with a JWKS URL from the environment", []string{"--addr", ":8080"}, fakeEnv("SWITCHBOARD_JWT_JWKS_URL", "https://id.example/jwks")},
 		{"every interface with --insecure-dev", []string{"--addr", ":8080", "--insecure-dev"}, fakeEnv()},
 		{"every interface with SWITCHBOARD_INSECURE_DEV=1", []string{"--addr", ":8080"}, fakeEnv("SWITCHBOARD_INSECURE_DEV", "1")},
 	}
@@ -262,6 +295,11 @@ func TestParseConfigRefusesBadValues(t *testing.T) {
 		{"dev mode on every interface is refused", []string{"--addr", ":8080"}, fakeEnv(), []string{"dev mode", `":8080"`, "--insecure-dev"}},
 		{"dev mode on a public address is refused", []string{"--addr", "10.1.2.3:8080"}, fakeEnv(), []string{"dev mode", `"10.1.2.3:8080"`}},
 		{"dev mode on 0.0.0.0 from the environment is refused", nil, fakeEnv("SWITCHBOARD_ADDR", "0.0.0.0:80"), []string{"dev mode", `"0.0.0.0:80"`}},
+		{"dev mode with only an issuer is refused off loopback", []string{"--addr", ":8080", "--jwt-issuer", "https://id.example/"}, fakeEnv(), []string{"--jwt-issuer", "token key"}},
+		{"an issuer without a token key is refused", []string{"--jwt-issuer", "https://id.example/"}, fakeEnv(), []string{"--jwt-issuer", "token key"}},
+		{"an audience without a token key is refused", nil, fakeEnv("SWITCHBOARD_JWT_AUDIENCE", "switchboard"), []string{"--jwt-audience", "token key"}},
+		{"a JWKS URL without a scheme is refused", []string{"--jwt-jwks-url", "id.example/jwks"}, fakeEnv(), []string{"--jwt-jwks-url", `"id.example/jwks"`}},
+		{"a JWKS URL of another scheme is refused", nil, fakeEnv("SWITCHBOARD_JWT_JWKS_URL", "file:///etc/jwks.json"), []string{"--jwt-jwks-url", `"file:///etc/jwks.json"`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -286,7 +324,7 @@ func TestParseConfigHelpListsEveryFlagWithItsVariable(t *testing.T) {
 		t.Fatalf("--help: %v, want flag.ErrHelp", err)
 	}
 	for _, name := range []string{
-		"addr", "redis", "redis-cluster", "jwt-secret", "api-key", "admin-key", "allowed-origins", "node-id",
+		"addr", "redis", "redis-cluster", "jwt-secret", "jwt-public-key", "jwt-jwks-url", "jwt-issuer", "jwt-audience", "api-key", "admin-key", "allowed-origins", "node-id",
 		"history-size", "history-ttl", "max-message-bytes", "webhook-url", "webhook-secret",
 		"max-token-lifetime", "dev-hosts",
 		"user-send-limit", "user-join-limit", "user-event-limit", "user-connect-limit", "ip-connect-limit",
@@ -349,6 +387,131 @@ func TestDevHostsSplitOnCommas(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := (config{DevHosts: tc.in}).devHosts(); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("devHosts(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestTokenKeyFlagsBuildTheVerifier(t *testing.T) {
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writePEM := func(name string, pub any) string {
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	rsaPEM, p384PEM := writePEM("rsa.pem", rsaKey.Public()), writePEM("p384.pem", ec384.Public())
+	jwk, err := jwkset.NewJWKFromKey(rsaKey.Public(), jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: "k1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwksDoc, err := json.Marshal(jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{jwk.Marshal()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(jwksDoc) }))
+	t.Cleanup(jwks.Close)
+
+	now := time.Now()
+	claims := jwt.MapClaims{"sub": "dave", "iss": "https://id.example/", "exp": now.Add(time.Hour).Unix()}
+	signed := func(method jwt.SigningMethod, key any, kid string) string {
+		tok := jwt.NewWithClaims(method, claims)
+		if kid != "" {
+			tok.Header["kid"] = kid
+		}
+		s, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	rs256, kidRS256, hs256 := signed(jwt.SigningMethodRS256, rsaKey, ""), signed(jwt.SigningMethodRS256, rsaKey, "k1"), signed(jwt.SigningMethodHS256, []byte("s3cret"), "")
+	build := func(t *testing.T, args ...string) (*tokens.Verifier, *prometheus.Registry, error) {
+		t.Helper()
+		cfg, err := parseConfig(args, fakeEnv(), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg := prometheus.NewRegistry()
+		v, err := newVerifier(cfg, reg, slog.New(slog.DiscardHandler))
+		return v, reg, err
+	}
+	verifies := func(v *tokens.Verifier, token string) bool {
+		_, err := v.Verify(context.Background(), token, now)
+		return err == nil
+	}
+
+	t.Run("no key is dev mode: no verifier", func(t *testing.T) {
+		if v, _, err := build(t); v != nil || err != nil {
+			t.Fatalf("newVerifier = %v, %v; want nil, nil", v, err)
+		}
+	})
+	t.Run("a public key file verifies RS256 and nothing else", func(t *testing.T) {
+		v, _, err := build(t, "--jwt-public-key", rsaPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !verifies(v, rs256) || verifies(v, hs256) {
+			t.Fatal("want RS256 accepted and HS256 refused")
+		}
+	})
+	t.Run("a JWKS URL verifies by kid and registers its metrics", func(t *testing.T) {
+		v, reg, err := build(t, "--jwt-jwks-url", jwks.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !verifies(v, kidRS256) || verifies(v, hs256) {
+			t.Fatal("want the JWKS key's RS256 token accepted and HS256 refused")
+		}
+		families, err := reg.Gather()
+		if err != nil || len(families) != 2 {
+			t.Fatalf("registered %d metric families (%v), want the JWKS failures and keys", len(families), err)
+		}
+	})
+	t.Run("all three keys together each verify their own tokens", func(t *testing.T) {
+		v, _, err := build(t, "--jwt-secret", "s3cret", "--jwt-public-key", rsaPEM, "--jwt-jwks-url", jwks.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !verifies(v, rs256) || !verifies(v, kidRS256) || !verifies(v, hs256) {
+			t.Fatal("want HS256, RS256 by PEM and RS256 by kid accepted")
+		}
+	})
+	t.Run("the issuer and audience reach the verifier", func(t *testing.T) {
+		v, _, err := build(t, "--jwt-public-key", rsaPEM, "--jwt-issuer", "https://id.example/", "--jwt-audience", "switchboard")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if verifies(v, rs256) {
+			t.Fatal("a token without the audience was accepted")
+		}
+	})
+	refusals := []struct {
+		name string
+		args []string
+		why  string
+	}{
+		{"a public key file that does not exist", []string{"--jwt-public-key", filepath.Join(dir, "nope.pem")}, "--jwt-public-key"},
+		{"a public key on P-384", []string{"--jwt-public-key", p384PEM}, "P-256"},
+		{"a JWKS URL nobody serves", []string{"--jwt-jwks-url", "http://127.0.0.1:1/jwks"}, "fetching the JWKS"},
+	}
+	for _, tc := range refusals {
+		t.Run(tc.name+" stops the node at start", func(t *testing.T) {
+			if v, _, err := build(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.why) {
+				t.Fatalf("newVerifier = %v, %v; want an error saying %q", v, err, tc.why)
 			}
 		})
 	}

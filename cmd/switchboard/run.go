@@ -10,10 +10,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
@@ -51,6 +54,7 @@ type node struct {
 	janitor *events.Janitor
 	hub     *subscriptions.Hub
 	srv     *service.Server
+	tokens  *tokens.Verifier // nil in dev mode
 	ln      net.Listener
 	debug   *http.Server // the profiler on debugLn; nil without --debug-addr
 	debugLn net.Listener
@@ -105,8 +109,8 @@ func (n *node) closeListeners() {
 }
 
 func warnDevMode(cfg config, log *slog.Logger) {
-	if cfg.JWTSecret == "" {
-		log.Warn("DEV MODE: no --jwt-secret; anyone can connect as any user with /ws?user=ID")
+	if !cfg.tokenMode() {
+		log.Warn("DEV MODE: no --jwt-secret, --jwt-public-key or --jwt-jwks-url; anyone can connect as any user with /ws?user=ID")
 	}
 	if cfg.APIKey == "" {
 		log.Warn("DEV MODE: no --api-key; /v1 is open to anyone who can reach this address")
@@ -164,14 +168,11 @@ func (n *node) buildParts(cfg config) error {
 	if err != nil {
 		return err
 	}
-	var verifier *tokens.Verifier
-	if tc := (tokens.Config{Secret: []byte(cfg.JWTSecret), MaxLifetime: cfg.MaxTokenLifetime}); tc.Enabled() {
-		if verifier, err = tokens.New(context.Background(), tc); err != nil {
-			return err
-		}
+	if n.tokens, err = newVerifier(cfg, reg, n.log); err != nil {
+		return err
 	}
 	n.srv = service.New(n.hub, service.Config{
-		Tokens:          verifier,
+		Tokens:          n.tokens,
 		APIKey:          cfg.APIKey,
 		AdminKey:        cfg.AdminKey,
 		AllowedOrigins:  cfg.origins(),
@@ -189,6 +190,35 @@ func (n *node) buildParts(cfg config) error {
 	return nil
 }
 
+// newVerifier builds the token verifier of the --jwt-* flags, nil in dev mode. A JWKS is
+// fetched here, so a wrong URL stops the node at start.
+func newVerifier(cfg config, reg prometheus.Registerer, log *slog.Logger) (*tokens.Verifier, error) {
+	if !cfg.tokenMode() {
+		return nil, nil
+	}
+	tc := tokens.Config{
+		Secret:      []byte(cfg.JWTSecret),
+		JWKSURL:     cfg.JWTJWKSURL,
+		Issuer:      cfg.JWTIssuer,
+		Audience:    cfg.JWTAudience,
+		UserClaim:   cfg.JWTUserClaim,
+		MaxLifetime: cfg.MaxTokenLifetime,
+		Registerer:  reg,
+		Logger:      log,
+	}
+	if cfg.JWTPublicKey != "" {
+		pem, err := os.ReadFile(cfg.JWTPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-public-key: %w", err)
+		}
+		tc.PublicKeyPEM = pem
+	}
+	if u, err := url.Parse(cfg.JWTJWKSURL); err == nil && u.Scheme == "http" && !loopback(net.JoinHostPort(u.Hostname(), "0")) {
+		log.Warn("--jwt-jwks-url is plain http: whoever sits on the path can serve keys that sign any token; use https", "url", cfg.JWTJWKSURL)
+	}
+	return tokens.New(context.Background(), tc) // its errors say which key is wrong
+}
+
 // run serves until ctx ends or a part fails, then stops the node in order: the server
 // drains (readiness off, listener closed, WebSockets closed with 1012, in-flight requests
 // finished); then the hub releases its subscriptions and finishes queued deliveries while
@@ -202,6 +232,9 @@ func (n *node) run(ctx context.Context) error {
 	parts.Go(func() error { return n.hub.Run(partsCtx) })
 	parts.Go(func() error { return n.queue.Run(partsCtx) })
 	parts.Go(func() error { return n.janitor.Run(partsCtx, n.hub) })
+	if n.tokens != nil {
+		parts.Go(func() error { return n.tokens.Run(partsCtx) }) // the hourly JWKS refresh
+	}
 	if n.debug != nil {
 		parts.Go(func() error { return serveUntil(partsCtx, n.debug, n.debugLn) })
 	}
