@@ -75,6 +75,10 @@ func (s *Server) askConnectHook(r *http.Request) (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !ans.ExpiresAt.IsZero() && !ans.ExpiresAt.After(time.Now()) {
+		// Opened, it would be closed at once, and its client would reconnect in a loop.
+		return nil, errUnauthorized("the backend's answer expired already (expires_at is past)")
+	}
 	return &identity{user: ans.User, grants: ans.Grants, exp: ans.ExpiresAt}, nil
 }
 

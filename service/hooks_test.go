@@ -208,6 +208,8 @@ func TestConnectHookOpensConnectionsForTheBackendsUser(t *testing.T) {
 			return 500, `{}`
 		case "session=nobody":
 			return 200, `{"user":"not a valid id"}`
+		case "session=stale":
+			return 200, fmt.Sprintf(`{"user":"alice","expires_at":%d}`, time.Now().Add(-time.Minute).Unix())
 		}
 		return 401, `{}`
 	})
@@ -216,7 +218,7 @@ func TestConnectHookOpensConnectionsForTheBackendsUser(t *testing.T) {
 	dial := func(cookie string) (*wsclient.Conn, error) {
 		return wsclient.Dial(n.wsURL("x=1"), wsclient.Options{Header: http.Header{"Cookie": {cookie}, "User-Agent": {"test-agent"}}})
 	}
-	for cookie, status := range map[string]int{"": 401, "session=banned": 403, "session=broken": 503, "session=nobody": 503} {
+	for cookie, status := range map[string]int{"": 401, "session=banned": 403, "session=broken": 503, "session=nobody": 503, "session=stale": 401} {
 		refused := refusedDial(t, n.wsURL("x=1"), http.Header{"Cookie": {cookie}})
 		if refused.Status != status {
 			t.Fatalf("cookie %q: %d %s, want %d", cookie, refused.Status, refused.Body, status)

@@ -28,20 +28,24 @@ type config struct {
 	JWTSecret, JWTPublicKey, JWTJWKSURL string
 	JWTIssuer, JWTAudience              string
 	// JWTUserClaim names the token claim that holds the user id (default sub).
-	JWTUserClaim    string
-	APIKey          string
-	AdminKey        string
-	AllowedOrigins  string
-	NodeID          string
-	HistorySize     int64
-	HistoryTTL      time.Duration
-	MaxMessageBytes int
-	WebhookURL      string
-	WebhookSecret   string
-	LogLevel        string
-	InsecureDev     bool
-	DebugAddr       string
-	DrainDelay      time.Duration
+	JWTUserClaim string
+	// The backend's hooks (docs/hooks.md), signed with WebhookSecret, each bounded by
+	// HookTimeout. ConnectURL also leaves dev mode: the backend says who a /ws is.
+	AuthorizeURL, ConnectURL, RPCURL string
+	HookTimeout                      time.Duration
+	APIKey                           string
+	AdminKey                         string
+	AllowedOrigins                   string
+	NodeID                           string
+	HistorySize                      int64
+	HistoryTTL                       time.Duration
+	MaxMessageBytes                  int
+	WebhookURL                       string
+	WebhookSecret                    string
+	LogLevel                         string
+	InsecureDev                      bool
+	DebugAddr                        string
+	DrainDelay                       time.Duration
 	// ReplayBytes and MaxResumesPerUser bound resumes (subscriptions.Config); 0 means the
 	// hub's defaults, 1 MiB and 4.
 	ReplayBytes       int
@@ -129,6 +133,10 @@ func (c *config) settings() []setting {
 		{"max-resumes-per-user", "", "resumes (since=) of one user replaying on this node at once, more are refused with 429; default 4", optional(integer(&c.MaxResumesPerUser, 1, math.MaxInt))},
 		{"webhook-url", "", "backend URL that receives events; empty means no events", text(&c.WebhookURL)},
 		{"webhook-secret", "", "HMAC-SHA256 key that signs event requests", text(&c.WebhookSecret)},
+		{"authorize-url", "", "backend hook asked about a join or direct message the user's token does not grant; empty: refused", httpURL(&c.AuthorizeURL)},
+		{"connect-url", "", "backend hook that says who a /ws request without a token is (its cookies, headers, query); empty: a token is needed", httpURL(&c.ConnectURL)},
+		{"rpc-url", "", "backend hook that answers clients' rpc frames; empty: rpc is not enabled", httpURL(&c.RPCURL)},
+		{"hook-timeout", "2s", "how long a hook call may take, waiting included; past it the call fails closed (unavailable)", duration(&c.HookTimeout, 10*time.Millisecond, time.Minute)},
 		{"event-queue-bytes", strconv.Itoa(events.DefaultMaxBytes), "byte budget of the webhook event queue in Redis; events that do not fit are refused and counted", integer(&c.EventQueueBytes, 1<<20, math.MaxInt64)},
 		{"event-user-bytes", strconv.Itoa(events.DefaultMaxUserBytes), "one user's share of the event queue; a client's events past it are refused with queue_full", integer(&c.EventUserBytes, 1, math.MaxInt64)},
 		{"event-system-reserve", strconv.FormatFloat(events.DefaultSystemReserve, 'g', -1, 64), "fraction of the event queue only server events (presence, rooms) may use", fraction(&c.EventSystemReserve)},
@@ -156,11 +164,15 @@ func (c *config) check() error {
 	if !c.tokenMode() && (c.JWTIssuer != "" || c.JWTAudience != "") {
 		return errors.New("--jwt-issuer and --jwt-audience check tokens: set a token key too (--jwt-secret, --jwt-public-key or --jwt-jwks-url)")
 	}
-	if !c.tokenMode() && !c.InsecureDev && !loopback(c.Addr) {
-		return fmt.Errorf("refusing dev mode (no --jwt-secret, --jwt-public-key or --jwt-jwks-url: anyone could connect as anyone) on non-loopback address %q; set a token key, or --insecure-dev if you really mean it", c.Addr)
+	if c.devMode() && !c.InsecureDev && !loopback(c.Addr) {
+		return fmt.Errorf("refusing dev mode (no --jwt-secret, --jwt-public-key, --jwt-jwks-url or --connect-url: anyone could connect as anyone) on non-loopback address %q; set a token key or a connect hook, or --insecure-dev if you really mean it", c.Addr)
 	}
 	return nil
 }
+
+// devMode reports whether nothing authenticates WebSockets: no token key and no connect
+// hook; /ws then takes ?user=.
+func (c config) devMode() bool { return !c.tokenMode() && c.ConnectURL == "" }
 
 // tokenMode reports whether any token key is set: WebSockets then need a token, and the
 // rooms and dm claims are checked.

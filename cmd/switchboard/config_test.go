@@ -44,6 +44,7 @@ func fakeEnv(kv ...string) func(string) string {
 // flags and no environment. NodeID depends on the machine and is checked on its own.
 var documentedDefaults = config{
 	Addr:            "127.0.0.1:8080",
+	HookTimeout:     2 * time.Second,
 	HistorySize:     1000,
 	HistoryTTL:      24 * time.Hour,
 	MaxMessageBytes: 65536,
@@ -109,7 +110,13 @@ func TestParseConfig(t *testing.T) {
 			"--event-queue-bytes", "67108864",
 			"--event-user-bytes", "65536",
 			"--event-system-reserve", "0.5",
+			"--authorize-url", "https://backend.example/authorize",
+			"--connect-url", "https://backend.example/connect",
+			"--rpc-url", "http://127.0.0.1:9090/rpc",
+			"--hook-timeout", "750ms",
 		}, fakeEnv(), withDefaultLimits(config{
+			AuthorizeURL: "https://backend.example/authorize", ConnectURL: "https://backend.example/connect",
+			RPCURL: "http://127.0.0.1:9090/rpc", HookTimeout: 750 * time.Millisecond,
 			Addr: "0.0.0.0:9000", Redis: "redis://r:6379/2", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
 			JWTPublicKey: "/etc/switchboard/idp.pem", JWTJWKSURL: "https://id.example/.well-known/jwks.json",
 			JWTIssuer: "https://id.example/", JWTAudience: "switchboard",
@@ -141,7 +148,13 @@ func TestParseConfig(t *testing.T) {
 			"SWITCHBOARD_EVENT_QUEUE_BYTES", "67108864",
 			"SWITCHBOARD_EVENT_USER_BYTES", "65536",
 			"SWITCHBOARD_EVENT_SYSTEM_RESERVE", "0.5",
+			"SWITCHBOARD_AUTHORIZE_URL", "https://backend.example/authorize",
+			"SWITCHBOARD_CONNECT_URL", "https://backend.example/connect",
+			"SWITCHBOARD_RPC_URL", "https://backend.example/rpc",
+			"SWITCHBOARD_HOOK_TIMEOUT", "5s",
 		), withDefaultLimits(config{
+			AuthorizeURL: "https://backend.example/authorize", ConnectURL: "https://backend.example/connect",
+			RPCURL: "https://backend.example/rpc", HookTimeout: 5 * time.Second,
 			Addr: "0.0.0.0:9000", RedisCluster: "r1:7000,r2:7000", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
 			JWTPublicKey: "/keys/idp.pem", JWTJWKSURL: "https://id.example/jwks",
 			JWTIssuer: "https://id.example/", JWTAudience: "switchboard",
@@ -235,6 +248,7 @@ func TestDevModeOffLoopbackNeedsJWTSecretOrInsecureDev(t *testing.T) {
 		{"every interface with a public key", []string{"--addr", ":8080", "--jwt-public-key", "k.pem"}, fakeEnv()},
 		{"every interface with a JWKS URL", []string{"--addr", ":8080", "--jwt-jwks-url", "https://id.example/jwks"}, fakeEnv()},
 		{"every interface with a JWKS URL from the environment", []string{"--addr", ":8080"}, fakeEnv("SWITCHBOARD_JWT_JWKS_URL", "https://id.example/jwks")},
+		{"every interface with a connect hook", []string{"--addr", ":8080", "--connect-url", "https://backend.example/connect"}, fakeEnv()},
 		{"every interface with --insecure-dev", []string{"--addr", ":8080", "--insecure-dev"}, fakeEnv()},
 		{"every interface with SWITCHBOARD_INSECURE_DEV=1", []string{"--addr", ":8080"}, fakeEnv("SWITCHBOARD_INSECURE_DEV", "1")},
 	}

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard-dev/switchboard/events"
+	"github.com/switchboard-dev/switchboard/hooks"
 	"github.com/switchboard-dev/switchboard/service"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 	"github.com/switchboard-dev/switchboard/tokens"
@@ -55,6 +56,7 @@ type node struct {
 	hub     *subscriptions.Hub
 	srv     *service.Server
 	tokens  *tokens.Verifier // nil in dev mode
+	hooks   *hooks.Client    // its hooks without URLs are off
 	ln      net.Listener
 	debug   *http.Server // the profiler on debugLn; nil without --debug-addr
 	debugLn net.Listener
@@ -109,8 +111,8 @@ func (n *node) closeListeners() {
 }
 
 func warnDevMode(cfg config, log *slog.Logger) {
-	if !cfg.tokenMode() {
-		log.Warn("DEV MODE: no --jwt-secret, --jwt-public-key or --jwt-jwks-url; anyone can connect as any user with /ws?user=ID")
+	if cfg.devMode() {
+		log.Warn("DEV MODE: no --jwt-secret, --jwt-public-key, --jwt-jwks-url or --connect-url; anyone can connect as any user with /ws?user=ID")
 	}
 	if cfg.APIKey == "" {
 		log.Warn("DEV MODE: no --api-key; /v1 is open to anyone who can reach this address")
@@ -171,8 +173,21 @@ func (n *node) buildParts(cfg config) error {
 	if n.tokens, err = newVerifier(cfg, reg, n.log); err != nil {
 		return err
 	}
+	if n.hooks, err = hooks.New(hooks.Config{
+		AuthorizeURL: cfg.AuthorizeURL,
+		ConnectURL:   cfg.ConnectURL,
+		RPCURL:       cfg.RPCURL,
+		Secret:       cfg.WebhookSecret,
+		Timeout:      cfg.HookTimeout,
+		Node:         cfg.NodeID,
+		Logger:       n.log,
+		Registerer:   reg,
+	}); err != nil {
+		return err
+	}
 	n.srv = service.New(n.hub, service.Config{
 		Tokens:          n.tokens,
+		Hooks:           n.hooks,
 		APIKey:          cfg.APIKey,
 		AdminKey:        cfg.AdminKey,
 		AllowedOrigins:  cfg.origins(),
@@ -249,6 +264,7 @@ func (n *node) run(ctx context.Context) error {
 	slow := time.AfterFunc(10*time.Second, func() { n.log.Warn("still waiting for the hub and the event queue to stop") })
 	partsErr := parts.Wait()
 	slow.Stop()
+	n.hooks.Close() // the server has drained: no call is left to make
 	n.step(stepCloseRedis)
 	n.closeDB()
 	n.log.Info("switchboard stopped")
