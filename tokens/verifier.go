@@ -45,6 +45,9 @@ type Config struct {
 
 	// Issuer and Audience, when set, must match the token's iss and one of its aud.
 	Issuer, Audience string
+	// UserClaim names the claim that holds the user id. Default "sub". Identity providers
+	// whose sub is not a valid id (Auth0's "auth0|…") put one in a custom claim.
+	UserClaim string
 	// MaxLifetime is the longest a token may live: one whose exp is further than this from
 	// now or from its iat is refused. Default 24h.
 	MaxLifetime time.Duration
@@ -252,10 +255,15 @@ func headerAlg(t *jwt.Token) string {
 // claims reads the verified claims mc into Claims, refusing what the signature alone does
 // not: a sub that is not a user id, a lifetime over the maximum, malformed grants.
 func (v *Verifier) claims(mc jwt.MapClaims, now time.Time) (*Claims, error) {
-	sub, err := mc.GetSubject()
-	if err != nil || !subscriptions.ValidID(sub) {
-		return nil, refuse("invalid token: sub is not a valid user id")
+	name := v.cfg.UserClaim
+	if name == "" {
+		name = "sub"
 	}
+	sub, ok := mc[name].(string)
+	if !ok || !subscriptions.ValidID(sub) {
+		return nil, refuse("invalid token: " + name + " is not a valid user id")
+	}
+	var err error
 	// A token that lives longer than the maximum would outlive a revocation's record.
 	exp, _ := mc.GetExpirationTime()
 	maxLife := v.cfg.MaxLifetime

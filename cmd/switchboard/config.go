@@ -27,19 +27,21 @@ type config struct {
 	// of them is token mode (tokenMode). JWTIssuer and JWTAudience, when set, must match.
 	JWTSecret, JWTPublicKey, JWTJWKSURL string
 	JWTIssuer, JWTAudience              string
-	APIKey                              string
-	AdminKey                            string
-	AllowedOrigins                      string
-	NodeID                              string
-	HistorySize                         int64
-	HistoryTTL                          time.Duration
-	MaxMessageBytes                     int
-	WebhookURL                          string
-	WebhookSecret                       string
-	LogLevel                            string
-	InsecureDev                         bool
-	DebugAddr                           string
-	DrainDelay                          time.Duration
+	// JWTUserClaim names the token claim that holds the user id (default sub).
+	JWTUserClaim    string
+	APIKey          string
+	AdminKey        string
+	AllowedOrigins  string
+	NodeID          string
+	HistorySize     int64
+	HistoryTTL      time.Duration
+	MaxMessageBytes int
+	WebhookURL      string
+	WebhookSecret   string
+	LogLevel        string
+	InsecureDev     bool
+	DebugAddr       string
+	DrainDelay      time.Duration
 	// ReplayBytes and MaxResumesPerUser bound resumes (subscriptions.Config); 0 means the
 	// hub's defaults, 1 MiB and 4.
 	ReplayBytes       int
@@ -112,6 +114,7 @@ func (c *config) settings() []setting {
 		{"jwt-jwks-url", "", "URL of a JWK Set (an identity provider's jwks_uri) that verifies user tokens by their kid; refetched hourly and on an unknown kid", httpURL(&c.JWTJWKSURL)},
 		{"jwt-issuer", "", "when set, a user token's iss must be this", text(&c.JWTIssuer)},
 		{"jwt-audience", "", "when set, a user token's aud must include this", text(&c.JWTAudience)},
+		{"jwt-user-claim", "", "the user token claim that holds the user id; empty means sub (set it for issuers whose sub is not a valid id, such as Auth0)", text(&c.JWTUserClaim)},
 		{"api-key", "", "bearer key for /v1/*; empty leaves it open", text(&c.APIKey)},
 		{"admin-key", "", "bearer key for /admin/*; default the API key", text(&c.AdminKey)},
 		{"allowed-origins", "", "comma-separated origins allowed to open /ws; empty is same origin only", text(&c.AllowedOrigins)},

@@ -201,6 +201,7 @@ func newVerifier(cfg config, reg prometheus.Registerer, log *slog.Logger) (*toke
 		JWKSURL:     cfg.JWTJWKSURL,
 		Issuer:      cfg.JWTIssuer,
 		Audience:    cfg.JWTAudience,
+		UserClaim:   cfg.JWTUserClaim,
 		MaxLifetime: cfg.MaxTokenLifetime,
 		Registerer:  reg,
 		Logger:      log,
