@@ -137,9 +137,10 @@ async function returnPages() {
 const shot = (page, name, options = {}) => page.screenshot({ path: path.join(results, `${name}.png`), ...options });
 
 // jwt returns an HS256 token for user, as a backend would issue it.
-function jwt(secret, user) {
+// jwt signs an HS256 token for user; claims adds to sub and exp (rooms, dm).
+function jwt(secret, user, claims = {}) {
   const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub: user, exp: Math.floor(Date.now() / 1000) + 3600 })}`;
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub: user, exp: Math.floor(Date.now() / 1000) + 3600, ...claims })}`;
   return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
 }
 
@@ -511,10 +512,11 @@ describe('the web app in a browser, with tokens and an API key', { timeout: 120_
     await page.locator('#signin-error', { hasText: 'not in development mode' }).waitFor();
   }
 
-  // withToken: carol signs in with a token (the form already asks for one), joins a room,
-  // says something and reloads; her room and message are still there.
+  // withToken: carol signs in with a token (the form already asks for one) that lets her
+  // join the ops room, joins it, says something and reloads; her room and message are
+  // still there.
   async function withToken(page) {
-    await page.locator('#signin-token').fill(jwt(secret, 'carol'));
+    await page.locator('#signin-token').fill(jwt(secret, 'carol', { rooms: ['ops'] }));
     await page.getByRole('button', { name: 'Sign in' }).click();
     await waitLive(page);
     assert.equal(await page.locator('#who-name').textContent(), 'carol');
