@@ -166,8 +166,9 @@ describe('connecting', () => {
     assert.equal(s.net.last().url.searchParams.get('token'), 't2');
   });
 
-  test('needs a token or a user', () => {
-    assert.throws(() => new Switchboard({ url: 'ws://x/ws', WebSocket: class {} }), TypeError);
+  test('refuses a getToken or a token of the wrong kind', () => {
+    assert.throws(() => new Switchboard({ url: 'ws://x/ws', WebSocket: class {}, getToken: 'abc' }), TypeError);
+    assert.throws(() => new Switchboard({ url: 'ws://x/ws', WebSocket: class {}, token: 42 }), TypeError);
   });
 
   test('takes an http URL for the ws one, and refuses what is not a URL', () => {
