@@ -782,7 +782,7 @@ describe('the web app in a browser, signed in by the site (a connect hook and it
     const page = await openPage(name);
     await page.context().addCookies([{ name: 'session', value: user, url: server.base }]);
     await page.goto(server.base);
-    await page.getByText('Your site', { exact: true }).click();
+    await page.locator('label[for="mode-site"]').click();
     await page.getByRole('button', { name: 'Sign in' }).click();
     await waitLive(page);
     await page.locator('#who-name', { hasText: user }).waitFor();
@@ -823,7 +823,7 @@ describe('the web app in a browser, signed in by the site (a connect hook and it
   test('without the site cookie, the app says the site did not sign you in', async () => {
     const page = await openPage('nobody');
     await page.goto(server.base);
-    await page.getByText('Your site', { exact: true }).click();
+    await page.locator('label[for="mode-site"]').click();
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.locator('#signin-error', { hasText: 'Your site did not sign you in' }).waitFor();
     await shot(page, '21-site-did-not-sign-in');
