@@ -214,7 +214,7 @@ export class Session {
         const wantsToken = !s.token && !s.tokenUrl && !s.site && reason.code === 'unauthorized';
         let message = `Could not sign in: ${reason.message}`;
         if (wantsToken) message = 'This server is not in development mode: sign in with a token.';
-        else if (s.site && reason.code === 'unauthorized') message = `Your site did not sign you in (${reason.message}). Sign in on your site, then try again.`;
+        else if (s.site && reason.code === 'unauthorized') message = `Your site did not sign you in: ${reason.message}. Sign in on your site, then try again.`;
         else if (this.#everLive && reason.code === 'unauthorized') message = 'Your token has expired: sign in again.';
         return this.#end(message, { wantsToken });
       }
