@@ -660,12 +660,18 @@ describe('the web app in a browser, with tokens: rooms, refresh and permissions'
     await openConv(page, 'room:late');
     await message(page, 'Welcome to late').waitFor();
 
-    // Added without a word, or removed: the next connection's welcome says so.
+    // Added without a word: the next connection's welcome says so. Here the backend
+    // disconnects carol (4001) and she connects again from the banner, without a reload.
     await api('PUT', '/v1/rooms/quiet/members/carol');
+    await api('DELETE', '/v1/users/carol/connections', { status: 200 });
+    await page.getByRole('button', { name: 'Connect again' }).click();
+    await waitLive(page);
+    await roomShown(page, 'quiet').waitFor();
+
+    // Removed by the backend: gone with the welcome after a reload.
     await api('DELETE', '/v1/rooms/board/members/carol');
     await page.reload();
     await waitLive(page);
-    await roomShown(page, 'quiet').waitFor();
     await roomShown(page, 'board').waitFor({ state: 'detached' });
     const rooms = await page.locator('nav #room-list button.conv').evaluateAll((bs) => bs.map((b) => b.dataset.conv));
     assert.deepEqual(rooms.sort(), ['room:late', 'room:quiet']);
