@@ -213,7 +213,7 @@ export class Session {
         // A name refused with 401 means the server wants tokens: it is not in dev mode.
         const wantsToken = !s.token && !s.tokenUrl && !s.site && reason.code === 'unauthorized';
         let message = `Could not sign in: ${reason.message}`;
-        if (wantsToken) message = 'This server is not in development mode: sign in with a token.';
+        if (wantsToken) message = 'This server is not in development mode: sign in with a token, or by your site.';
         else if (s.site && reason.code === 'unauthorized') message = `Your site did not sign you in: ${reason.message}. Sign in on your site, then try again.`;
         else if (this.#everLive && reason.code === 'unauthorized') message = 'Your token has expired: sign in again.';
         return this.#end(message, { wantsToken });
