@@ -6,7 +6,10 @@
 // history) does those steps itself. They drive users through the app: in dev mode, sign in,
 // a room conversation, a direct message sent over HTTP, a reload that must lose nothing, the
 // admin page, a phone-sized screen and a server restart; with a JWT secret and an API key,
-// signing in with a token; hostile messages in the history and arriving live. After each
+// signing in with a token, the rooms of the welcome, a token URL refreshed on the same
+// socket, a pasted token about to expire, a refused join; with a connect hook (a small
+// backend in the test), signing in by the site's cookie; hostile messages in the history
+// and arriving live. After each
 // test, no page may have logged an error it was not expected to. Screenshots go to
 // web/e2e/test-results/.
 import { describe, test, before, after, beforeEach, afterEach } from 'node:test';
@@ -14,6 +17,7 @@ import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createHTTPServer } from 'node:http';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -129,6 +133,7 @@ async function returnPages() {
       });
     }
     await entry.page.goto('about:blank');
+    await entry.context.clearCookies(); // a site's session cookie stays with its test
     entry.busy = false;
   }
   pages = {};
@@ -136,7 +141,6 @@ async function returnPages() {
 
 const shot = (page, name, options = {}) => page.screenshot({ path: path.join(results, `${name}.png`), ...options });
 
-// jwt returns an HS256 token for user, as a backend would issue it.
 // jwt signs an HS256 token for user; claims adds to sub and exp (rooms, dm).
 function jwt(secret, user, claims = {}) {
   const part = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
@@ -200,6 +204,75 @@ async function postJSON(url, body) {
   assert.equal(res.status, 202, text);
   return JSON.parse(text);
 }
+
+const API_KEY = 'e2e-api-key';
+
+// api calls the test server's /v1 with the API key, as a backend would, and checks status.
+async function api(method, url, { body, status = method === 'POST' ? 202 : 204 } = {}) {
+  const headers = { Authorization: `Bearer ${API_KEY}` };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(`${server.base}${url}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  assert.equal(res.status, status, `${method} ${url}: ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+// listen serves handler(req, body, res) on a free loopback port: the small backends of the
+// tests (a token URL, a connect hook). It returns the base URL and close().
+async function listen(handler) {
+  const srv = createHTTPServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => handler(req, Buffer.concat(chunks), res));
+  });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return { base: `http://127.0.0.1:${srv.address().port}`, close: () => new Promise((resolve) => srv.close(resolve)) };
+}
+
+// tokenURL is a site backend's endpoint handing the signed-in user a fresh token, from
+// another origin than Switchboard's (so the page's fetch is cross-origin, with cookies:
+// CORS with credentials). Each token expires expIn seconds after it is served. served
+// lists the tokens handed out.
+async function tokenURL(secret, user, { expIn, claims = {} }) {
+  const served = [];
+  const srv = await listen((req, body, res) => {
+    res.setHeader('Access-Control-Allow-Origin', req.headers.origin ?? '*');
+    res.setHeader('Access-Control-Allow-Credentials', 'true');
+    res.setHeader('Vary', 'Origin');
+    const token = jwt(secret, user, { exp: Math.floor(Date.now() / 1000) + expIn, ...claims });
+    served.push(token);
+    res.writeHead(200, { 'Content-Type': 'text/plain', 'Cache-Control': 'no-store' });
+    res.end(token);
+  });
+  return { url: `${srv.base}/switchboard-token`, served, close: srv.close };
+}
+
+// watchSockets records the WebSockets page opens and every state its connection indicator
+// shows, so that a test can tell that a connection was never replaced nor interrupted.
+async function watchSockets(page) {
+  const sockets = [];
+  page.on('websocket', (ws) => sockets.push(ws.url()));
+  await page.evaluate(() => {
+    const conn = document.getElementById('conn');
+    window.connStates = [conn.dataset.state];
+    new MutationObserver(() => window.connStates.push(conn.dataset.state)).observe(conn, { attributes: true, attributeFilter: ['data-state'] });
+  });
+  return {
+    sockets,
+    // sinceLive: the states shown since the connection first went live.
+    sinceLive: () => page.evaluate(() => window.connStates.slice(window.connStates.indexOf('live'))),
+  };
+}
+
+async function until(what, ok, ms = WAIT) {
+  const deadline = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const roomShown = (page, room) => page.locator(`nav button.conv[data-conv="room:${room}"]`);
 
 // --- Redis, behind the server's back --------------------------------------------------------
 
@@ -286,10 +359,12 @@ after(async () => {
 // useFreshServer gives each test of the suite a server of its own (started with args) and
 // no pages; after the test it returns the pages to the pool, stops the server, and fails the
 // test if a page logged an error that expected(error) does not allow.
+// args may be a function, called before each test (for the address of a backend started
+// in the suite's before).
 function useFreshServer({ args = [], expected = () => false } = {}) {
   beforeEach(async () => {
     pages = {};
-    server = await startServer({ args });
+    server = await startServer({ args: typeof args === 'function' ? args() : args });
   });
   afterEach(async () => {
     const logged = Object.entries(pages).map(([name, { errors }]) => [name, errors.filter((e) => !expected(e))]);
@@ -523,8 +598,8 @@ describe('the web app in a browser, with tokens and an API key', { timeout: 120_
     await joinRoom(page, 'ops');
     await say(page, 'Deploy at noon');
     await message(page, 'Deploy at noon').waitFor();
-    // /v1 wants the API key, which the browser does not have: the room list is this
-    // browser's, and the messages come back from what it kept plus the resume.
+    // The room list comes from the server's welcome (the browser has no API key for /v1),
+    // and the messages from what this browser kept plus the resume.
     await page.reload();
     await waitLive(page);
     await page.locator('nav button.conv[data-conv="room:ops"]').waitFor();
@@ -554,6 +629,210 @@ describe('the web app in a browser, with tokens and an API key', { timeout: 120_
     await withToken(page);
     const unexpected = pages.carol.errors.filter((e) => !failedLoad(e));
     assert.deepEqual(unexpected, []);
+  });
+});
+
+describe('the web app in a browser, with tokens: rooms, refresh and permissions', { timeout: 180_000 }, () => {
+  const secret = 'e2e-secret';
+  useFreshServer({ args: ['--jwt-secret', secret, '--api-key', API_KEY] });
+
+  // signInWithToken signs page in with a pasted token.
+  async function signInWithToken(page, token) {
+    await page.goto(server.base);
+    await page.getByText('A token', { exact: true }).click();
+    await page.locator('#signin-token').fill(token);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await waitLive(page);
+  }
+
+  test('the rooms come from the welcome, with no /v1 call; rooms a backend adds appear', async () => {
+    await api('PUT', '/v1/rooms/board/members/carol'); // before carol ever connects
+    const page = await openPage('carol');
+    const v1 = [];
+    page.on('request', (r) => new URL(r.url()).pathname.startsWith('/v1/') && v1.push(r.url()));
+    await signInWithToken(page, jwt(secret, 'carol', { rooms: ['ops'] }));
+    await roomShown(page, 'board').waitFor();
+
+    // Added while connected: the room's first message makes it appear.
+    await api('PUT', '/v1/rooms/late/members/carol');
+    await api('POST', '/v1/rooms/late/messages?from=ops-bot', { body: { text: 'Welcome to late' } });
+    await roomShown(page, 'late').waitFor();
+    await openConv(page, 'room:late');
+    await message(page, 'Welcome to late').waitFor();
+
+    // Added without a word: the next connection's welcome says so. Here the backend
+    // disconnects carol (4001) and she connects again from the banner, without a reload.
+    await api('PUT', '/v1/rooms/quiet/members/carol');
+    await api('DELETE', '/v1/users/carol/connections', { status: 200 });
+    await page.getByRole('button', { name: 'Connect again' }).click();
+    await waitLive(page);
+    await roomShown(page, 'quiet').waitFor();
+
+    // Removed by the backend: gone with the welcome after a reload.
+    await api('DELETE', '/v1/rooms/board/members/carol');
+    await page.reload();
+    await waitLive(page);
+    await roomShown(page, 'board').waitFor({ state: 'detached' });
+    const rooms = await page.locator('nav #room-list button.conv').evaluateAll((bs) => bs.map((b) => b.dataset.conv));
+    assert.deepEqual(rooms.sort(), ['room:late', 'room:quiet']);
+    await shot(page, '17-rooms-from-welcome');
+    assert.deepEqual(v1, [], 'the app called /v1, which needs the API key');
+  });
+
+  test('with a token URL, the token is refreshed on the same socket, again and again', async () => {
+    // Tokens that live 6 s: the server says expiring halfway (3 s), the app fetches a new
+    // one from the token URL and sends it on the socket; the new one's expiring comes only
+    // if the server took the refresh.
+    const tokens = await tokenURL(secret, 'carol', { expIn: 6, claims: { rooms: ['ops'] } });
+    try {
+      const page = await openPage('carol');
+      await page.goto(server.base);
+      const watch = await watchSockets(page);
+      await page.getByText('A token', { exact: true }).click();
+      await page.locator('#signin-token-url').fill(tokens.url);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await waitLive(page);
+      assert.equal(await page.locator('#who-name').textContent(), 'carol');
+      await until('two refreshes', () => tokens.served.length >= 3, 20_000);
+      await joinRoom(page, 'ops');
+      await say(page, 'Still here after two refreshes');
+      await message(page, 'Still here after two refreshes').waitFor();
+      assert.equal(watch.sockets.length, 1, `one WebSocket, never replaced: ${watch.sockets}`);
+      assert.deepEqual([...new Set(await watch.sinceLive())], ['live'], 'the connection never left live');
+      const presence = await api('GET', '/v1/users/carol/presence', { status: 200 });
+      assert.equal(presence.connections, 1);
+      assert.equal(await page.locator('#banner').isHidden(), true);
+    } finally {
+      await tokens.close();
+    }
+  });
+
+  test('with a pasted token about to expire, a banner asks for a new one; the socket lives on', async () => {
+    const page = await openPage('carol');
+    await page.goto(server.base);
+    const watch = await watchSockets(page);
+    await page.getByText('A token', { exact: true }).click();
+    await page.locator('#signin-token').fill(jwt(secret, 'carol', { exp: Math.floor(Date.now() / 1000) + 5, rooms: ['ops'] }));
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await waitLive(page);
+    await page.locator('#banner-text', { hasText: /Your token expires in \d+ seconds\. Paste a new one/ }).waitFor();
+    await shot(page, '18-token-expiring');
+    // A token for someone else is refused by the app; a good one by nobody.
+    await page.getByLabel('New token').fill(jwt(secret, 'mallory'));
+    await page.getByRole('button', { name: 'Use this token' }).click();
+    await page.locator('#renew-error', { hasText: 'That token is for mallory, not carol.' }).waitFor();
+    await page.getByLabel('New token').fill(jwt(secret, 'carol', { rooms: ['ops'] }));
+    await page.getByRole('button', { name: 'Use this token' }).click();
+    await page.locator('#banner').waitFor({ state: 'hidden' });
+    await joinRoom(page, 'ops');
+    await say(page, 'Renewed in place');
+    await message(page, 'Renewed in place').waitFor();
+    assert.equal(watch.sockets.length, 1);
+    assert.deepEqual([...new Set(await watch.sinceLive())], ['live']);
+  });
+
+  test('a join the token does not grant is refused with a clear message, and nothing changes', async () => {
+    const page = await openPage('carol');
+    await signInWithToken(page, jwt(secret, 'carol', { rooms: ['ops'] }));
+    await page.getByLabel('Room to join').fill('board-secret');
+    await page.getByRole('button', { name: 'Join' }).click();
+    await page.locator('#join-error', { hasText: 'You are not allowed to join #board-secret: your token does not grant this room' }).waitFor();
+    await shot(page, '19-join-forbidden');
+    assert.equal(await roomShown(page, 'board-secret').count(), 0);
+    const { members } = await api('GET', '/v1/rooms/board-secret/members', { status: 200 });
+    assert.deepEqual(members, []);
+    assert.equal(await page.locator('#conn').getAttribute('data-state'), 'live');
+  });
+});
+
+// connectHook is a site's backend answering Switchboard's connect hook: the cookie
+// session=<user> is that user, allowed to join public.* rooms and to message anyone; no
+// cookie is 401. It checks each request's signature and keeps the requests (calls).
+async function connectHook(secret) {
+  const calls = [];
+  const srv = await listen((req, body, res) => {
+    const ts = req.headers['x-switchboard-timestamp'] ?? '';
+    const want = 'sha256=' + createHmac('sha256', secret).update(`${ts}.`).update(body).digest('hex');
+    if (req.headers['x-switchboard-signature'] !== want) {
+      res.writeHead(400).end();
+      return;
+    }
+    const call = JSON.parse(body);
+    calls.push(call);
+    const m = /(?:^|;\s*)session=([A-Za-z0-9._@+-]+)/.exec(call.headers?.Cookie ?? '');
+    if (!m) {
+      res.writeHead(401).end();
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ user: m[1], rooms: ['public.*'], dm: ['*'] }));
+  });
+  return { url: `${srv.base}/hooks/connect`, calls, close: srv.close };
+}
+
+describe('the web app in a browser, signed in by the site (a connect hook and its cookie)', { timeout: 120_000 }, () => {
+  const secret = 'e2e-hook-secret';
+  let hook;
+  before(async () => {
+    hook = await connectHook(secret);
+  });
+  after(() => hook?.close());
+  useFreshServer({
+    args: () => ['--connect-url', hook.url, '--webhook-secret', secret, '--api-key', API_KEY],
+    expected: failedLoad,
+  });
+
+  // bySite opens a page whose browser holds the site's session cookie for user (cookies
+  // ignore ports: the one the site set reaches Switchboard's port too), and signs in by it.
+  async function bySite(name, user) {
+    const page = await openPage(name);
+    await page.context().addCookies([{ name: 'session', value: user, url: server.base }]);
+    await page.goto(server.base);
+    await page.locator('label[for="mode-site"]').click();
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await waitLive(page);
+    await page.locator('#who-name', { hasText: user }).waitFor();
+    return page;
+  }
+
+  test('erin and frank are signed in by their cookie, get their rooms, and talk', async () => {
+    await api('PUT', '/v1/rooms/public.news/members/erin');
+    const erin = await bySite('erin', 'erin');
+    await roomShown(erin, 'public.news').waitFor();
+    await shot(erin, '20-signed-in-by-site');
+    const frank = await bySite('frank', 'frank');
+    assert.ok(hook.calls.some((c) => /(^|; )session=erin/.test(c.headers.Cookie)), 'the hook was asked with erin\'s cookie');
+
+    await joinRoom(erin, 'public.lobby');
+    await joinRoom(frank, 'public.lobby');
+    await say(erin, 'Hello from erin');
+    await message(frank, 'Hello from erin').waitFor();
+    await say(frank, 'Hi erin');
+    await message(erin, 'Hi erin').waitFor();
+    await api('POST', '/v1/users/erin/messages?from=shop', { body: { text: 'Your order shipped' } });
+    await openConv(erin, 'user:shop');
+    await message(erin, 'Your order shipped').waitFor();
+
+    // A reload signs in again by the cookie, and loses nothing.
+    await erin.reload();
+    await waitLive(erin);
+    await openConv(erin, 'room:public.lobby');
+    await message(erin, 'Hi erin').waitFor();
+    assert.equal(await message(erin, 'Hello from erin').count(), 1);
+
+    // The hook's grants hold: a room outside public.* is refused, clearly.
+    await erin.getByLabel('Room to join').fill('staff');
+    await erin.getByRole('button', { name: 'Join' }).click();
+    await erin.locator('#join-error', { hasText: 'You are not allowed to join #staff' }).waitFor();
+  });
+
+  test('without the site cookie, the app says the site did not sign you in', async () => {
+    const page = await openPage('nobody');
+    await page.goto(server.base);
+    await page.locator('label[for="mode-site"]').click();
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('#signin-error', { hasText: 'Your site did not sign you in' }).waitFor();
+    await shot(page, '21-site-did-not-sign-in');
   });
 });
 

@@ -1,131 +1,61 @@
-// switchboard.js: the Switchboard client, one dependency-free ES module.
-//
-// It holds one WebSocket to a Switchboard server and keeps it up: it reconnects with capped
-// exponential backoff and jitter, resumes with `since` so that no message is lost or shown
-// twice, follows the server's close codes, and settles join/leave/send/event promises by the
-// server's ack or error. It runs unchanged in browsers and in Node (pass `WebSocket`).
-// docs/js-client.md documents it; in short:
+// switchboard.js: the Switchboard client, a dependency-free ES module (with its helpers in
+// switchboard/). It holds one WebSocket to a Switchboard server and keeps it up: it
+// reconnects with capped exponential backoff and jitter, resumes with `since` so that no
+// message is lost or shown twice, follows the server's close codes, refreshes its token on
+// the same socket when the server says it is expiring, and settles join/leave/send/event/rpc
+// promises by the server's answer. It runs unchanged in browsers and in Node (pass
+// `WebSocket`). docs/js-client.md documents it; in short:
 //
 //   import { Switchboard } from '/assets/switchboard.js';
-//   const sb = new Switchboard({ user: 'alice' });        // dev mode; or { token }
+//   const sb = new Switchboard({ getToken: () => fetch('/token').then((r) => r.text()) });
+//   // or { user: 'alice' } on a dev server, or {} when the server's connect hook knows you
 //   sb.on('message', (m) => console.log(m.from, m.data));
 //   sb.on('state', ({ state }) => console.log(state));     // connecting, live, ...
 //   sb.connect();
 //   await sb.join('lobby');
 //   await sb.send({ room: 'lobby', data: { text: 'hi all' } });
+//   const order = await sb.rpc('orders.get', { id: 42 });
 
-/** Close codes the server uses. */
-export const CloseCode = Object.freeze({
-  POLICY: 1008, // the connection broke the rules (rate limit): do not reconnect by yourself
-  RESTARTING: 1012, // the node is draining: reconnect at once, elsewhere, and resume
-  TRY_AGAIN: 1013, // too slow, or Redis unavailable: reconnect at once and resume
-  KICKED: 4001, // DELETE /v1/users/{u}/connections: do not reconnect by yourself
-});
+import {
+  CloseCode,
+  State,
+  SwitchboardError,
+  compareIds,
+  defaultStorage,
+  defaultURL,
+  isMessageId,
+  memoryStorage,
+  tokenClaims,
+  tokenSubject,
+} from './switchboard/basics.js';
+import { Requests } from './switchboard/requests.js';
 
-/** The states a client goes through, in the order it usually does. */
-export const State = Object.freeze({
-  IDLE: 'idle', // constructed, connect() not called yet
-  CONNECTING: 'connecting', // first connection, not welcomed yet
-  LIVE: 'live', // welcomed: messages flow and requests are sent
-  RECONNECTING: 'reconnecting', // lost the connection; waiting or connecting again
-  STOPPED: 'stopped', // close() was called or the server refused us for good
-});
-
-/**
- * SwitchboardError is how requests reject and why a client stops. `code` is the server's
- * error code (`not_member`, `invalid_id`, ...) or one of the client's own: `timeout`,
- * `disconnected` (the outcome of a send is unknown), `stopped`, `closed` (close() was
- * called), `kicked` (4001), `policy` (1008), `unauthorized` (401), `forbidden` (403),
- * `bad_request` (400). `closeCode` or `status` tell what the server said, when it said it.
- */
-export class SwitchboardError extends Error {
-  constructor(code, message, details = {}) {
-    super(message);
-    this.name = 'SwitchboardError';
-    this.code = code;
-    Object.assign(this, details);
-  }
-}
-
-const ID = /^(\d+)(?:-(\d+))?$/;
-
-// compareDigits orders two decimal strings by value. Ids are Redis stream ids with parts up
-// to 2^64, past what a Number holds exactly, and string order is wrong ("9" > "10").
-function compareDigits(a, b) {
-  a = a.replace(/^0+(?=\d)/, '');
-  b = b.replace(/^0+(?=\d)/, '');
-  if (a.length !== b.length) return a.length < b.length ? -1 : 1;
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** isMessageId reports whether id has the form `<ms>-<seq>` (or a bare `<ms>`). */
-export function isMessageId(id) {
-  return typeof id === 'string' && id.length <= 41 && ID.test(id);
-}
-
-/**
- * compareIds orders two message ids (`<ms>-<seq>`) numerically: negative when a is older,
- * zero when equal, positive when a is newer.
- */
-export function compareIds(a, b) {
-  const x = ID.exec(a);
-  const y = ID.exec(b);
-  if (!x || !y) throw new TypeError(`not a message id: ${x ? b : a}`);
-  return compareDigits(x[1], y[1]) || compareDigits(x[2] ?? '0', y[2] ?? '0');
-}
-
-/**
- * tokenSubject returns the `sub` claim of a JWT without verifying it (the server does), or
- * null. The client uses it only to name the storage key before the server's welcome.
- */
-export function tokenSubject(token) {
-  try {
-    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    const claims = JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4)));
-    return typeof claims.sub === 'string' && claims.sub ? claims.sub : null;
-  } catch {
-    return null;
-  }
-}
-
-// memoryStorage stands in for localStorage where there is none (Node, some private modes).
-function memoryStorage() {
-  const m = new Map();
-  return {
-    getItem: (k) => (m.has(k) ? m.get(k) : null),
-    setItem: (k, v) => void m.set(k, String(v)),
-    removeItem: (k) => void m.delete(k),
-  };
-}
-
-function defaultStorage() {
-  try {
-    if (globalThis.localStorage) return globalThis.localStorage;
-  } catch {
-    // Reading localStorage throws where cookies are blocked.
-  }
-  return memoryStorage();
-}
-
-function defaultURL() {
-  const loc = globalThis.location;
-  if (!loc || !/^https?:$/.test(loc.protocol)) return null;
-  return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/ws`;
-}
+export { CloseCode, State, SwitchboardError, compareIds, isMessageId, tokenClaims, tokenSubject };
 
 // Refusals that no retry will cure: the server answered the upgrade request with one of
 // these statuses before any WebSocket existed.
 const FATAL_STATUS = { 400: 'bad_request', 401: 'unauthorized', 403: 'forbidden' };
+
+// Mode is how a client says who it is: a token, a dev name, or nothing (the server's
+// connect hook knows the user from the request, a session cookie say).
+const Mode = Object.freeze({ TOKEN: 'token', DEV: 'dev', HOOK: 'hook' });
 
 /**
  * Switchboard is one user's connection to a Switchboard server. Options:
  *
  * - `url`: the WebSocket endpoint, absolute or relative to the page; default `/ws` on the
  *   page's own host. `http(s):` becomes `ws(s):`.
- * - `token`: a JWT, or a function returning one (or a promise of one), called before every
- *   connection attempt so that a reconnect uses a fresh token.
- * - `user`: in dev mode (no token), the user to connect as. With a token it only names the
- *   storage key; by default the token's `sub` does.
+ * - `getToken`: an async function returning a fresh JWT. It is called before every
+ *   connection attempt, when the server says the token is expiring (the new one goes to
+ *   the server on the same socket), and after a close 4003. A failure is retried with the
+ *   backoff and reported as a `token_error` event.
+ * - `token`: a JWT string, used as it is until refresh(newToken) replaces it; or a
+ *   function, which is the same as `getToken`. With `getToken` too, a string token is
+ *   used for the first connection only.
+ * - `user`: in dev mode (no token), the user to connect as. With a token or `connectHook`
+ *   it only names the storage key until the welcome says whose the connection is.
+ * - `connectHook`: connect with neither token nor user: the server's connect hook names the
+ *   user (from the page's cookies). Also the mode when neither token nor user is given.
  * - `since`: resume after this message id instead of the stored one (`'0-0'`: everything
  *   the server still holds).
  * - `storage`: where the last seen id is kept per user (`getItem`/`setItem`); default
@@ -134,17 +64,22 @@ const FATAL_STATUS = { 400: 'bad_request', 401: 'unauthorized', 403: 'forbidden'
  *   time between half and all of min(max, initial × factor^n).
  * - `requestTimeout`: ms before a request rejects with `timeout`; default 10000.
  * - `connectTimeout`: ms a connection attempt may take to be welcomed; default 15000.
- * - `WebSocket`, `fetch`, `random`, `timers` ({setTimeout, clearTimeout}): the platform, to
- *   inject in tests or in Node. `fetch: null` turns off asking why a connection was refused.
+ * - `WebSocket`, `fetch`, `random`, `timers` ({setTimeout, clearTimeout}), `now`: the
+ *   platform, to inject in tests or in Node. `fetch: null` turns off asking why a
+ *   connection was refused.
  */
 export class Switchboard {
   #url;
-  #token;
+  #mode;
+  #token; // the token string held: the option's, or the last one given to refresh()
+  #getToken; // a function giving fresh tokens, or null
   #devUser;
+  #since; // the since option: it wins over what storage says, for any user
   #WebSocket;
   #fetch;
   #random;
   #timers;
+  #now;
   #storage;
   #storageKey;
   #backoff;
@@ -154,14 +89,17 @@ export class Switchboard {
   #state = State.IDLE;
   #listeners = new Map();
   #ws = null; // the current socket; frames and closes of any other are ignored
+  #sentSince = null; // the since the current socket was opened with
   #attempt = 0; // connection attempts since the last welcome
   #retryTimer = null;
   #connectTimer = null;
-  #nextRef = 1;
-  #inflight = new Map(); // ref -> request sent on the current socket
-  #queue = []; // requests waiting for the client to be live
+  #refreshTimer = null;
+  #refreshAttempt = 0;
+  #resumedAs = null; // the user a welcome made us reconnect as, once per run
+  #requests; // the requests waiting for an answer or to be sent
   #user = null; // whose storage key we use; the welcome confirms it
   #node = null;
+  #rooms = null; // the user's rooms: the welcome's, then what this client saw change
   #lastId = null;
   #stopReason = null;
   #welcome = null;
@@ -172,7 +110,9 @@ export class Switchboard {
     const {
       url = defaultURL(),
       token,
+      getToken,
       user,
+      connectHook = false,
       since,
       storage = defaultStorage(),
       storageKey = 'switchboard:last-id:',
@@ -183,10 +123,12 @@ export class Switchboard {
       fetch = globalThis.fetch ? globalThis.fetch.bind(globalThis) : null,
       random = Math.random,
       timers = globalThis,
+      now = Date.now,
     } = options;
     if (!url) throw new TypeError('Switchboard: a url is required outside a web page');
     if (!WebSocket) throw new TypeError('Switchboard: no WebSocket; pass options.WebSocket');
-    if (token == null && !user) throw new TypeError('Switchboard: pass a token, or a user in dev mode');
+    if (getToken != null && typeof getToken !== 'function') throw new TypeError('Switchboard: getToken must be a function');
+    if (token != null && typeof token !== 'string' && typeof token !== 'function') throw new TypeError('Switchboard: token must be a string or a function');
     if (since != null && !isMessageId(since)) throw new TypeError(`Switchboard: since is not a message id: ${since}`);
     let endpoint;
     try {
@@ -196,19 +138,24 @@ export class Switchboard {
     }
     endpoint.protocol = endpoint.protocol.replace(/^http/, 'ws');
     this.#url = endpoint.toString();
-    this.#token = token;
-    this.#devUser = token == null ? user : null;
+    this.#getToken = getToken ?? (typeof token === 'function' ? token : null);
+    this.#token = typeof token === 'string' ? token : null;
+    this.#mode = this.#getToken || this.#token != null ? Mode.TOKEN : user && !connectHook ? Mode.DEV : Mode.HOOK;
+    this.#devUser = this.#mode === Mode.DEV ? user : null;
+    this.#since = since ?? null;
     this.#WebSocket = WebSocket;
     this.#fetch = fetch;
     this.#random = random;
     this.#timers = timers;
+    this.#now = now;
     this.#storage = storage ?? memoryStorage();
     this.#storageKey = storageKey;
     this.#backoff = { initial: 500, max: 30_000, factor: 2, ...backoff };
     this.#requestTimeout = requestTimeout;
+    this.#requests = new Requests(timers, requestTimeout);
     this.#connectTimeout = connectTimeout;
-    this.#user = user || (typeof token === 'string' ? tokenSubject(token) : null);
-    this.#lastId = since ?? this.#loadLastId();
+    this.#user = user || (this.#token ? tokenSubject(this.#token) : null) || (this.#mode === Mode.HOOK ? this.#read(this.#hookUserKey) : null);
+    this.#lastId = this.#since ?? this.#loadLastId();
   }
 
   /** state is the client's current State. */
@@ -226,6 +173,14 @@ export class Switchboard {
     return this.#node;
   }
 
+  /**
+   * rooms is the user's rooms, sorted: the last welcome's list, kept up to date with this
+   * client's joins and leaves and the room messages it receives; null before a welcome.
+   */
+  get rooms() {
+    return this.#rooms ? [...this.#rooms].sort() : null;
+  }
+
   /** lastId is the id the client resumes after: the newest message it has delivered. */
   get lastId() {
     return this.#lastId;
@@ -234,7 +189,10 @@ export class Switchboard {
   /**
    * on calls fn for each event of a type and returns a function that stops it. Types:
    * `message` (the message frame), `state` ({state, previous, ...details}), `welcome` (the
-   * welcome frame), `error` (a SwitchboardError the server sent with no request to blame).
+   * welcome frame), `rooms` (the user's rooms, when they change), `expiring` ({in,
+   * refreshing}), `refreshed` (the refresh's ack), `token_error` (a SwitchboardError: getting
+   * or sending a fresh token failed; it is retried), `error` (a SwitchboardError the server
+   * sent with no request to blame).
    */
   on(type, fn) {
     if (!this.#listeners.has(type)) this.#listeners.set(type, new Set());
@@ -252,6 +210,7 @@ export class Switchboard {
     if (this.#state !== State.IDLE && this.#state !== State.STOPPED) return this;
     this.#stopReason = null;
     this.#attempt = 0;
+    this.#resumedAs = null;
     this.#epoch++;
     globalThis.addEventListener?.('online', this.#onOnline);
     this.#setState(State.CONNECTING);
@@ -304,26 +263,57 @@ export class Switchboard {
     return this.#request({ type: 'event', name, data });
   }
 
+  /**
+   * rpc calls method on the backend's rpc hook with data, and resolves with the backend's
+   * answer. It rejects with the server's code (`rpc_failed` with the backend's `status`,
+   * `unavailable`, `not_enabled`, `rate_limited`), with `timeout` after options.timeout ms
+   * (default requestTimeout), or with `disconnected` when the connection drops first: the
+   * backend may or may not have run the call.
+   */
+  async rpc(method, data = null, { timeout = this.#requestTimeout } = {}) {
+    const result = await this.#request({ type: 'rpc', method, data }, timeout);
+    return result.data;
+  }
+
+  /**
+   * refresh hands the client a fresh token (or, without one, asks getToken for it). It is
+   * used for every later connection, and sent to the server at once when the client is
+   * live, so that the open connection outlives the old token. It resolves with the
+   * server's ack, or null when the client is not live (the token waits for the next
+   * connection); it rejects with the server's code (`forbidden`) when the token is refused.
+   */
+  async refresh(token) {
+    if (this.#mode !== Mode.TOKEN) throw new SwitchboardError('bad_request', 'only a client that connects with a token can refresh it');
+    if (token == null) token = await this.#fetchToken();
+    else if (typeof token !== 'string' || !token) throw new TypeError('Switchboard: refresh takes a token string');
+    this.#token = token;
+    if (this.#state !== State.LIVE) return null;
+    const ack = await this.#request({ type: 'refresh', token });
+    this.#timers.clearTimeout(this.#refreshTimer);
+    this.#emit('refreshed', ack);
+    return ack;
+  }
+
   // --- connection ---------------------------------------------------------------------
 
   async #open() {
     const epoch = this.#epoch;
-    let token;
-    if (typeof this.#token === 'function') {
+    let token = null;
+    if (this.#mode === Mode.TOKEN) {
       try {
-        token = await this.#token();
+        token = this.#heldToken() ?? (await this.#fetchToken());
       } catch (err) {
-        if (epoch === this.#epoch) this.#retry(null, `getting a token failed: ${err}`);
+        if (epoch !== this.#epoch) return;
+        const failure = this.#tokenError(err, 'connect');
+        this.#retry(null, failure.message);
         return;
       }
       if (epoch !== this.#epoch) return; // stopped, maybe started again, meanwhile
-      if (!this.#user && typeof token === 'string') {
+      if (!this.#user) {
         // Now we know whose stream this is, and where to resume it.
         this.#user = tokenSubject(token);
-        this.#lastId ??= this.#loadLastId();
+        this.#lastId = this.#since ?? this.#loadLastId();
       }
-    } else {
-      token = this.#token;
     }
     const url = this.#connectURL(token);
     let ws;
@@ -334,6 +324,7 @@ export class Switchboard {
       return;
     }
     this.#ws = ws;
+    this.#sentSince = this.#lastId;
     let opened = false;
     ws.onopen = () => {
       opened = true;
@@ -353,10 +344,47 @@ export class Switchboard {
     }, this.#connectTimeout);
   }
 
+  // heldToken is the token string to connect with, when there is one: without getToken,
+  // the one held; with it, the option's string, once and while still valid (later attempts
+  // ask getToken for fresh ones). Null means: ask getToken.
+  #heldToken() {
+    if (this.#token == null || (this.#getToken && !this.#tokenLive(this.#token))) return null;
+    const token = this.#token;
+    if (this.#getToken) this.#token = null;
+    return token;
+  }
+
+  async #fetchToken() {
+    if (!this.#getToken) throw new SwitchboardError('token_failed', 'there is no getToken to ask for a fresh token');
+    const token = await this.#getToken();
+    if (typeof token !== 'string' || !token) {
+      throw new TypeError(`getToken gave ${token === '' ? 'an empty string' : typeof token}, not a token`);
+    }
+    return token;
+  }
+
+  // tokenLive reports whether token may still connect: its exp, if it says, is ahead.
+  #tokenLive(token) {
+    const exp = tokenClaims(token)?.exp;
+    return typeof exp !== 'number' || exp * 1000 > this.#now();
+  }
+
+  // tokenError reports a failure to get or hand over a fresh token as a token_error event;
+  // the caller retries. It returns the error reported.
+  #tokenError(err, phase) {
+    const failure =
+      err instanceof SwitchboardError && err.code !== 'token_failed'
+        ? err
+        : new SwitchboardError('token_failed', `getting a token failed: ${err?.message ?? err}`, { cause: err });
+    failure.phase = phase;
+    this.#emit('token_error', failure);
+    return failure;
+  }
+
   #connectURL(token) {
     const u = new URL(this.#url);
     if (token != null) u.searchParams.set('token', token);
-    else u.searchParams.set('user', this.#devUser);
+    else if (this.#mode === Mode.DEV) u.searchParams.set('user', this.#devUser);
     if (this.#lastId) u.searchParams.set('since', this.#lastId);
     return u.toString();
   }
@@ -369,13 +397,16 @@ export class Switchboard {
       this.#emit('error', new SwitchboardError('bad_frame', 'the server sent a frame that is not JSON'));
       return;
     }
-    switch (f.type) {
+    switch (f?.type) {
       case 'welcome':
         return this.#onWelcome(f);
       case 'message':
         return this.#onMessage(f);
+      case 'expiring':
+        return this.#onExpiring(f);
       case 'ack':
       case 'error':
+      case 'result':
         return this.#settle(f);
       default:
         // Unknown frame types are newer servers talking; ignoring them is forward compatible.
@@ -385,18 +416,36 @@ export class Switchboard {
 
   #onWelcome(f) {
     this.#timers.clearTimeout(this.#connectTimer);
-    if (f.user) this.#user = f.user; // the storage key from now on, if we could not guess it
+    if (typeof f.user === 'string' && f.user && f.user !== this.#user && this.#adoptUser(f.user)) return;
     this.#node = f.node ?? null;
     // With no message seen yet, resume later from where this connection starts, so that
     // what arrives while we are away is not lost.
     if (!this.#lastId && isMessageId(f.last_id)) this.#saveLastId(f.last_id);
     this.#attempt = 0;
     this.#welcome = f;
+    if (Array.isArray(f.rooms)) this.#rooms = new Set(f.rooms.filter((r) => typeof r === 'string'));
     this.#emit('welcome', f);
+    if (this.#rooms) this.#emit('rooms', this.rooms);
     this.#setState(State.LIVE, { recovered: f.recovered, node: this.#node });
-    const queued = this.#queue;
-    this.#queue = [];
-    for (const req of queued) this.#transmit(req);
+    const ws = this.#ws;
+    this.#requests.flush((text) => ws.send(text));
+  }
+
+  // adoptUser makes user, whom a welcome named, the one whose position we keep: in dev mode
+  // it was ours to choose, otherwise the token or the connect hook decide. When the socket
+  // was opened at another position than user's own (we guessed someone else), it reconnects
+  // at once from user's, and reports true: this connection is dropped.
+  #adoptUser(user) {
+    if (this.#mode === Mode.DEV) return false;
+    this.#user = user;
+    if (this.#mode === Mode.HOOK) this.#write(this.#hookUserKey, user);
+    this.#lastId = this.#since ?? this.#loadLastId();
+    if (this.#lastId === this.#sentSince || this.#resumedAs === user) return false;
+    this.#resumedAs = user;
+    this.#detach(this.#ws, 1000, 'reconnecting from the position of the welcomed user');
+    this.#ws = null;
+    this.#open();
+    return true;
   }
 
   #onMessage(f) {
@@ -405,18 +454,60 @@ export class Switchboard {
     if (!isMessageId(f.id)) return;
     if (this.#lastId && compareIds(f.id, this.#lastId) <= 0) return;
     this.#saveLastId(f.id);
+    // A message from a room we did not know: a backend added the user to it.
+    if (typeof f.room === 'string') this.#roomChanged(f.room, true);
     this.#emit('message', f);
+  }
+
+  #roomChanged(room, member) {
+    if (!this.#rooms || this.#rooms.has(room) === member) return;
+    if (member) this.#rooms.add(room);
+    else this.#rooms.delete(room);
+    this.#emit('rooms', this.rooms);
+  }
+
+  // onExpiring answers the server's warning that the token runs out: with getToken, a fresh
+  // token on this same socket; without, the application is told (event `expiring`) and may
+  // call refresh(token) itself before the server closes the connection with 4003.
+  #onExpiring(f) {
+    this.#emit('expiring', { in: f.in, refreshing: Boolean(this.#getToken) });
+    if (!this.#getToken) return;
+    this.#timers.clearTimeout(this.#refreshTimer);
+    this.#refreshAttempt = 0;
+    this.#refreshOn(this.#ws);
+  }
+
+  // refreshOn gets a fresh token and sends it on ws; a failure is reported and tried again
+  // with the backoff for as long as ws is the connection (its close ends the retries: the
+  // reconnect asks for a token anyway).
+  async #refreshOn(ws) {
+    if (ws !== this.#ws || !ws) return;
+    try {
+      const token = await this.#fetchToken();
+      if (ws !== this.#ws) return;
+      const ack = await this.#request({ type: 'refresh', token });
+      if (ws !== this.#ws) return;
+      this.#emit('refreshed', ack);
+    } catch (err) {
+      if (ws !== this.#ws) return;
+      this.#tokenError(err, 'refresh');
+      const delay = this.#backoffDelay(this.#refreshAttempt++);
+      this.#refreshTimer = this.#timers.setTimeout(() => this.#refreshOn(ws), delay);
+    }
   }
 
   #onClose(code, reason, opened, url) {
     this.#timers.clearTimeout(this.#connectTimer);
+    this.#timers.clearTimeout(this.#refreshTimer);
     this.#ws = null;
-    this.#dropInflight();
+    this.#requests.dropInflight();
     if (this.#state === State.STOPPED) return;
     if (code === CloseCode.KICKED) {
       this.#stop(new SwitchboardError('kicked', reason || 'disconnected by the server', { closeCode: code }));
     } else if (code === CloseCode.POLICY) {
       this.#stop(new SwitchboardError('policy', reason || 'closed for breaking the server policy', { closeCode: code }));
+    } else if (code === CloseCode.TOKEN_EXPIRED) {
+      this.#onExpired(code, reason);
     } else if (!opened && url) {
       this.#diagnose(url, code);
     } else if ((code === CloseCode.RESTARTING || code === CloseCode.TRY_AGAIN) && this.#attempt === 0) {
@@ -425,6 +516,18 @@ export class Switchboard {
       this.#retry(0, reason, code);
     } else {
       this.#retry(null, reason, code);
+    }
+  }
+
+  // onExpired follows a close 4003: the token ran out. With getToken (or a token given to
+  // refresh() that is still valid, or the connect hook, which asks the cookie again) the
+  // client reconnects at once and resumes; holding only the expired token it stops.
+  #onExpired(code, reason) {
+    const renewable = this.#mode !== Mode.TOKEN || this.#getToken || (this.#token && this.#tokenLive(this.#token));
+    if (!renewable) {
+      this.#stop(new SwitchboardError('token_expired', 'the token expired; pass a new one to refresh() and connect() again', { closeCode: code }));
+    } else {
+      this.#retry(this.#attempt === 0 ? 0 : null, reason || 'token expired', code);
     }
   }
 
@@ -453,12 +556,14 @@ export class Switchboard {
     this.#retry(null, status ? `refused with ${status}` : 'could not connect', code);
   }
 
+  #backoffDelay(attempt) {
+    const { initial, max, factor } = this.#backoff;
+    const cap = Math.min(max, initial * factor ** attempt);
+    return Math.round(cap / 2 + (this.#random() * cap) / 2);
+  }
+
   #retry(delay, reason, closeCode) {
-    if (delay == null) {
-      const { initial, max, factor } = this.#backoff;
-      const cap = Math.min(max, initial * factor ** this.#attempt);
-      delay = Math.round(cap / 2 + (this.#random() * cap) / 2);
-    }
+    delay ??= this.#backoffDelay(this.#attempt);
     this.#attempt++;
     this.#setState(State.RECONNECTING, { delay, attempt: this.#attempt, closeCode, reason });
     this.#retryTimer = this.#timers.setTimeout(() => {
@@ -480,15 +585,14 @@ export class Switchboard {
     this.#epoch++;
     this.#timers.clearTimeout(this.#retryTimer);
     this.#timers.clearTimeout(this.#connectTimer);
+    this.#timers.clearTimeout(this.#refreshTimer);
     this.#retryTimer = null;
     globalThis.removeEventListener?.('online', this.#onOnline);
     if (this.#ws) this.#detach(this.#ws, 1000, 'client closed');
     this.#ws = null;
     this.#stopReason = reason;
     const err = new SwitchboardError('stopped', `the client stopped: ${reason.message}`, { reason });
-    for (const req of [...this.#inflight.values(), ...this.#queue]) this.#reject(req, err);
-    this.#inflight.clear();
-    this.#queue = [];
+    this.#requests.rejectAll(err);
     this.#setState(State.STOPPED, { reason });
   }
 
@@ -503,63 +607,21 @@ export class Switchboard {
 
   // --- requests -----------------------------------------------------------------------
 
-  #request(frame) {
-    return new Promise((resolve, reject) => {
-      if (this.#state === State.STOPPED) {
-        reject(new SwitchboardError('stopped', 'the client is stopped', { reason: this.#stopReason }));
-        return;
-      }
-      const ref = String(this.#nextRef++);
-      const req = { frame: { ...frame, ref }, resolve, reject, timer: null };
-      req.timer = this.#timers.setTimeout(() => {
-        this.#inflight.delete(ref);
-        this.#queue = this.#queue.filter((r) => r !== req);
-        reject(new SwitchboardError('timeout', `no answer to ${frame.type} within ${this.#requestTimeout} ms`));
-      }, this.#requestTimeout);
-      // Requests made while (re)connecting wait for the welcome rather than failing.
-      if (this.#state === State.LIVE) this.#transmit(req);
-      else this.#queue.push(req);
-    });
-  }
-
-  #transmit(req) {
-    this.#inflight.set(req.frame.ref, req);
-    try {
-      this.#ws.send(JSON.stringify(req.frame));
-    } catch (err) {
-      this.#inflight.delete(req.frame.ref);
-      this.#reject(req, new SwitchboardError('disconnected', `could not send: ${err.message}`));
+  // request sends frame now when live; requests made while (re)connecting wait for the
+  // welcome rather than failing.
+  #request(frame, timeout) {
+    if (this.#state === State.STOPPED) {
+      return Promise.reject(new SwitchboardError('stopped', 'the client is stopped', { reason: this.#stopReason }));
     }
+    const ws = this.#ws;
+    return this.#requests.create(frame, { timeout, send: this.#state === State.LIVE ? (text) => ws.send(text) : null });
   }
 
   #settle(f) {
-    const req = f.ref != null ? this.#inflight.get(f.ref) : undefined;
-    if (!req) {
-      if (f.type === 'error') this.#emit('error', new SwitchboardError(f.code, f.message));
-      return;
-    }
-    this.#inflight.delete(f.ref);
-    this.#timers.clearTimeout(req.timer);
-    if (f.type === 'ack') req.resolve(f);
-    else req.reject(new SwitchboardError(f.code, f.message));
-  }
-
-  // dropInflight handles requests whose socket closed before their answer came. Joins and
-  // leaves are idempotent, so they are sent again once live; a send or event may or may not
-  // have been accepted, and sending it again could deliver it twice, so the caller decides.
-  #dropInflight() {
-    const retry = [];
-    for (const req of this.#inflight.values()) {
-      if (req.frame.type === 'join' || req.frame.type === 'leave') retry.push(req);
-      else this.#reject(req, new SwitchboardError('disconnected', `the connection closed before the server answered the ${req.frame.type}; it may or may not have been accepted`));
-    }
-    this.#inflight.clear();
-    this.#queue = [...retry, ...this.#queue];
-  }
-
-  #reject(req, err) {
-    this.#timers.clearTimeout(req.timer);
-    req.reject(err);
+    const settled = this.#requests.settle(f);
+    if (settled?.unclaimed) this.#emit('error', settled.unclaimed);
+    const { type, room } = settled?.frame ?? {};
+    if (type === 'join' || type === 'leave') this.#roomChanged(room, type === 'join');
   }
 
   // --- state, events and storage ------------------------------------------------------
@@ -583,23 +645,36 @@ export class Switchboard {
     }
   }
 
-  #loadLastId() {
-    if (!this.#user) return null;
+  // hookUserKey is where the user a connect hook named is kept, so that the next page load
+  // resumes from that user's position at once. '#' cannot be in a user id.
+  get #hookUserKey() {
+    return `${this.#storageKey}#connect-hook-user`;
+  }
+
+  #read(key) {
     try {
-      const id = this.#storage.getItem(this.#storageKey + this.#user);
-      return isMessageId(id) ? id : null;
+      return this.#storage.getItem(key);
     } catch {
       return null;
     }
   }
 
-  #saveLastId(id) {
-    this.#lastId = id;
-    if (!this.#user) return;
+  #write(key, value) {
     try {
-      this.#storage.setItem(this.#storageKey + this.#user, id);
+      this.#storage.setItem(key, value);
     } catch {
       // A full or blocked storage costs only resume-after-reload, not the live connection.
     }
+  }
+
+  #loadLastId() {
+    if (!this.#user) return null;
+    const id = this.#read(this.#storageKey + this.#user);
+    return isMessageId(id) ? id : null;
+  }
+
+  #saveLastId(id) {
+    this.#lastId = id;
+    if (this.#user) this.#write(this.#storageKey + this.#user, id);
   }
 }

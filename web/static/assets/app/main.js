@@ -3,7 +3,8 @@
 // Session of the signed-in user.
 //
 // What is kept where, and why:
-// - The session (name or token) is in sessionStorage: it survives a reload, not the tab.
+// - The session (a name, a token, a token URL, or "signed in by your site") is in
+//   sessionStorage: it survives a reload, not the tab.
 // - Each user's conversations (the last MAX_KEPT messages of each), room list and direct
 //   partners are in localStorage, with the library's last seen id. They are written together
 //   (see SavedState), so the stored position never runs ahead of the stored messages.
@@ -17,7 +18,7 @@
 //   remembers them.
 
 import { Switchboard, tokenSubject } from '../switchboard.js';
-import { splitKey } from './history.js';
+import { convTitle, splitKey } from './history.js';
 import { Session } from './session.js';
 import { SigninForm, VALID_ID, isSession } from './signin.js';
 import { SavedState, localStore } from './storage.js';
@@ -57,7 +58,7 @@ export class App {
     } catch {
       // unreadable: sign in afresh
     }
-    // Both ways to sign in are offered; a name refused with 401 switches the form to tokens.
+    // Every way to sign in is offered; a name refused with 401 switches the form to tokens.
     if (isSession(saved)) this.start(saved);
     else this.#signin.show();
   }
@@ -65,12 +66,13 @@ export class App {
   start(session) {
     this.session = new Session({
       session,
-      me: session.token ? tokenSubject(session.token) : session.user,
+      me: session.token ? tokenSubject(session.token) : (session.user ?? null),
       store: this.#store,
       view: this.#view,
       createClient: this.#createClient,
       fetch: this.#fetch,
       isHidden: () => this.#doc.hidden,
+      remember: (s) => this.#sessions.setItem(SESSION_KEY, JSON.stringify(s)),
       end: (message, { wantsToken }) => {
         this.signOut(message);
         if (wantsToken) this.#signin.setMode('token');
@@ -98,6 +100,16 @@ export class App {
       this.#view.hideBanner();
       this.session?.client.connect();
     });
+    $('renew-form').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      $('renew-error').textContent = '';
+      try {
+        await this.session?.renewToken($('renew-token').value.trim());
+        $('renew-token').value = '';
+      } catch (err) {
+        $('renew-error').textContent = err.code === 'forbidden' ? `The server refused that token: ${err.message}` : err.message;
+      }
+    });
     this.#wireSidebar($);
     this.#wireConversation($);
     // Seen in another tab or while hidden: clear the unread count when the user comes back.
@@ -120,7 +132,7 @@ export class App {
         await this.session.joinRoom(room);
         input.value = '';
       } catch (err) {
-        $('join-error').textContent = `Could not join: ${err.message}`;
+        $('join-error').textContent = refusal(`join #${room}`, err);
       }
     });
     $('dm-form').addEventListener('submit', (e) => {
@@ -164,7 +176,8 @@ export class App {
     $('composer').addEventListener('submit', async (e) => {
       e.preventDefault();
       const text = input.value.trim();
-      if (!text || !this.session?.history.current) return;
+      const key = this.session?.history.current;
+      if (!text || !key) return;
       input.value = '';
       try {
         await this.session.send(text);
@@ -173,10 +186,24 @@ export class App {
         this.#view.showNotice(
           err.code === 'disconnected'
             ? 'The connection dropped while sending; the message may not have arrived.'
-            : `Not sent: ${err.message}`,
+            : `Not sent. ${refusal(`send to ${convTitle(key)}`, err)}`,
         );
       }
     });
+  }
+}
+
+// refusal says why the server refused what (a phrase: "join #ops") in words for the user.
+export function refusal(what, err) {
+  switch (err.code) {
+    case 'forbidden':
+      return `You are not allowed to ${what}: ${err.message}.`;
+    case 'unavailable':
+      return `Could not ${what}: the server could not check whether you may (${err.message}). Try again.`;
+    case 'not_member':
+      return `Join the room first to ${what}.`;
+    default:
+      return `Could not ${what}: ${err.message}`;
   }
 }
 

@@ -1,45 +1,86 @@
 // session.js: one signed-in user, from sign-in to sign-out: the client connection, the
 // history this browser keeps for them, their room list, and sending. A new sign-in is a new
 // Session, so nothing of the previous user's state carries over.
+//
+// How the user is known: a dev name or a pasted token say it at once; with a token URL or
+// the site's cookie (the server's connect hook) the server's welcome says it, and the
+// session remembers it for the next load. Until then the History keeps nothing.
 
-import { State } from '../switchboard.js';
+import { State, tokenSubject } from '../switchboard.js';
 import { History, convTitle, sentEntry, splitKey } from './history.js';
 
-// Session runs the app for one user. Its parts are given: session ({user} or {token}), me
-// (the user id), store (a SavedState), view (a View), createClient (options → Switchboard),
-// fetch, isHidden (whether the page is hidden), and end(message, {wantsToken}), called when
-// the server refuses the user for good.
+// NOWHERE is the store of a History whose user the server has not named yet.
+const NOWHERE = { getItem: () => null, setItem() {}, setLazy() {} };
+
+// fetchToken asks a token URL of the site's backend for a fresh token, with the browser's
+// cookies for that site: the answer is the token as text, or JSON {"token": "..."}.
+export async function fetchToken(fetch, url) {
+  let res;
+  try {
+    res = await fetch(url, { credentials: 'include', cache: 'no-store' });
+  } catch (err) {
+    throw new Error(`could not reach ${url} (${err.message})`);
+  }
+  if (!res.ok) throw new Error(`${url} answered ${res.status}`);
+  const text = (await res.text()).trim();
+  if (!text.startsWith('{')) return text;
+  const token = JSON.parse(text)?.token;
+  if (typeof token !== 'string') throw new Error(`${url} answered JSON without a "token"`);
+  return token;
+}
+
+// Session runs the app for one user. Its parts are given: session ({user}, {token},
+// {tokenUrl, user?} or {site: true, user?}), me (the user id, when known), store (a
+// SavedState), view (a View), createClient (options → Switchboard), fetch, isHidden
+// (whether the page is hidden), remember(session) (keeps the session for a reload), and
+// end(message, {wantsToken}), called when the server refuses the user for good.
 export class Session {
+  #store;
   #view;
-  #fetch;
   #isHidden;
   #end;
-  #roomsChanged = null; // rooms joined or left while the room list is being fetched
-  #roomsRefused = false; // /v1 wants the API key: stop asking, keep the local list
+  #remember;
   #everLive = false; // this session has been live: a 401 now means the token expired
+  #tokenTrouble = false; // the banner says a fresh token could not be had
 
-  constructor({ session, me, store, view, createClient, fetch, isHidden, end }) {
+  constructor({ session, me, store, view, createClient, fetch, isHidden, end, remember = () => {} }) {
     this.session = session;
-    this.me = me;
-    this.history = new History(store, me);
+    this.me = me ?? null;
+    this.#store = store;
+    this.history = new History(me ? store : NOWHERE, me ?? '');
     this.#view = view;
-    this.#fetch = fetch;
     this.#isHidden = isHidden;
     this.#end = end;
+    this.#remember = remember;
     this.client = createClient({
-      ...(session.token ? { token: session.token } : { user: session.user }),
+      ...this.#identity(fetch),
       storage: store,
-      // Nothing kept here for this user: ask for all the history the server still holds.
-      since: this.history.isEmpty ? '0-0' : undefined,
+      // Nothing kept here for this user (or the user is not known yet: then what was kept
+      // is merged, duplicates dropped): ask for all the history the server still holds.
+      since: !me || this.history.isEmpty ? '0-0' : undefined,
     });
     this.client.on('state', (s) => this.#onState(s));
+    this.client.on('welcome', (w) => this.#onWelcome(w));
+    this.client.on('rooms', (rooms) => this.#onRooms(rooms));
     this.client.on('message', (m) => this.#onMessage(m));
+    this.client.on('expiring', (e) => this.#onExpiring(e));
+    this.client.on('token_error', (err) => this.#onTokenError(err));
+    this.client.on('refreshed', () => this.#tokenFine());
     this.client.on('error', (err) => view.showNotice(`The server said: ${err.message}`));
+  }
+
+  // identity is how the client says who the user is, by the kind of session.
+  #identity(fetch) {
+    const s = this.session;
+    if (s.site) return { connectHook: true, user: s.user };
+    if (s.tokenUrl) return { getToken: () => fetchToken(fetch, s.tokenUrl), user: s.user };
+    if (s.token) return { token: s.token };
+    return { user: s.user };
   }
 
   // start shows what this browser kept and connects.
   start() {
-    this.#view.showSignedIn(this.me);
+    this.#view.showSignedIn(this.me ?? '…');
     this.#view.renderSidebar(this.history);
     this.open(this.history.current, { focus: false });
     this.client.connect();
@@ -68,14 +109,12 @@ export class Session {
 
   async joinRoom(room) {
     await this.client.join(room);
-    this.#roomsChanged?.set(room, true);
     this.history.joined(room);
     this.open(`room:${room}`);
   }
 
   async leaveRoom(room) {
     await this.client.leave(room);
-    this.#roomsChanged?.set(room, false);
     this.history.left(room);
     this.open(null);
   }
@@ -96,12 +135,25 @@ export class Session {
     if (this.history.add(key, entry) && this.history.current === key) this.#view.appendMessage(entry);
   }
 
+  // renewToken takes a token pasted into the banner: the open connection goes on with it
+  // (or, stopped with an expired token, connects again with it).
+  async renewToken(token) {
+    const sub = tokenSubject(token);
+    if (!sub) throw new Error('That is not a token with a user id (its "sub" claim).');
+    if (sub !== this.me) throw new Error(`That token is for ${sub}, not ${this.me}.`);
+    const stopped = this.client.state === State.STOPPED;
+    await this.client.refresh(token);
+    this.session = { ...this.session, token };
+    this.#remember(this.session);
+    this.#view.hideBanner();
+    if (stopped) this.client.connect();
+  }
+
   #onState({ state, reason, recovered }) {
     this.#view.showConnection(state);
     if (state === State.LIVE) {
       this.#everLive = true;
       this.#view.hideBanner();
-      this.refreshRooms();
       if (recovered === false) {
         this.#view.showBanner('Some messages sent while you were away had expired on the server and could not be restored.');
       }
@@ -110,17 +162,59 @@ export class Session {
     }
   }
 
+  // onWelcome adopts the user the server names, when it is not the one this session had:
+  // with a token URL or the site's cookie that is how the app learns who it is.
+  #onWelcome(w) {
+    if (typeof w.user !== 'string' || w.user === this.me) return;
+    this.me = w.user;
+    this.history = new History(this.#store, w.user);
+    if (this.session.site || this.session.tokenUrl) {
+      this.session = { ...this.session, user: w.user };
+      this.#remember(this.session);
+    }
+    this.#view.showSignedIn(w.user);
+    this.open(this.history.current, { focus: false });
+  }
+
+  // onRooms takes the user's rooms from the server (each welcome, and rooms that appear):
+  // membership belongs to the user and can change while away (a backend adds or removes).
+  #onRooms(rooms) {
+    if (this.history.setRooms(rooms)) this.open(null, { focus: false });
+    this.#view.renderSidebar(this.history);
+  }
+
+  // onExpiring: with a pasted token there is nobody to ask for a new one but the user.
+  #onExpiring({ in: seconds, refreshing }) {
+    if (refreshing) return;
+    this.#view.showBanner(`Your token expires in ${seconds} seconds. Paste a new one to stay connected.`, '', { renew: true });
+  }
+
+  #onTokenError(err) {
+    this.#tokenTrouble = true;
+    this.#view.showBanner(`Could not get a fresh token: ${err.message}. Trying again…`);
+  }
+
+  #tokenFine() {
+    if (!this.#tokenTrouble) return;
+    this.#tokenTrouble = false;
+    this.#view.hideBanner();
+  }
+
   #onStopped(reason) {
     switch (reason.code) {
       case 'closed':
         return;
+      case 'token_expired':
+        return this.#view.showBanner('Your token has expired. Paste a new one to connect again.', '', { renew: true });
       case 'unauthorized':
       case 'forbidden':
       case 'bad_request': {
+        const s = this.session;
         // A name refused with 401 means the server wants tokens: it is not in dev mode.
-        const wantsToken = !this.session.token && reason.code === 'unauthorized';
+        const wantsToken = !s.token && !s.tokenUrl && !s.site && reason.code === 'unauthorized';
         let message = `Could not sign in: ${reason.message}`;
-        if (wantsToken) message = 'This server is not in development mode: sign in with a token.';
+        if (wantsToken) message = 'This server is not in development mode: sign in with a token, or by your site.';
+        else if (s.site && reason.code === 'unauthorized') message = `Your site did not sign you in: ${reason.message}. Sign in on your site, then try again.`;
         else if (this.#everLive && reason.code === 'unauthorized') message = 'Your token has expired: sign in again.';
         return this.#end(message, { wantsToken });
       }
@@ -140,28 +234,5 @@ export class Session {
     else if (!entry.mine) this.#view.announce(`New message from ${entry.from ?? 'the backend'} in ${convTitle(key)}`);
     if ((key !== current || this.#isHidden()) && !entry.mine) this.history.markUnread(key);
     this.#view.renderSidebar(this.history);
-  }
-
-  // refreshRooms asks the server for the user's rooms: membership belongs to the user and
-  // can change while away (PUT/DELETE /v1/rooms/...). /v1 is open in dev mode; behind an API
-  // key the answer is 401 and the list this browser kept stands.
-  async refreshRooms() {
-    if (this.#roomsRefused) return;
-    const changed = (this.#roomsChanged = new Map());
-    try {
-      const res = await this.#fetch(`/v1/users/${encodeURIComponent(this.me)}/rooms`, { cache: 'no-store' });
-      if (res.status === 401 || res.status === 403) this.#roomsRefused = true;
-      if (!res.ok) return;
-      const { rooms } = await res.json();
-      if (changed !== this.#roomsChanged || !Array.isArray(rooms)) return;
-      const next = new Set(rooms);
-      for (const [room, joined] of changed) joined ? next.add(room) : next.delete(room);
-      if (this.history.setRooms(next)) this.open(null, { focus: false });
-      this.#view.renderSidebar(this.history);
-    } catch {
-      // Offline: the kept list stands.
-    } finally {
-      if (changed === this.#roomsChanged) this.#roomsChanged = null;
-    }
   }
 }

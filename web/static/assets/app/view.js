@@ -50,15 +50,24 @@ export class View {
     this.$('app-view').hidden = true;
   }
 
-  showBanner(text, action = '') {
+  // showBanner shows text above the conversation, with a button saying action (when given),
+  // or with renew, the form that takes a new token.
+  showBanner(text, action = '', { renew = false } = {}) {
     this.$('banner-text').textContent = text;
     this.$('banner-action').hidden = !action;
     this.$('banner-action').textContent = action;
+    const wasRenewing = !this.$('renew-form').hidden;
+    this.$('renew-form').hidden = !renew;
+    if (renew && !wasRenewing) {
+      this.$('renew-token').value = '';
+      this.$('renew-error').textContent = '';
+    }
     this.$('banner').hidden = false;
   }
 
   hideBanner() {
     this.$('banner').hidden = true;
+    this.$('renew-form').hidden = true;
   }
 
   showNotice(text) {
