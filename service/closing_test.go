@@ -1,0 +1,137 @@
+package service_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/testutil"
+	"github.com/switchboard-dev/switchboard/service"
+)
+
+// oversized is a masked text frame of 2 MB, far over the default read limit (64 KiB and
+// 4 KiB of room): what a browser sends when a page calls send with a large string.
+func oversized() []byte {
+	return service.WireFrame(0x81, true, 0, -1, bytes.Repeat([]byte("x"), 2<<20))
+}
+
+// closeFrame reads server frames up to the close frame and returns its code and reason.
+func (r *rawWS) closeFrame(t *testing.T) (uint16, string) {
+	t.Helper()
+	for {
+		op, p, err := r.frame()
+		if err != nil {
+			t.Fatalf("reading up to the close frame: %v", err)
+		}
+		if op == 0x8 {
+			if len(p) < 2 {
+				t.Fatalf("a close frame without a code: %q", p)
+			}
+			return binary.BigEndian.Uint16(p), string(p[2:])
+		}
+	}
+}
+
+// Before the server read on after its close, the rest of the frame was still in its
+// receive buffer when it closed the socket, so its kernel answered with a reset: the
+// client's write of the frame failed (a browser then reports 1006 and drops the close
+// frame), and its read after the close frame got "connection reset", not EOF.
+func TestAnOversizedFrameGetsIts1009CloseAndThenEOF(t *testing.T) {
+	srv, _ := startRedis(t)
+	n := startNode(t, onRedis(srv), "a")
+	p := startBystander(t, n, n, "bystander", nil)
+	c := rawConnect(t, n, "mallory")
+	c.welcome(t)
+	if _, err := c.conn.Write(oversized()); err != nil {
+		t.Errorf("writing the oversized frame: %v (the server reset the connection)", err)
+	}
+	code, reason := c.closeFrame(t)
+	if code != 1009 || reason != "message too large" {
+		t.Fatalf("close %d %q, want 1009 %q", code, reason, "message too large")
+	}
+	if _, _, err := c.frame(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the close frame: %v, want EOF", err)
+	}
+	if got := closedTotal(t, n, "too_large"); got != 1 {
+		t.Fatalf("closed_total{too_large} = %v, want 1", got)
+	}
+	p.Stop()
+}
+
+// readLoops counts the node's connections whose goroutine has not ended, lingering ones
+// included (the linger runs at the end of the read loop's goroutine).
+func readLoops() int { return len(testutil.Goroutines("service.(*client).readLoop")) }
+
+// A peer that keeps sending after the close, or that never closes, holds its connection's
+// goroutine at most LingerTimeout, and a flood is cut off after LingerBytes: the node reads
+// little more than that and not for the whole time.
+func TestAPeerThatKeepsSendingOrNeverClosesIsCutOffWithinTheBound(t *testing.T) {
+	srv, _ := startRedis(t)
+	n := startNode(t, onRedis(srv), "a")
+	p := startBystander(t, n, n, "bystander", nil)
+	before := readLoops()
+	// The client's and the node's socket buffers hold tens of MB on loopback; a flood
+	// that only the time bound stopped would pass hundreds.
+	const floodCap = 128 << 20
+	garbage := bytes.Repeat([]byte{0xA5}, 64<<10)
+	cases := []struct {
+		name string
+		send func(c *rawWS) (sent int64, err error) // runs until the node cuts the connection off
+	}{
+		{"a flood of garbage after an oversized header", func(c *rawWS) (int64, error) {
+			sent := int64(0)
+			hdr := service.WireFrame(0x82, true, 64, 1<<40, nil)
+			if _, err := c.conn.Write(hdr); err != nil {
+				return 0, err
+			}
+			for sent < 1<<40 {
+				k, err := c.conn.Write(garbage)
+				sent += int64(k)
+				if err != nil {
+					return sent, err
+				}
+			}
+			return sent, nil
+		}},
+		{"part of an oversized frame, then silence without closing", func(c *rawWS) (int64, error) {
+			k, err := c.conn.Write(oversized()[:100<<10])
+			return int64(k), err
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := rawConnect(t, n, "mallory")
+			c.welcome(t)
+			_ = c.conn.SetDeadline(time.Time{}) // only the node may end this
+			type result struct {
+				sent int64
+				err  error
+			}
+			done := make(chan result, 1)
+			go func() {
+				sent, err := tc.send(c)
+				done <- result{sent, err}
+			}()
+			if code, reason := c.closeFrame(t); code != 1009 || reason != "message too large" {
+				t.Fatalf("close %d %q, want 1009", code, reason)
+			}
+			// The node's goroutine for the connection ends within the bound, though the
+			// client neither stops nor closes.
+			testutil.WaitFor(t, service.LingerTimeout+3*time.Second, func() bool { return readLoops() == before },
+				"the node to end the connection")
+			select {
+			case r := <-done:
+				if r.sent > floodCap {
+					t.Fatalf("the node read on for %d MB, want little over %d MB", r.sent>>20, service.LingerBytes>>20)
+				}
+				t.Logf("the client sent %d KB after the header (%v)", r.sent>>10, r.err)
+			case <-time.After(5 * time.Second):
+				t.Fatal("the client's writes still succeed after the node ended the connection")
+			}
+		})
+	}
+	p.Stop()
+}
