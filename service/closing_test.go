@@ -135,3 +135,34 @@ func TestAPeerThatKeepsSendingOrNeverClosesIsCutOffWithinTheBound(t *testing.T) 
 	}
 	p.Stop()
 }
+
+// A close the node starts off the read loop (here a kick, 4001) reads on too: a client
+// that is in the middle of a frame finishes writing it without a reset, then reads the
+// close frame and EOF. Before, the first bytes after the close drew a reset and the next
+// write failed, as a browser's would, which then reports 1006.
+func TestAClientMidFrameWhenKickedFinishesItsWriteAndReadsTheClose(t *testing.T) {
+	srv, _ := startRedis(t)
+	n := startNode(t, onRedis(srv), "a")
+	p := startBystander(t, n, n, "bystander", nil)
+	c := rawConnect(t, n, "mallory")
+	c.welcome(t)
+	frame := service.WireFrame(0x81, true, 0, -1, bytes.Repeat([]byte("y"), 60<<10)) // under the limit
+	c.write(t, frame[:1<<10])
+	if r := do(t, "DELETE", n.base+"/v1/users/mallory/connections", "", nil); r.status != 200 {
+		t.Fatalf("kick: %d %s", r.status, r.body)
+	}
+	if code, reason := c.closeFrame(t); code != 4001 || reason == "" {
+		t.Fatalf("close %d %q, want 4001 with a reason", code, reason)
+	}
+	for rest := frame[1<<10:]; len(rest) > 0; {
+		k := min(len(rest), 4<<10)
+		if _, err := c.conn.Write(rest[:k]); err != nil {
+			t.Fatalf("writing the rest of the frame after the close, %d bytes left: %v", len(rest), err)
+		}
+		rest = rest[k:]
+	}
+	if _, _, err := c.frame(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the close frame: %v, want EOF", err)
+	}
+	p.Stop()
+}
