@@ -58,7 +58,7 @@ func TestAnOversizedFrameGetsIts1009CloseAndThenEOF(t *testing.T) {
 	if got := closedTotal(t, n, "too_large"); got != 1 {
 		t.Fatalf("closed_total{too_large} = %v, want 1", got)
 	}
-	p.Stop()
+	stillDelivers(t, p)
 }
 
 // readLoops counts the node's connections whose goroutine has not ended, lingering ones
@@ -133,7 +133,7 @@ func TestAPeerThatKeepsSendingOrNeverClosesIsCutOffWithinTheBound(t *testing.T) 
 			}
 		})
 	}
-	p.Stop()
+	stillDelivers(t, p)
 }
 
 // A close the node starts off the read loop (here a kick, 4001) reads on too: a client
@@ -164,5 +164,14 @@ func TestAClientMidFrameWhenKickedFinishesItsWriteAndReadsTheClose(t *testing.T)
 	if _, _, err := c.frame(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the close frame: %v, want EOF", err)
 	}
+	stillDelivers(t, p)
+}
+
+// stillDelivers checks that the bystander's messages keep going through after what the
+// test did, then stops it: Stop fails the test if one was lost.
+func stillDelivers(t *testing.T, p *bystanderProbe) {
+	t.Helper()
+	seen := p.Delivered.Load()
+	testutil.WaitFor(t, 10*time.Second, func() bool { return p.Delivered.Load() >= seen+3 }, "the bystander's next messages")
 	p.Stop()
 }
