@@ -51,6 +51,8 @@ type client struct {
 	// connection is uncounted; OnOpen and OnClose run on the same goroutine.
 	counted bool
 
+	// sock is the socket as the guard reads it and as gws closes it (see linger).
+	sock linger
 	// Frame rate limiting (see framerate.go), fed by the guard with every frame; touched
 	// only on the read loop goroutine (the guard reads on it, as does OnMessage).
 	guard   frameGuard
@@ -95,13 +97,16 @@ func (c *client) attach(conn *gws.Conn) {
 // register.
 func (c *client) readLoop() {
 	defer c.s.wg.Done()
+	// Last, after OnClose (or the recovery below) released what the connection held:
+	// lingering on a closed connection holds nothing but this goroutine and the socket.
+	defer c.sock.finish()
 	// gws recovers panics only in OnMessage; one anywhere else on this goroutine (its
 	// frame parser, OnOpen, OnPing, OnPong, OnClose) unwinds ReadLoop, and would end the
 	// process. It ends this connection instead, and runs what OnClose would have.
 	defer func() {
 		if v := recover(); v != nil {
 			c.logPanic("read loop", v)
-			c.close(disconnectPanic)
+			c.closeHere(disconnectPanic)
 			defer func() {
 				if v := recover(); v != nil { // the same step again: give up on the rest
 					c.logPanic("cleanup", v)
@@ -193,10 +198,14 @@ func (c *client) writeClose(d disconnect) {
 // gws its error, on the read loop goroutine, because gws would otherwise answer that
 // error with a close of its own choosing (1000) — it sends only codes from its internal
 // package — and a hostile peer is the one waiting on the write lock.
-func (c *client) framesFailed(v *frameViolation) {
+func (c *client) framesFailed(v *frameViolation) { c.closeHere(disconnect(*v)) }
+
+// closeHere is close on the read loop's goroutine, which may wait on the socket: the close
+// frame is out when it returns, before the read loop ends and finishes the socket.
+func (c *client) closeHere(d disconnect) {
 	if c.out.shut(nil) {
-		c.s.metrics.rejected.WithLabelValues(v.label).Inc()
-		c.writeClose(disconnect(*v))
+		c.s.metrics.rejected.WithLabelValues(d.label).Inc()
+		c.writeClose(d)
 	}
 }
 

@@ -25,12 +25,17 @@ import (
 type frameGuard struct {
 	r     io.Reader
 	owner frameOwner // nil: frames are checked, not counted
+	// limit is the largest data message, in payload bytes (0: none). The guard checks it
+	// rather than gws, whose own check (the same limit) would close at once and lose the
+	// close frame to a reset (see linger), and with a reason of its own.
+	limit uint64
 
 	hdr       [maxClientFrameHeader]byte
 	have      int    // header bytes collected
 	need      int    // header length, once the second byte is known (0 before)
 	remaining uint64 // payload bytes of the current frame still to pass
 	open      bool   // a fragmented data message has begun and not ended
+	message   uint64 // payload bytes of the current data message, its frames so far
 	err       error  // the violation, returned from every Read once found
 	pending   *frameViolation
 }
@@ -90,6 +95,13 @@ var (
 	errContinuation    = protocolViolation("continuation frame without a message to continue")
 	errInterleaved     = protocolViolation("new data frame inside a fragmented message")
 )
+
+// closeMessageTooBig is the close code of a message over the size limit.
+const closeMessageTooBig = 1009
+
+// errTooLarge fails a connection whose client sent a message over the limit, refused at the
+// header of the frame that passes it, before its payload is read.
+var errTooLarge = &frameViolation{code: closeMessageTooBig, reason: "message too large", label: "too_large"}
 
 // Read reads from the socket and passes on the bytes of whole or partial frames that
 // conform; at the first violation it passes on what precedes the offending frame and then
@@ -211,11 +223,16 @@ func (g *frameGuard) frame() *frameViolation {
 			return errContinuation
 		}
 		g.open = !fin
+		g.message += n // no overflow: both are under 2^63
 	case opText, opBinary:
 		if g.open {
 			return errInterleaved
 		}
 		g.open = !fin
+		g.message = n
+	}
+	if g.limit > 0 && g.message > g.limit {
+		return errTooLarge
 	}
 	g.have, g.need, g.remaining = 0, 0, n
 	if g.owner != nil {

@@ -11,3 +11,9 @@ func SetPanicHook(s *Server, hook func(user, where string)) {
 // WireFrame encodes a client frame byte by byte, RFC-breaking ones included (see
 // wireFrame).
 var WireFrame = wireFrame
+
+// The bounds of reading on after a close (see linger).
+const (
+	LingerBytes   = lingerBytes
+	LingerTimeout = lingerTimeout
+)

@@ -86,8 +86,13 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 
 // guardAll reads stream through a frame guard in chunks, as gws's bufio.Reader would.
 func guardAll(stream, cuts []byte) (passed []byte, rec *frameRecorder, err error) {
+	return guardLimited(stream, cuts, 0)
+}
+
+// guardLimited is guardAll through a guard with a message size limit.
+func guardLimited(stream, cuts []byte, limit uint64) (passed []byte, rec *frameRecorder, err error) {
 	rec = &frameRecorder{}
-	g := &frameGuard{r: &chunkReader{data: stream, cuts: cuts}, owner: rec}
+	g := &frameGuard{r: &chunkReader{data: stream, cuts: cuts}, owner: rec, limit: limit}
 	buf := make([]byte, 64)
 	for {
 		n, e := g.Read(buf)
@@ -144,6 +149,49 @@ func TestFrameGuardRefusesFramesThatBreakRFC6455(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A message over the limit is refused at the header of the frame that takes it over, so
+// that its payload is never read into gws's buffer; what precedes that frame passes.
+func TestFrameGuardRefusesMessagesOverTheLimitAtTheirHeader(t *testing.T) {
+	const limit = 100
+	frame := func(b0 byte, n int) []byte { return wireFrame(b0, true, 0, -1, make([]byte, n)) }
+	cases := []struct {
+		name   string
+		before []byte // passes
+		over   []byte // refused with errTooLarge, nil for none
+	}{
+		{"a text frame one byte over the limit", nil, frame(0x81, limit+1)},
+		{"a binary frame declaring 2^40 bytes, its payload not sent", nil, wireFrame(0x82, true, 64, 1<<40, nil)},
+		{"fragments that add up to one byte over the limit",
+			joinBytes(frame(0x01, 60), frame(0x89, 125), frame(0x00, 30)), frame(0x80, 11)},
+		{"a message of exactly the limit, and another", joinBytes(frame(0x81, limit), frame(0x82, limit)), nil},
+		{"fragments of exactly the limit, control frames between them not counted",
+			joinBytes(frame(0x01, 50), frame(0x8A, 125), frame(0x80, 50), frame(0x81, limit)), nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			stream := joinBytes(tc.before, tc.over)
+			for _, cuts := range [][]byte{nil, {0}, {2, 7, 13}} {
+				passed, rec, err := guardLimited(stream, cuts, limit)
+				if tc.over == nil {
+					if err != nil || !bytes.Equal(passed, stream) {
+						t.Fatalf("cuts %v: %v, passed %d of %d bytes", cuts, err, len(passed), len(stream))
+					}
+					continue
+				}
+				if err != errTooLarge || len(rec.failed) != 1 || rec.failed[0] != errTooLarge {
+					t.Fatalf("cuts %v: error %v, owner told %v; want %v", cuts, err, rec.failed, errTooLarge)
+				}
+				if len(passed) < len(tc.before) || len(passed) >= len(tc.before)+maxClientFrameHeader || !bytes.Equal(passed, stream[:len(passed)]) {
+					t.Fatalf("cuts %v: passed %d bytes of %d, want what precedes the frame and no more than a header", cuts, len(passed), len(stream))
+				}
+			}
+		})
+	}
+	if errTooLarge.code != 1009 || errTooLarge.label != "too_large" {
+		t.Fatalf("errTooLarge = %+v", errTooLarge)
 	}
 }
 

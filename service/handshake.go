@@ -15,6 +15,8 @@ import (
 // overtake the held answer; later writes go straight to the socket.
 type handshakeConn struct {
 	net.Conn
+	// sock closes the connection once it is upgraded (see linger); nil: Close closes it.
+	sock *linger
 
 	mu      sync.Mutex
 	held    bool   // the first write has been taken
@@ -62,7 +64,7 @@ func (h *handshakeConn) writeBuffers(bufs net.Buffers) error {
 const handshakeFlushTimeout = time.Second
 
 // Close sends what is still held (an upgrade refused by gws writes its 400 and closes),
-// then closes the connection.
+// then closes the connection: gws calls it right after writing a close frame.
 func (h *handshakeConn) Close() error {
 	h.mu.Lock()
 	p := h.pending
@@ -72,5 +74,8 @@ func (h *handshakeConn) Close() error {
 		_, _ = h.Conn.Write(p)
 	}
 	h.mu.Unlock()
+	if h.sock != nil {
+		return h.sock.close()
+	}
 	return h.Conn.Close()
 }

@@ -100,7 +100,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "switchboard_messages_out_total", Help: "Messages queued to this node's WebSockets (live, replayed and caught up).",
 		})),
 		rejected: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_connections_closed_total", Help: "WebSockets closed by the server, once each, by reason (slow_consumer, rate_limited, protocol_error, panic, kicked, draining, lagged, redis_unavailable, server_error).",
+			Name: "switchboard_connections_closed_total", Help: "WebSockets closed by the server, once each, by reason (slow_consumer, rate_limited, protocol_error, too_large, panic, kicked, draining, lagged, redis_unavailable, server_error).",
 		}, []string{"reason"})),
 		limited: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_limited_total", Help: "Client actions refused by a per-user or per-IP rate limit (send, join, event, user_conn, ip_conn) or a quota (rooms_per_user, room_members).",

@@ -136,6 +136,10 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// maxFramePayload is the largest WebSocket message a client may send: MaxMessageBytes and
+// room for the frame's own fields around a payload of that size.
+func (c *Config) maxFramePayload() int { return c.MaxMessageBytes + 4096 }
+
 // Server serves Switchboard's HTTP API and WebSockets for one node.
 type Server struct {
 	hub      *subscriptions.Hub
@@ -176,8 +180,9 @@ func New(hub *subscriptions.Hub, cfg Config) *Server {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.upgrader = gws.NewUpgrader(&wsHandler{s: s}, &gws.ServerOption{
-		// Room for the frame's own fields around a payload of the largest size.
-		ReadMaxPayloadSize: cfg.MaxMessageBytes + 4096,
+		// The frame guard refuses larger frames first, with its own close (see linger);
+		// this is gws's own check, the same limit.
+		ReadMaxPayloadSize: cfg.maxFramePayload(),
 		ReadBufferSize:     wsReadBufferSize,
 		CheckUtf8Enabled:   true,
 		Recovery:           gws.Recovery,
@@ -361,6 +366,6 @@ func (s *Server) joinClients(by time.Time) {
 	ctx, cancel := context.WithDeadline(context.Background(), by)
 	defer cancel()
 	s.waitClients(ctx)
-	s.eachClient(func(c *client) { _ = c.conn.NetConn().Close() })
+	s.eachClient(func(c *client) { c.sock.abort() })
 	s.wg.Wait()
 }

@@ -47,17 +47,22 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// gws's answer is held until the welcome (see handshakeConn); gws reads through br,
 	// which reads through the frame guard, so that gws never parses a frame RFC 6455
 	// forbids (see frameGuard) and every frame is counted.
-	c.guard = frameGuard{r: netConn, owner: c}
+	// The guard reads through c.sock, which closes the socket so that close frames reach
+	// the peer (see linger) once the upgrade succeeded.
+	c.sock.conn = netConn
+	c.guard = frameGuard{r: &c.sock, owner: c, limit: uint64(s.cfg.maxFramePayload())}
 	br := bufio.NewReaderSize(&c.guard, wsReadBufferSize)
-	conn, err := s.upgrader.UpgradeFromConn(&handshakeConn{Conn: netConn}, br, r)
+	conn, err := s.upgrader.UpgradeFromConn(&handshakeConn{Conn: netConn, sock: &c.sock}, br, r)
 	if err != nil {
 		s.log.Debug("websocket upgrade failed", "err", err)
 		return
 	}
+	c.sock.armed.Store(true)
 	c.attach(conn)
 	if !s.register(c) {
 		c.Replayed() // OnClose runs only for registered connections
 		_ = conn.WriteClose(disconnectDraining.code, []byte(disconnectDraining.reason))
+		c.sock.finish() // no read loop will
 		return
 	}
 	go c.readLoop()
