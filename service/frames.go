@@ -80,7 +80,7 @@ func (e *frameError) Error() string { return e.code + ": " + e.message }
 
 // frameFields are the names a client frame may hold, matched exactly: "Type" or "DATA" is
 // an unknown field, never taken for "type" or "data".
-var frameFields = [...]string{"type", "ref", "room", "to", "name", "data", "token", "method"}
+var frameFields = [...]string{"type", "ref", "room", "to", "name", "data", "token", "method", "limit", "before"}
 
 // Indexes of frameFields.
 const (
@@ -92,6 +92,8 @@ const (
 	fieldData
 	fieldToken
 	fieldMethod
+	fieldLimit
+	fieldBefore
 )
 
 // rawFrame is a client frame read member by member: each known field's value as it was
@@ -139,7 +141,7 @@ func decodeFrame(b []byte, maxData int) (command, error) {
 	for _, field := range [...]struct {
 		i   int
 		dst *string
-	}{{fieldType, &f.typ}, {fieldRoom, &f.room}, {fieldTo, &f.to}, {fieldName, &f.name}, {fieldToken, &f.token}, {fieldMethod, &f.method}} {
+	}{{fieldType, &f.typ}, {fieldRoom, &f.room}, {fieldTo, &f.to}, {fieldName, &f.name}, {fieldToken, &f.token}, {fieldMethod, &f.method}, {fieldBefore, &f.before}} {
 		if err := raw.str(field.i, field.dst); err != nil {
 			err.ref = ref
 			return nil, err
@@ -154,7 +156,7 @@ func decodeFrame(b []byte, maxData int) (command, error) {
 }
 
 // frameStrings are the string fields of a frame besides its ref ("" when absent).
-type frameStrings struct{ typ, room, to, name, token, method string }
+type frameStrings struct{ typ, room, to, name, token, method, before string }
 
 // command validates a frame whose fields are read and makes its command; a refusal is
 // returned without the ref, which the caller sets.
@@ -192,6 +194,8 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 		if cr.ref == "" {
 			return fail(codeBadRequest, `an rpc frame needs a "ref": its result carries it`)
 		}
+	case "history":
+		return raw.historyCommand(cr, f)
 	case "refresh":
 		allowed = []int{fieldToken}
 		if f.token == "" {
@@ -202,10 +206,8 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 	default:
 		return fail(codeUnknownType, "unknown frame type %q", f.typ)
 	}
-	for i, v := range raw.fields {
-		if v != nil && i != fieldType && i != fieldRef && !slices.Contains(allowed, i) {
-			return fail(codeBadRequest, "unexpected field %q in a %s frame", frameFields[i], f.typ)
-		}
+	if fe := raw.onlyFields(f.typ, allowed...); fe != nil {
+		return nil, fe
 	}
 	switch f.typ {
 	case "join":
@@ -239,6 +241,16 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 	default:
 		return sendRoom{cr, f.room, data}, nil
 	}
+}
+
+// onlyFields refuses a frame of type typ holding a field besides type, ref and allowed.
+func (raw *rawFrame) onlyFields(typ string, allowed ...int) *frameError {
+	for i, v := range raw.fields {
+		if v != nil && i != fieldType && i != fieldRef && !slices.Contains(allowed, i) {
+			return &frameError{code: codeBadRequest, message: fmt.Sprintf("unexpected field %q in a %s frame", frameFields[i], typ)}
+		}
+	}
+	return nil
 }
 
 // notJSON is the refusal of a frame the JSON reader refused.
@@ -335,6 +347,12 @@ type ackFrame struct {
 	Ref        string `json:"ref,omitempty"`
 	ID         string `json:"id,omitempty"`
 	Recipients *int   `json:"recipients,omitempty"`
+	// CopyID is the id of a direct message's copy in the sender's own stream; Copy is
+	// false when that copy failed while the recipient's message was stored.
+	CopyID string `json:"copy_id,omitempty"`
+	Copy   *bool  `json:"copy,omitempty"`
+	// HistoryID is a room message's id in the room's history.
+	HistoryID string `json:"history_id,omitempty"`
 }
 
 type errorFrame struct {

@@ -254,6 +254,7 @@ func (s *Server) routes() chi.Router {
 		r.Delete("/v1/rooms/{room}/members/{user}", s.handleDeleteMember)
 		r.Get("/v1/rooms/{room}/members", s.handleGetMembers)
 		r.Post("/v1/rooms/{room}/messages", s.handlePostRoomMessage)
+		r.Get("/v1/rooms/{room}/messages", s.handleGetRoomMessages)
 	})
 	r.Route("/admin", func(r chi.Router) {
 		r.Get("/", s.serveFile("admin.html"))

@@ -40,6 +40,8 @@ func suite() []func(*testing.T, backend) {
 		testReconnectFloodOfJoinsIsLimitedPerUserAcrossNodes,
 		testRoomQuotasHoldAtTheEdge,
 		testWelcomeListsTheUsersRooms,
+		testClientDMIsCopiedToEverySenderDeviceAndHistory,
+		testFailedSenderCopyStillAcksTheRecipientsMessage,
 	}
 }
 
