@@ -42,6 +42,8 @@ func suite() []func(*testing.T, backend) {
 		testWelcomeListsTheUsersRooms,
 		testClientDMIsCopiedToEverySenderDeviceAndHistory,
 		testFailedSenderCopyStillAcksTheRecipientsMessage,
+		testRoomHistoryIsKeptOnceAndReadByMembersOnly,
+		testLargeRoomHistoryIDReachesEveryMember,
 	}
 }
 

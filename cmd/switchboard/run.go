@@ -147,8 +147,10 @@ func (n *node) buildParts(cfg config) error {
 		Node:        cfg.NodeID,
 		HistorySize: cfg.HistorySize,
 		HistoryTTL:  cfg.HistoryTTL,
-		Advertise:   cfg.Addr,
-		Logger:      n.log,
+		// The hub reads 0 as its default and a negative size as none.
+		RoomHistorySize: cmp.Or(cfg.RoomHistorySize, -1),
+		Advertise:       cfg.Addr,
+		Logger:          n.log,
 		// Resumes: 0 leaves the hub's defaults.
 		ReplayBytes:       cfg.ReplayBytes,
 		MaxResumesPerUser: cfg.MaxResumesPerUser,

@@ -35,6 +35,7 @@ type Frame struct {
 	Rooms      []string        `json:"rooms,omitempty"`
 	In         *int            `json:"in,omitempty"`
 	CopyID     string          `json:"copy_id,omitempty"`
+	HistoryID  string          `json:"history_id,omitempty"`
 	Copy       *bool           `json:"copy,omitempty"`
 	Ephemeral  bool            `json:"ephemeral,omitempty"`
 	Messages   []Frame         `json:"messages,omitempty"`
