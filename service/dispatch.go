@@ -96,6 +96,10 @@ func (s *Server) sendDM(ctx context.Context, c *client, cmd sendDM) (ackFrame, e
 	if err := s.mayDM(ctx, c, cmd.to); err != nil {
 		return ackFrame{}, err
 	}
+	if cmd.ephemeral {
+		// Published only: no id, no copy, nothing to resume.
+		return ackFrame{}, s.hub.PublishEphemeral(ctx, cmd.to, subscriptions.Envelope{From: c.user, Data: cmd.data})
+	}
 	res, err := s.hub.PublishDM(ctx, cmd.to, subscriptions.Envelope{From: c.user, Data: cmd.data})
 	if err != nil {
 		return ackFrame{}, err
@@ -115,7 +119,7 @@ func (s *Server) sendDM(ctx context.Context, c *client, cmd sendDM) (ackFrame, e
 
 func (s *Server) sendRoom(ctx context.Context, c *client, cmd sendRoom) (ackFrame, error) {
 	res, err := s.hub.PublishRoomMessage(ctx, cmd.room, subscriptions.Envelope{From: c.user, Data: cmd.data},
-		subscriptions.RoomSend{RequireMember: true})
+		subscriptions.RoomSend{RequireMember: true, Ephemeral: cmd.ephemeral})
 	if err != nil {
 		return ackFrame{}, err
 	}

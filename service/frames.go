@@ -41,13 +41,16 @@ type sendDM struct {
 	cmdRef
 	to   string
 	data json.RawMessage
+	// ephemeral: published only, never stored, no id ("ephemeral":true).
+	ephemeral bool
 }
 
 // sendRoom sends data to a room's members ({"type":"send","room":...,"data":...}).
 type sendRoom struct {
 	cmdRef
-	room string
-	data json.RawMessage
+	room      string
+	data      json.RawMessage
+	ephemeral bool
 }
 
 // eventCmd emits a client event to the backend ({"type":"event","name":...,"data":...}).
@@ -80,7 +83,7 @@ func (e *frameError) Error() string { return e.code + ": " + e.message }
 
 // frameFields are the names a client frame may hold, matched exactly: "Type" or "DATA" is
 // an unknown field, never taken for "type" or "data".
-var frameFields = [...]string{"type", "ref", "room", "to", "name", "data", "token", "method", "limit", "before"}
+var frameFields = [...]string{"type", "ref", "room", "to", "name", "data", "token", "method", "limit", "before", "ephemeral"}
 
 // Indexes of frameFields.
 const (
@@ -94,6 +97,7 @@ const (
 	fieldMethod
 	fieldLimit
 	fieldBefore
+	fieldEphemeral
 )
 
 // rawFrame is a client frame read member by member: each known field's value as it was
@@ -172,7 +176,7 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 			return fail(codeInvalidID, "%s", err)
 		}
 	case "send":
-		allowed = []int{fieldTo, fieldRoom, fieldData}
+		allowed = []int{fieldTo, fieldRoom, fieldData, fieldEphemeral}
 		switch {
 		case (f.to == "") == (f.room == ""):
 			return fail(codeBadRequest, `a send needs exactly one of "to" and "room"`)
@@ -236,11 +240,19 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 		return eventCmd{cr, f.name, data}, nil
 	case f.typ == "rpc":
 		return rpcCmd{cr, f.method, data}, nil
-	case f.to != "":
-		return sendDM{cr, f.to, data}, nil
-	default:
-		return sendRoom{cr, f.room, data}, nil
 	}
+	var ephemeral bool
+	switch v := string(raw.fields[fieldEphemeral]); v {
+	case "", "false":
+	case "true":
+		ephemeral = true
+	default:
+		return fail(codeBadRequest, `"ephemeral" must be true or false`)
+	}
+	if f.to != "" {
+		return sendDM{cr, f.to, data, ephemeral}, nil
+	}
+	return sendRoom{cr, f.room, data, ephemeral}, nil
 }
 
 // onlyFields refuses a frame of type typ holding a field besides type, ref and allowed.

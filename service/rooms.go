@@ -98,16 +98,24 @@ func (s *Server) handlePostRoomMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	res, err := s.hub.PublishRoomMessage(r.Context(), room, env, subscriptions.RoomSend{})
+	ephemeral, err := ephemeralQuery(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	s.metrics.messagesIn.WithLabelValues("http", "room").Inc()
+	res, err := s.hub.PublishRoomMessage(r.Context(), room, env, subscriptions.RoomSend{Ephemeral: ephemeral})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !ephemeral {
+		s.metrics.messagesIn.WithLabelValues("http", "room").Inc()
+	}
 	writeJSON(w, http.StatusAccepted, struct {
 		Recipients int    `json:"recipients"`
 		HistoryID  string `json:"history_id,omitempty"`
-	}{res.Recipients, historyID(res.HistoryID)})
+		Ephemeral  bool   `json:"ephemeral,omitempty"`
+	}{res.Recipients, historyID(res.HistoryID), ephemeral})
 }
 
 // historyID is a room message's id in the room's history, "" when it has none.

@@ -44,6 +44,7 @@ func suite() []func(*testing.T, backend) {
 		testFailedSenderCopyStillAcksTheRecipientsMessage,
 		testRoomHistoryIsKeptOnceAndReadByMembersOnly,
 		testLargeRoomHistoryIDReachesEveryMember,
+		testEphemeralSendsArePublishedNeverStored,
 	}
 }
 

@@ -13,6 +13,9 @@ type RoomSend struct {
 	// RequireMember refuses a sender (Envelope.From) that is not a member of the room with
 	// ErrNotMember: a client's send. Backends post without it.
 	RequireMember bool
+	// Ephemeral publishes the message only: no stream keeps it (the members' or the
+	// room's), it has no id and is never replayed. Membership is checked all the same.
+	Ephemeral bool
 }
 
 // RoomResult is the outcome of a room send.
@@ -43,6 +46,9 @@ func (h *Hub) PublishRoomMessage(ctx context.Context, room string, env Envelope,
 		return RoomResult{}, ErrInvalidID
 	}
 	env.Room, env.To = room, ""
+	if how.Ephemeral {
+		return h.publishRoomEphemeral(ctx, room, env, how)
+	}
 	unlock, err := h.lockRoom(ctx, room)
 	if err != nil {
 		return RoomResult{}, err
