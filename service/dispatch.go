@@ -67,6 +67,10 @@ func (s *Server) dispatch(c *client, cmd command) {
 	case eventCmd:
 		// The ack means the event is queued in Redis, not that the backend saw it.
 		err = s.emitClientEvent(ctx, c, cmd)
+	case presenceCmd:
+		if err = s.roomPresence(ctx, c, cmd); err == nil {
+			return
+		}
 	case historyCmd:
 		// Answered by its history frame, or by an error.
 		if err = s.history(ctx, c, cmd); err == nil {

@@ -12,8 +12,8 @@ import (
 )
 
 // command is a valid client frame, decoded into what it asks for: a joinCmd, leaveCmd,
-// sendDM, sendRoom, eventCmd, refreshCmd or rpcCmd, and nothing else (its method is
-// unexported).
+// sendDM, sendRoom, eventCmd, refreshCmd, rpcCmd, historyCmd or presenceCmd, and nothing
+// else (its method is unexported).
 type command interface {
 	// reference returns the frame's "ref", echoed in its ack or error ("" without one).
 	reference() string
@@ -200,6 +200,8 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 		}
 	case "history":
 		return raw.historyCommand(cr, f)
+	case "presence":
+		return raw.presenceCommand(cr, f)
 	case "refresh":
 		allowed = []int{fieldToken}
 		if f.token == "" {

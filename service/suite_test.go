@@ -45,6 +45,7 @@ func suite() []func(*testing.T, backend) {
 		testRoomHistoryIsKeptOnceAndReadByMembersOnly,
 		testLargeRoomHistoryIDReachesEveryMember,
 		testEphemeralSendsArePublishedNeverStored,
+		testRoomPresenceListsMembersOnlineOnAnyNode,
 	}
 }
 
