@@ -168,6 +168,9 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 	fail := func(code, format string, args ...any) (command, *frameError) {
 		return nil, &frameError{code: code, message: fmt.Sprintf(format, args...)}
 	}
+	if read := readCommands[f.typ]; read != nil {
+		return read(raw, cr, f)
+	}
 	var allowed []int
 	switch f.typ {
 	case "join", "leave":
@@ -198,10 +201,6 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 		if cr.ref == "" {
 			return fail(codeBadRequest, `an rpc frame needs a "ref": its result carries it`)
 		}
-	case "history":
-		return raw.historyCommand(cr, f)
-	case "presence":
-		return raw.presenceCommand(cr, f)
 	case "refresh":
 		allowed = []int{fieldToken}
 		if f.token == "" {
@@ -223,16 +222,21 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 	case "refresh":
 		return refreshCmd{cr, f.token}, nil
 	}
-	// A send, an event or an rpc: all carry data (an rpc's is optional: null).
+	return raw.dataCommand(cr, f, maxData)
+}
+
+// dataCommand makes the command of a send, an event or an rpc: all carry data (an rpc's
+// is optional: null).
+func (raw *rawFrame) dataCommand(cr cmdRef, f frameStrings, maxData int) (command, *frameError) {
 	data := raw.fields[fieldData]
 	if data == nil && f.typ == "rpc" {
 		data = []byte("null")
 	}
 	if data == nil {
-		return fail(codeBadRequest, `a %s frame needs "data"`, f.typ)
+		return nil, &frameError{code: codeBadRequest, message: fmt.Sprintf(`a %s frame needs "data"`, f.typ)}
 	}
 	if len(data) > maxData {
-		return fail(codeTooLarge, "data is larger than %d bytes", maxData)
+		return nil, &frameError{code: codeTooLarge, message: fmt.Sprintf("data is larger than %d bytes", maxData)}
 	}
 	// A copy: the frame's bytes go back to gws's pool when OnMessage returns, and the data
 	// may outlive it in a pipeline or the event queue.
@@ -243,28 +247,14 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 	case f.typ == "rpc":
 		return rpcCmd{cr, f.method, data}, nil
 	}
-	var ephemeral bool
-	switch v := string(raw.fields[fieldEphemeral]); v {
-	case "", "false":
-	case "true":
-		ephemeral = true
-	default:
-		return fail(codeBadRequest, `"ephemeral" must be true or false`)
+	ephemeral, fe := raw.flag(fieldEphemeral)
+	if fe != nil {
+		return nil, fe
 	}
 	if f.to != "" {
 		return sendDM{cr, f.to, data, ephemeral}, nil
 	}
 	return sendRoom{cr, f.room, data, ephemeral}, nil
-}
-
-// onlyFields refuses a frame of type typ holding a field besides type, ref and allowed.
-func (raw *rawFrame) onlyFields(typ string, allowed ...int) *frameError {
-	for i, v := range raw.fields {
-		if v != nil && i != fieldType && i != fieldRef && !slices.Contains(allowed, i) {
-			return &frameError{code: codeBadRequest, message: fmt.Sprintf("unexpected field %q in a %s frame", frameFields[i], typ)}
-		}
-	}
-	return nil
 }
 
 // notJSON is the refusal of a frame the JSON reader refused.

@@ -26,6 +26,12 @@ const (
 	readBurst = 20
 )
 
+// readCommands decode the frames that read a room (this file and roompresence.go).
+var readCommands = map[string]func(*rawFrame, cmdRef, frameStrings) (command, *frameError){
+	"history":  (*rawFrame).historyCommand,
+	"presence": (*rawFrame).presenceCommand,
+}
+
 // historyCmd reads a page of a room's history ({"type":"history","room":...,"limit":N,
 // "before":ID}); members only.
 type historyCmd struct {

@@ -145,8 +145,7 @@ func (n *node) buildParts(cfg config) error {
 		Observer:    service.NewHubMetrics(reg),
 		OnNodeGone:  n.janitor.NodeGone,
 		Node:        cfg.NodeID,
-		HistorySize: cfg.HistorySize,
-		HistoryTTL:  cfg.HistoryTTL,
+		HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL,
 		// The hub reads 0 as its default and a negative size as none.
 		RoomHistorySize: cmp.Or(cfg.RoomHistorySize, -1),
 		Advertise:       cfg.Addr,
@@ -154,9 +153,8 @@ func (n *node) buildParts(cfg config) error {
 		// Resumes: 0 leaves the hub's defaults.
 		ReplayBytes:       cfg.ReplayBytes,
 		MaxResumesPerUser: cfg.MaxResumesPerUser,
-
-		MaxRoomsPerUser: cfg.MaxRoomsPerUser,
-		MaxRoomMembers:  cfg.MaxRoomMembers,
+		MaxRoomsPerUser:   cfg.MaxRoomsPerUser,
+		MaxRoomMembers:    cfg.MaxRoomMembers,
 	})
 	if err != nil {
 		return err
