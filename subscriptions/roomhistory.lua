@@ -19,11 +19,17 @@ local from = ARGV[2]
 local want = tonumber(ARGV[3])
 local budget = tonumber(ARGV[4])
 local out, bytes = {}, 0
-local chunk = 8
-while #out < want do
-  local n = math.min(chunk, want - #out)
+-- Read in growing chunks, each asking for one entry more than the page still needs, which
+-- tells whether more remain without another read; the first chunk is small, so that a page
+-- of a few large messages does not make Redis copy many to throw them away.
+local chunk = 16
+while true do
+  local n = math.min(chunk, want - #out + 1)
   local entries = redis.call(cmd, KEYS[1], from, to, 'COUNT', n)
   for i = 1, #entries do
+    if #out == want then
+      return {1, out}
+    end
     local e = entries[i]
     local tail = nil
     for j = 1, #e[2], 2 do
@@ -43,9 +49,5 @@ while #out < want do
     return {0, out}
   end
   from = '(' .. entries[#entries][1]
-  chunk = math.min(chunk * 2, 128)
+  chunk = math.min(chunk * 4, 256)
 end
-if #redis.call(cmd, KEYS[1], from, to, 'COUNT', 1) > 0 then
-  return {1, out}
-end
-return {0, out}

@@ -130,17 +130,25 @@ func (h *Hub) joined(n int) (bool, error) {
 	return n == 1, nil
 }
 
+// leaveLua removes a member from a room's member set and, when that leaves the room empty,
+// deletes the room's history too (both in the room's slot). It answers SREM's count.
+const leaveLua = `local n = redis.call('SREM', KEYS[1], ARGV[1])
+if n == 1 and redis.call('SCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[2]) end
+return n`
+
 // Leave removes user from room. It reports whether the user was a member. A room whose last
-// member leaves is gone from Redis. The room's member set and the user's room set change in
+// member leaves is gone from Redis, its history included. The room's member set and the user's room set change in
 // one MULTI (on Redis Cluster, where they live in different slots, in one pipeline of
 // idempotent commands).
 func (h *Hub) Leave(ctx context.Context, room, user string) (bool, error) {
 	if !ValidID(room) || !ValidID(user) {
 		return false, ErrInvalidID
 	}
-	var changed *redis.IntCmd
+	var changed *redis.Cmd
 	change := func(p redis.Pipeliner) error {
-		changed = p.SRem(ctx, h.keys.roomMembers(room), user)
+		// EVAL, not EVALSHA: in a pipeline nothing would load a script Redis lost, and a
+		// leave is rare enough to send the source.
+		changed = p.Eval(ctx, leaveLua, []string{h.keys.roomMembers(room), h.keys.roomHistory(room)}, user)
 		p.SRem(ctx, h.keys.userRooms(user), room)
 		return nil
 	}
@@ -156,7 +164,8 @@ func (h *Hub) Leave(ctx context.Context, room, user string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%w: leave %s from %s: %w", ErrUnavailable, user, room, err)
 	}
-	return changed.Val() == 1, nil
+	n, _ := changed.Int()
+	return n == 1, nil
 }
 
 // Members returns the users in room, sorted; an empty or unknown room has none.
