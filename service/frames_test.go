@@ -31,6 +31,10 @@ func flat(cmd command) flatFrame {
 		f.Type, f.Room, f.Data = "send", cmd.room, cmd.data
 	case eventCmd:
 		f.Type, f.Name, f.Data = "event", cmd.name, cmd.data
+	case historyCmd:
+		f.Type, f.Room = "history", cmd.room
+	case presenceCmd:
+		f.Type, f.Room = "presence", cmd.room
 	}
 	return f
 }
