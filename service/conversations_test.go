@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -133,6 +134,20 @@ func testClientDMIsCopiedToEverySenderDeviceAndHistory(t *testing.T, be backend)
 	next(t, bob, "message")
 	if hist := history(t, a, "/v1/users/alice/messages"); len(hist) != 3 || hist[2].Data == nil || string(hist[2].Data) != `"note"` {
 		t.Fatalf("alice's history after a note to herself and a backend DM: %+v", hist)
+	}
+	// A recipient in alice's own bucket: on Redis Cluster both writes are one script call.
+	var near string
+	for i := 0; near == ""; i++ {
+		if u := "p" + strconv.Itoa(i); bucketTag(be.prefix, u) == bucketTag(be.prefix, "alice") {
+			near = u
+		}
+	}
+	must(t, alice.SendRaw([]byte(`{"type":"send","to":"`+near+`","data":"near","ref":"4"}`)))
+	if ack, copied := ackAndCopy(t, alice); ack.CopyID == "" || copied.ID != ack.CopyID || copied.To != near {
+		t.Fatalf("DM to %s in alice's bucket: ack %s, copy %s", near, ack.Raw, copied.Raw)
+	}
+	if got := history(t, a, "/v1/users/"+near+"/messages"); len(got) != 1 || got[0].From != "alice" || got[0].To != "" {
+		t.Fatalf("%s's history %+v", near, got)
 	}
 }
 
