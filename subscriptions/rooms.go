@@ -137,9 +137,9 @@ if n == 1 and redis.call('SCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[2]) 
 return n`
 
 // Leave removes user from room. It reports whether the user was a member. A room whose last
-// member leaves is gone from Redis, its history included. The room's member set and the user's room set change in
-// one MULTI (on Redis Cluster, where they live in different slots, in one pipeline of
-// idempotent commands).
+// member leaves is gone from Redis, its history included. The room's member set and the
+// user's room set change in one MULTI (on Redis Cluster, where they live in different
+// slots, in one pipeline of idempotent commands).
 func (h *Hub) Leave(ctx context.Context, room, user string) (bool, error) {
 	if !ValidID(room) || !ValidID(user) {
 		return false, ErrInvalidID
