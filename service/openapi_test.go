@@ -187,7 +187,9 @@ func validateOpenAPI(method, u string, res response) error {
 		default:
 			return errors.New("the path or method is not documented, yet it was not refused")
 		}
-		var e struct{ Error struct{ Code, Message string } }
+		var e struct {
+			Error struct{ Code, Message string }
+		}
 		if json.Unmarshal(res.body, &e) != nil || e.Error.Code == "" || e.Error.Message == "" {
 			return errors.New("a refusal without the error envelope")
 		}
@@ -217,8 +219,8 @@ func TestEveryRouteAnswersAsDocumented(t *testing.T) {
 	big := strings.Repeat("x", 65)
 	cases := []struct {
 		method, path, ct, body string
-		header             []string
-		status             int
+		header                 []string
+		status                 int
 	}{
 		{"GET", "/v1/openapi.json", "", "", nil, 200},
 		{"PUT", "/v1/rooms/lobby/members/bob", "", "", key, 204},
