@@ -44,6 +44,7 @@ type Error struct {
 	RetryAfter time.Duration
 }
 
+// Error says the status, the code and the message, as "switchboard: 400 invalid_id: ...".
 func (e *Error) Error() string {
 	if e.Code == codeUnknownResponse {
 		return fmt.Sprintf("switchboard: %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
