@@ -204,12 +204,14 @@ func (r response) errorCode(t *testing.T) string {
 	return e.Error.Code
 }
 
+// do makes a request and checks its answer against the OpenAPI document.
 func do(t *testing.T, method, u, contentType string, body io.Reader, header ...string) response {
 	t.Helper()
 	r, err := request(method, u, contentType, body, header...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkOpenAPI(t, method, u, r) // every API answer a test sees is as documented
 	return r
 }
 

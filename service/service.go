@@ -245,6 +245,8 @@ func (s *Server) routes() chi.Router {
 		r.Method(http.MethodGet, "/metrics", h)
 	}
 
+	// The API's description is public: tools fetch it before they hold a key.
+	r.Get("/v1/openapi.json", s.handleOpenAPI)
 	// The API is a group, not a mounted subrouter: its routes sit in the one routing tree,
 	// so a request is routed once (Mount routes twice and copies the request again).
 	r.Group(func(r chi.Router) {

@@ -12,7 +12,10 @@ const connsBuffer = 2
 // runConns opens many connections as fast as the dialers can, holds them, and closes them.
 func runConns(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	res := newResult(cfg)
-	n := newNodes(cfg)
+	n, err := newNodes(cfg)
+	if err != nil {
+		return nil, err
+	}
 	defer n.close()
 	if err := n.preflight(ctx); err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchboard-dev/switchboard/client"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 )
 
@@ -29,9 +30,10 @@ type nodes struct {
 	signer *signer           // nil: dev auth
 	tokens map[string]string // minted before the connect storm (prepare), read-only after
 	http   *http.Client
+	api    []*client.Client // one per base URL, over http: the setup calls of the API
 }
 
-func newNodes(cfg config) *nodes {
+func newNodes(cfg config) (*nodes, error) {
 	n := &nodes{base: cfg.urls, apiKey: cfg.apiKey, signer: cfg.signer}
 	for _, b := range cfg.urls {
 		n.ws = append(n.ws, "ws"+strings.TrimPrefix(b, "http")+"/ws?")
@@ -52,7 +54,14 @@ func newNodes(cfg config) *nodes {
 			DisableCompression:  true,
 		},
 	}
-	return n
+	for _, b := range cfg.urls {
+		c, err := client.New(b, client.WithAPIKey(n.apiKey), client.WithHTTPClient(n.http), client.WithUserAgent("switchboard-load"))
+		if err != nil {
+			return nil, err
+		}
+		n.api = append(n.api, c)
+	}
+	return n, nil
 }
 
 // close releases the idle HTTP connections.
@@ -93,6 +102,9 @@ func (n *nodes) prepare(ctx context.Context, users []string) error {
 	n.tokens = toks
 	return nil
 }
+
+// apiClient returns the API client of node i (modulo the number of nodes).
+func (n *nodes) apiClient(i int) *client.Client { return n.api[i%len(n.api)] }
 
 // apiURL returns base URL i (modulo the number of nodes) joined with path.
 func (n *nodes) apiURL(i int, path string) string { return n.base[i%len(n.base)] + path }

@@ -51,7 +51,10 @@ type dmRun struct {
 // runDM connects the users, sends direct messages by HTTP, and checks every delivery.
 func runDM(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	res := newResult(cfg)
-	n := newNodes(cfg)
+	n, err := newNodes(cfg)
+	if err != nil {
+		return nil, err
+	}
 	defer n.close()
 	if err := n.preflight(ctx); err != nil {
 		return nil, err

@@ -1,15 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/client"
 )
 
 // fanoutBuffer is the per-connection frame buffer of room members. Every post reaches every
@@ -59,21 +61,24 @@ type fanoutRun struct {
 // runFanout fills a room, connects its members, posts to it and checks every delivery.
 func runFanout(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	res := newResult(cfg)
-	n := newNodes(cfg)
+	n, err := newNodes(cfg)
+	if err != nil {
+		return nil, err
+	}
 	defer n.close()
 	if err := n.preflight(ctx); err != nil {
 		return nil, err
 	}
 	ids := userIDs(cfg.userPrefix, "m", cfg.members)
 	prog.printf("adding %d members to room %s", len(ids), cfg.room)
-	if err := changeMembers(ctx, n, http.MethodPut, cfg.room, ids); err != nil {
+	if err := changeMembers(ctx, n, true, cfg.room, ids); err != nil {
 		return nil, fmt.Errorf("adding members to %s: %w", cfg.room, err)
 	}
 	// The room outlives the run unless it is emptied; a failure here changes no result.
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := changeMembers(ctx, n, http.MethodDelete, cfg.room, ids); err != nil {
+		if err := changeMembers(ctx, n, false, cfg.room, ids); err != nil {
 			prog.printf("warning: emptying room %s: %v", cfg.room, err)
 		}
 	}()
@@ -127,8 +132,9 @@ func runFanout(ctx context.Context, cfg config, prog *progress) (*Result, error)
 	return res, nil
 }
 
-// changeMembers adds (PUT) or removes (DELETE) every user of the room.
-func changeMembers(ctx context.Context, n *nodes, method, room string, users []string) error {
+// changeMembers adds (join) or removes every user of the room, through the API client: a
+// membership change is idempotent, so the client retries it after a 503.
+func changeMembers(ctx context.Context, n *nodes, join bool, room string, users []string) error {
 	var next atomic.Int64
 	var failures tally
 	var wg sync.WaitGroup
@@ -139,12 +145,18 @@ func changeMembers(ctx context.Context, n *nodes, method, room string, users []s
 				if i >= len(users) {
 					return
 				}
-				status, body, err := n.request(ctx, method, n.apiURL(i, "/v1/rooms/"+room+"/members/"+users[i]), "", nil)
+				var err error
+				if join {
+					err = n.apiClient(i).AddMember(ctx, room, users[i])
+				} else {
+					err = n.apiClient(i).RemoveMember(ctx, room, users[i])
+				}
+				var refused *client.Error
 				switch {
+				case errors.As(err, &refused):
+					failures.add(fmt.Sprintf("%d %s: %s", refused.Status, refused.Code, refused.Message))
 				case err != nil:
 					failures.add(errorClass(err))
-				case status != http.StatusNoContent:
-					failures.add(fmt.Sprintf("%d %s", status, bytes.TrimSpace(body)))
 				}
 			}
 		})
