@@ -382,6 +382,53 @@ func TestPendingRPCsLeaveTheConnectionFlowing(t *testing.T) {
 	}
 }
 
+// Calls run on goroutines that outlive them: one call after another reuses a single one,
+// concurrent calls start at most as many as were in flight, and the idle ones end with the
+// node (Stop returns, which it does only once every goroutine counted has ended).
+func TestRPCCallGoroutinesAreReusedAndEndWithTheNode(t *testing.T) {
+	release := make(chan struct{})
+	b := startHookBackend(t, func(path string, body map[string]any) (int, string) {
+		if body["method"] == "slow" {
+			<-release
+		}
+		return 200, `"done"`
+	})
+	srv, _ := startRedis(t)
+	n := startNode(t, onRedis(srv), "a", withHooks(t, b, 20*time.Second, "rpc"))
+	c, _ := connect(t, n, "alice")
+	for i := range 30 {
+		if f, _ := call(t, c, "fast", `1`, fmt.Sprint(i)); f.Type != "result" {
+			t.Fatalf("call %d: %s", i, f.Raw)
+		}
+	}
+	// Usually 1; a goroutine still on its way back to idle when the next call comes means
+	// another. A goroutine per call would be 30.
+	seq := n.srv.RPCGoroutinesStarted()
+	if seq < 1 || seq >= 15 {
+		t.Fatalf("30 calls one after another started %d call goroutines, want a few", seq)
+	}
+	for i := range 5 {
+		must(t, c.SendRaw([]byte(fmt.Sprintf(`{"type":"rpc","method":"slow","data":%d,"ref":"s%d"}`, i, i))))
+	}
+	testutil.WaitFor(t, 10*time.Second, func() bool { return b.count("/rpc") == 35 }, "5 slow calls to reach the backend")
+	if got := n.srv.RPCGoroutinesStarted(); got < 5 || got > seq+5 {
+		t.Fatalf("5 calls in flight at once: %d call goroutines started in all, want from 5 to %d (the idle ones reused)", got, seq+5)
+	}
+	close(release)
+	for range 5 {
+		if f := next(t, c, "result"); !strings.HasPrefix(f.Ref, "s") {
+			t.Fatalf("a released call: %s", f.Raw)
+		}
+	}
+	stopped := make(chan struct{})
+	go func() { n.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(3 * time.Second): // well before the call goroutines' idle time (5 s)
+		t.Fatal("the node did not stop: its idle call goroutines did not end with it")
+	}
+}
+
 // A hook that hangs stalls only the calls waiting for it: while the backend answers
 // nothing for 30 s (10 s with -short), users whose every call needs it keep calling, and
 // 100 other connections exchanging DMs lose nothing, in order. Their latency is logged

@@ -162,6 +162,9 @@ type Server struct {
 	mu      sync.Mutex
 	clients map[*client]struct{}
 	wg      sync.WaitGroup // connection goroutines
+
+	rpcCalls   chan func()  // hands an rpc call to an idle call goroutine (goRPC)
+	rpcStarted atomic.Int64 // call goroutines started, for tests
 }
 
 // wsReadBufferSize is each WebSocket's read buffer, held while it is open: client frames
@@ -173,10 +176,11 @@ const wsReadBufferSize = 1024
 func New(hub *subscriptions.Hub, cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{
-		hub:     hub,
-		cfg:     cfg,
-		log:     cfg.Logger,
-		clients: make(map[*client]struct{}),
+		hub:      hub,
+		cfg:      cfg,
+		log:      cfg.Logger,
+		clients:  make(map[*client]struct{}),
+		rpcCalls: make(chan func()),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.upgrader = gws.NewUpgrader(&wsHandler{s: s}, &gws.ServerOption{

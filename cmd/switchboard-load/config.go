@@ -26,6 +26,12 @@ const (
 	defaultGrace        = 5 * time.Second
 	defaultHold         = 2 * time.Second
 	defaultPayloadBytes = 100
+	defaultRPCConns     = 400
+	defaultInFlight     = 4
+	defaultConnRate     = 45 // frames/s per connection, below a node's limit of 50
+	defaultBackendAddr  = "127.0.0.1:9099"
+	defaultCacheS       = 60
+	defaultCallTimeout  = 10 * time.Second
 	defaultHTTPTimeout  = 10 * time.Second
 	defaultDialTimeout  = 10 * time.Second
 	// countOnlyDuration bounds a run given --count without --duration, so that a server that
@@ -37,7 +43,10 @@ const (
 )
 
 // scenarios lists the scenario names in the order the usage text shows them.
-var scenarios = []string{"dm", "fanout", "conns"}
+var scenarios = []string{"dm", "fanout", "conns", "rpc"}
+
+// maxInFlight is a node's limit of rpc calls waiting per connection (docs/hooks.md).
+const maxInFlight = 16
 
 // config is everything the command line sets for one run.
 type config struct {
@@ -72,8 +81,18 @@ type config struct {
 	members int    // fanout: room members, one connection each
 	room    string // fanout
 
-	conns int           // conns: connections to open
+	conns int           // conns and rpc: connections to open
 	hold  time.Duration // conns: how long to keep them open
+
+	via   string   // dm: "http" (POST /v1/users/{u}/messages) or "ws" (send frames)
+	jwtDM []string // dm claim of the minted tokens (--jwt-dm)
+
+	inFlight    int           // rpc: calls each connection keeps waiting
+	connRate    float64       // rpc: frames per second per connection; 0 = no cap
+	callTimeout time.Duration // rpc: how long a call may wait for its result
+	method      string        // rpc: the method called
+
+	backend backendConfig // --serve-backend and its flags (dm, rpc)
 }
 
 // errHelp is returned by parseArgs when the user asked for the usage text.
@@ -114,6 +133,17 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the load tool itself to this file")
 
 	switch c.scenario {
+	case "rpc":
+		fs.IntVar(&c.conns, "conns", defaultRPCConns, "WebSockets, one user each, each keeping --in-flight calls waiting")
+		fs.IntVar(&c.inFlight, "in-flight", defaultInFlight, fmt.Sprintf("rpc calls each connection keeps waiting, 1 to %d (a node's limit)", maxInFlight))
+		fs.Float64Var(&c.rate, "rate", 0, "target calls per second over all connections; 0 = as fast as the calls in flight allow")
+		fs.Float64Var(&c.connRate, "conn-rate", defaultConnRate, "most frames per second one connection sends, under a node's frame limit (50/s); 0 = no cap")
+		fs.DurationVar(&c.duration, "duration", defaultDuration, "how long to call; with --count alone, a safety bound of "+countOnlyDuration.String())
+		fs.Int64Var(&c.count, "count", 0, "how many calls to make; 0 = as many as --duration allows")
+		fs.DurationVar(&c.callTimeout, "call-timeout", defaultCallTimeout, "how long a call may wait for its result before it counts as a timeout")
+		fs.IntVar(&c.payloadBytes, "payload-bytes", defaultPayloadBytes, "size of each call's data, padded")
+		fs.StringVar(&c.method, "method", "load.echo", "the rpc method called")
+		addBackendFlags(fs, &c.backend)
 	case "dm", "fanout":
 		publishers := defaultPublishers
 		if c.scenario == "fanout" {
@@ -128,6 +158,12 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		fs.IntVar(&c.payloadBytes, "payload-bytes", defaultPayloadBytes, "size of each JSON message body, padded (at least what the timestamp and sequence need)")
 		if c.scenario == "dm" {
 			fs.IntVar(&c.users, "users", defaultUsers, "connected users, one WebSocket each; messages go to them in turn")
+			fs.StringVar(&c.via, "via", "http", `how messages are sent: "http" (POST /v1/users/{u}/messages) or "ws" (send frames on the users' own sockets, each user to the next)`)
+			fs.Func("jwt-dm", "comma-separated dm claim of the minted tokens (\"*\" grants every recipient); without it, client DMs need the authorize hook", func(v string) error {
+				c.jwtDM = splitList(v)
+				return nil
+			})
+			addBackendFlags(fs, &c.backend)
 		} else {
 			fs.IntVar(&c.members, "members", defaultMembers, "room members, one WebSocket each")
 			fs.StringVar(&c.room, "room", "", `room name; default "<user-prefix>-room"`)
@@ -169,6 +205,9 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.signer, err = newSigner(c.jwtSecret, c.jwtKeyPath, c.jwtKID); err != nil {
 		return c, err
+	}
+	if c.signer != nil {
+		c.signer.dm = c.jwtDM
 	}
 	return c, c.validate()
 }
@@ -214,12 +253,21 @@ func (c *config) validate() error {
 		}
 		if c.scenario == "dm" {
 			checks = append(checks, positive("users", c.users))
+			if c.via != "http" && c.via != "ws" {
+				checks = append(checks, fmt.Errorf(`--via must be "http" or "ws", got %q`, c.via))
+			}
+			if len(c.jwtDM) > 0 && c.signer == nil {
+				checks = append(checks, errors.New("--jwt-dm is a claim of minted tokens: set --jwt-secret or --jwt-private-key"))
+			}
+			checks = append(checks, c.backend.validate())
 		} else {
 			checks = append(checks, positive("members", c.members))
 			if !idPattern.MatchString(c.room) {
 				checks = append(checks, fmt.Errorf("--room %q must match ^[A-Za-z0-9._@+-]{1,128}$", c.room))
 			}
 		}
+	case "rpc":
+		checks = append(checks, c.validateRPC()...)
 	case "conns":
 		checks = append(checks, positive("conns", c.conns))
 		if c.hold < 0 {
@@ -227,6 +275,47 @@ func (c *config) validate() error {
 		}
 	}
 	return errors.Join(checks...)
+}
+
+// validateRPC checks the rpc scenario's flags.
+func (c *config) validateRPC() []error {
+	var checks []error
+	if c.conns < 1 {
+		checks = append(checks, fmt.Errorf("--conns must be at least 1, got %d", c.conns))
+	}
+	if c.inFlight < 1 || c.inFlight > maxInFlight {
+		checks = append(checks, fmt.Errorf("--in-flight must be from 1 to %d (a node refuses more with rate_limited), got %d", maxInFlight, c.inFlight))
+	}
+	if c.rate < 0 || c.connRate < 0 {
+		checks = append(checks, errors.New("--rate and --conn-rate must be 0 (no target, no cap) or positive"))
+	}
+	if c.duration <= 0 {
+		checks = append(checks, errors.New("--duration must be positive: every run is bounded"))
+	}
+	if c.count < 0 {
+		checks = append(checks, errors.New("--count must be 0 (until --duration) or positive"))
+	}
+	if c.callTimeout <= 0 {
+		checks = append(checks, errors.New("--call-timeout must be positive"))
+	}
+	if c.payloadBytes < 0 || c.payloadBytes > maxPayloadBytes {
+		checks = append(checks, fmt.Errorf("--payload-bytes must be from 0 to %d, got %d", maxPayloadBytes, c.payloadBytes))
+	}
+	if !idPattern.MatchString(c.method) {
+		checks = append(checks, fmt.Errorf("--method %q must match ^[A-Za-z0-9._@+-]{1,128}$", c.method))
+	}
+	return append(checks, c.backend.validate())
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
 }
 
 // parseURLs splits a comma-separated list of http(s) base URLs.
@@ -268,12 +357,18 @@ func randomSuffix() string {
 var scenarioHelp = map[string]string{
 	"dm": `dm: connect --users users over WebSockets, wait for every welcome, then send direct
 messages (POST /v1/users/{u}/messages) from --publishers concurrent HTTP clients at --rate
-for --duration or --count. Reports accepted/s, delivered/s, latency from the send
+for --duration or --count; with --via ws, the users send them over their own sockets.
+Reports accepted/s, delivered/s, latency from the send
 timestamp in each payload, and every message lost, duplicated or out of order.`,
 	"fanout": `fanout: add --members users to one room (PUT /v1/rooms/{room}/members/{u}), connect
 them, then post room messages (POST /v1/rooms/{room}/messages) at --rate for --duration or
 --count. Reports deliveries/s, the time from post to the last member's delivery, and every
 delivery lost, duplicated or out of order.`,
+	"rpc": `rpc: open --conns WebSockets and keep --in-flight rpc frames waiting on each, at --rate
+for --duration or --count, against a node started with --rpc-url. With --serve-backend the
+tool serves that backend itself (it checks each request's signature and answers at once,
+or after --backend-delay, with the time its handler took). Reports calls/s, the round
+trip, and the overhead: the round trip minus the backend's own time.`,
 	"conns": `conns: open --conns WebSockets, one user each, from --dialers concurrent dialers, as fast
 as possible. Reports connections/s with the welcome received (the subscription confirmed),
 failures, and with --pid the server's RSS per connection; holds them --hold, then closes.`,

@@ -52,6 +52,17 @@ func TestParseArgsDefaults(t *testing.T) {
 				t.Errorf("urls %q rate %v json %v", c.urls, c.rate, c.json)
 			}
 		}},
+		{"rpc keeps 4 calls in flight on 400 connections under the frame limit", []string{"rpc"}, func(t *testing.T, c config) {
+			if c.conns != 400 || c.inFlight != 4 || c.connRate != 45 || c.rate != 0 || c.duration != 10*time.Second ||
+				c.callTimeout != 10*time.Second || c.method != "load.echo" || c.backend.serve || c.backend.addr != "127.0.0.1:9099" || c.backend.cacheS != 60 {
+				t.Errorf("rpc: %+v", c)
+			}
+		}},
+		{"dm sends by HTTP unless told otherwise, and mints the dm grant it is given", []string{"dm", "--jwt-secret", "s", "--jwt-dm", " a*, b ,"}, func(t *testing.T, c config) {
+			if c.via != "http" || !slices.Equal(c.jwtDM, []string{"a*", "b"}) || c.signer == nil || !slices.Equal(c.signer.dm, c.jwtDM) {
+				t.Errorf("dm: via %q, grant %q", c.via, c.jwtDM)
+			}
+		}},
 		{"credentials are kept", []string{"conns", "--api-key", "k", "--jwt-secret", "s", "--pid", "42"}, func(t *testing.T, c config) {
 			if c.apiKey != "k" || c.jwtSecret != "s" || c.pid != 42 {
 				t.Errorf("%+v", c)
@@ -96,6 +107,17 @@ func TestParseArgsRefusals(t *testing.T) {
 		{"no dialers", []string{"conns", "--dialers", "0"}, "--dialers must be at least 1"},
 		{"a negative hold", []string{"conns", "--hold", "-1s"}, "--hold must not be negative"},
 		{"a bad duration", []string{"dm", "--duration", "ten"}, "invalid value"},
+		{"more calls in flight than a node allows", []string{"rpc", "--in-flight", "17"}, "--in-flight must be from 1 to 16"},
+		{"no calls in flight", []string{"rpc", "--in-flight", "0"}, "--in-flight must be from 1 to 16"},
+		{"an rpc run without connections", []string{"rpc", "--conns", "0"}, "--conns must be at least 1"},
+		{"a negative connection rate", []string{"rpc", "--conn-rate", "-5"}, "--conn-rate must be 0"},
+		{"a method that is not an id", []string{"rpc", "--method", "a b"}, "--method"},
+		{"a served backend without the secret it checks", []string{"rpc", "--serve-backend"}, "give the node's --webhook-secret"},
+		{"a served backend on no address", []string{"dm", "--serve-backend", "--webhook-secret", "s", "--backend-addr", "nowhere"}, "--backend-addr"},
+		{"a negative backend delay", []string{"rpc", "--serve-backend", "--webhook-secret", "s", "--backend-delay", "-1ms"}, "--backend-delay"},
+		{"an unknown way to send DMs", []string{"dm", "--via", "carrier-pigeon"}, `--via must be "http" or "ws"`},
+		{"a dm grant without a token key", []string{"dm", "--jwt-dm", "*"}, "--jwt-dm is a claim of minted tokens"},
+		{"rpc flags on another scenario", []string{"conns", "--in-flight", "4"}, "flag provided but not defined: -in-flight"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

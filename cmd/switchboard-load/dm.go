@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/wsclient"
 )
 
 // dmBuffer is how many frames may wait unread per connection. The session goroutine drains
@@ -37,6 +39,7 @@ type dmRun struct {
 	cfg     config
 	posters posterPool
 	users   []*dmUser
+	replies []chan wsclient.Frame // by publisher, with --via ws: the answers to its sends
 	send    sendStats
 	sess    sessionStats
 
@@ -51,6 +54,13 @@ type dmRun struct {
 // runDM connects the users, sends direct messages by HTTP, and checks every delivery.
 func runDM(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	res := newResult(cfg)
+	be, err := maybeStartBackend(cfg, prog)
+	if err != nil {
+		return nil, err
+	}
+	if be != nil {
+		defer be.close()
+	}
 	n, err := newNodes(cfg)
 	if err != nil {
 		return nil, err
@@ -65,13 +75,23 @@ func runDM(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 		return res, nil
 	}
 
-	posters, err := newPosterPool(cfg)
-	if err != nil {
+	r := &dmRun{cfg: cfg, users: make([]*dmUser, len(ids))}
+	publish := r.publish
+	if cfg.via == "ws" {
+		publish = r.publishWS
+		r.replies = make([]chan wsclient.Frame, cfg.publishers)
+		for i := range r.replies {
+			r.replies[i] = make(chan wsclient.Frame, 1)
+		}
+	} else if r.posters, err = newPosterPool(cfg); err != nil {
+		closeAll(cr.conns, cfg.dialers)
 		return nil, err
 	}
-	r := &dmRun{cfg: cfg, posters: posters, users: make([]*dmUser, len(ids))}
 	perUser := expectedMessages(cfg)/int64(len(ids)) + 1
 	opts := sessionOptions{nodes: n, buffer: dmBuffer, timeout: cfg.dialTimeout, stats: &r.sess}
+	if cfg.via == "ws" {
+		opts.onReply = r.onReply
+	}
 	recvCtx, stopRecv := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i, c := range cr.conns {
@@ -94,7 +114,7 @@ func runDM(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	prog.printf("sending with %d publishers, %s", cfg.publishers, bounds(res.Params))
 	elapsed, interrupted := sendPhase{
 		send: &r.send, delivered: &r.delivered, sentNoun: "accepted", deliveredNoun: "delivered",
-		publish: r.publish, posters: posters,
+		publish: publish, posters: r.posters,
 		done:        func() bool { return r.matched.Load() >= r.send.accepted.Load() },
 		stopReaders: func() { stopRecv(); wg.Wait() },
 	}.run(ctx, cfg, prog, start, "sent requests:")
@@ -104,6 +124,7 @@ func runDM(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	res.Send = r.send.report(elapsed, cfg.rate)
 	res.Delivery = r.report(start)
 	res.Sessions = r.sess.report()
+	res.Backend = be.report()
 	res.judge()
 	return res, nil
 }
@@ -118,10 +139,15 @@ func (r *dmRun) publish(pub int, seq int64) {
 	if err != nil || status != http.StatusAccepted {
 		return
 	}
-	idText, ok := idFromAnswer(answer)
-	id, ok2 := parseStreamID(idText)
-	if !ok || !ok2 {
-		r.send.errors.add("202 without an id")
+	idText, _ := idFromAnswer(answer)
+	r.accepted(u, idText, "202 without an id")
+}
+
+// accepted records that the message idText for u was accepted (a 202, or an ack).
+func (r *dmRun) accepted(u *dmUser, idText, missing string) {
+	id, ok := parseStreamID(idText)
+	if !ok {
+		r.send.errors.add(missing)
 		return
 	}
 	r.send.accepted.Add(1)

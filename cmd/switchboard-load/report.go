@@ -22,6 +22,8 @@ type Result struct {
 	Send        *SendReport     `json:"send,omitempty"`
 	Delivery    *DeliveryReport `json:"delivery,omitempty"`
 	Sessions    *SessionReport  `json:"sessions,omitempty"`
+	RPC         *RPCReport      `json:"rpc,omitempty"`
+	Backend     *BackendReport  `json:"backend,omitempty"`
 	Server      *ProcReport     `json:"server,omitempty"`
 	Redis       *ProcReport     `json:"redis,omitempty"`
 	Tool        *ProcReport     `json:"load_tool,omitempty"`
@@ -44,6 +46,10 @@ type Params struct {
 	PayloadBytes int     `json:"payload_bytes,omitempty"`
 	GraceS       float64 `json:"grace_s,omitempty"`
 	HoldS        float64 `json:"hold_s,omitempty"`
+	Via          string  `json:"via,omitempty"`      // dm: http or ws
+	DMGrant      string  `json:"dm_grant,omitempty"` // dm: the tokens' dm claim
+	InFlight     int     `json:"in_flight,omitempty"`
+	ConnRate     float64 `json:"conn_rate,omitempty"`
 	Dialers      int     `json:"dialers"`
 	UserPrefix   string  `json:"user_prefix"`
 	Auth         string  `json:"auth"`
@@ -142,6 +148,7 @@ func newResult(cfg config) *Result {
 			Publishers: cfg.publishers, Rate: cfg.rate, DurationS: cfg.duration.Seconds(),
 			Count: cfg.count, PayloadBytes: cfg.payloadBytes, GraceS: cfg.grace.Seconds(),
 			HoldS: cfg.hold.Seconds(), Dialers: cfg.dialers, UserPrefix: cfg.userPrefix, Auth: auth,
+			Via: cfg.via, DMGrant: strings.Join(cfg.jwtDM, ","), InFlight: cfg.inFlight, ConnRate: cfg.connRate,
 		},
 	}
 }
@@ -184,6 +191,7 @@ func (r *Result) judge() {
 			r.Warnings = append(r.Warnings, fmt.Sprintf("%d resumes found history trimmed (recovered:false)", s.NotRecovered))
 		}
 	}
+	r.judgeHooks()
 	if r.Host.LoadAvg > float64(r.Host.CPUs) {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("the machine was busy before the run (load average %.1f on %d CPUs): other work skews rates and latencies", r.Host.LoadAvg, r.Host.CPUs))
 	}
@@ -223,6 +231,11 @@ func (r *Result) writeTable(w io.Writer) error {
 		row("run", "room %s of %d members, %d publishers, %s, payload %d B", p.Room, p.Members, p.Publishers, bounds(p), p.PayloadBytes)
 	case "conns":
 		row("run", "%d connections from %d dialers, held %s, users %s-c*", p.Conns, p.Dialers, fmtSeconds(p.HoldS), p.UserPrefix)
+	case "rpc":
+		row("run", "%d connections × %d calls in flight (at most %g/s each), %s, data %d B", p.Conns, p.InFlight, p.ConnRate, bounds(p), p.PayloadBytes)
+	}
+	if p.Via == "ws" {
+		row("sent", "over the users' WebSockets (send frames), dm grant %q", p.DMGrant)
 	}
 	row("", "")
 
@@ -245,11 +258,15 @@ func (r *Result) writeTable(w io.Writer) error {
 		if s.TargetRate > 0 {
 			row("  target rate", "%g/s", s.TargetRate)
 		}
-		row("  HTTP round trip", "%s", fmtLatency(s.Latency))
+		via := "HTTP"
+		if p.Via == "ws" {
+			via = "ack"
+		}
+		row("  "+via+" round trip", "%s", fmtLatency(s.Latency))
 		if s.Errors > 0 {
-			row("  HTTP errors", "%d: %s", s.Errors, formatTally(s.ErrorsBy))
+			row("  "+via+" errors", "%d: %s", s.Errors, formatTally(s.ErrorsBy))
 		} else {
-			row("  HTTP errors", "none")
+			row("  "+via+" errors", "none")
 		}
 		if s.RecipientsMax > 0 {
 			row("  recipients per post", "%d to %d", s.RecipientsMin, s.RecipientsMax)
@@ -282,12 +299,11 @@ func (r *Result) writeTable(w io.Writer) error {
 			row("other frames", "%s", formatTally(s.OtherFrames))
 		}
 	}
+	r.hookRows(row)
 	row("", "")
-	op := "message"
-	if r.Scenario == "conns" {
-		op = "connection"
-	} else if r.Scenario == "fanout" {
-		op = "delivery"
+	op := map[string]string{"conns": "connection", "fanout": "delivery", "rpc": "call"}[r.Scenario]
+	if op == "" {
+		op = "message"
 	}
 	for _, pr := range []struct {
 		name string
@@ -311,6 +327,8 @@ func (r *Result) writeTable(w io.Writer) error {
 		switch r.Scenario {
 		case "conns":
 			fmt.Fprintln(w, "PASS: every connection was welcomed and held.")
+		case "rpc":
+			fmt.Fprintln(w, "PASS: calls were answered and every backend request was signed.")
 		default:
 			fmt.Fprintln(w, "PASS: every accepted message was delivered exactly once, in order.")
 		}

@@ -63,3 +63,56 @@ func TestJudge(t *testing.T) {
 		})
 	}
 }
+
+// The rpc verdicts: call errors warn, no result at all, a server close or a backend
+// refusal fails; the table names the calls, the overhead and the backend.
+func TestJudgeRPC(t *testing.T) {
+	ok := func() *Result {
+		return &Result{
+			Scenario: "rpc",
+			Params:   Params{Conns: 2, InFlight: 4, ConnRate: 45},
+			Connect:  &ConnectReport{Attempted: 2, OK: 2},
+			RPC:      &RPCReport{Conns: 2, InFlight: 4, Calls: 100, OK: 100, PerSecond: 50},
+			Backend:  &BackendReport{Addr: "127.0.0.1:9099", RPCCalls: 100, CacheS: 60},
+		}
+	}
+	tests := []struct {
+		name     string
+		change   func(r *Result)
+		pass     bool
+		contains string
+	}{
+		{"every call answered passes", func(*Result) {}, true, ""},
+		{"some failed calls only warn", func(r *Result) {
+			r.RPC.OK, r.RPC.Errors, r.RPC.ErrorsBy = 97, 3, map[string]int64{"unavailable": 3}
+		}, true, "3 of 100 calls failed (unavailable ×3)"},
+		{"no call answered fails", func(r *Result) {
+			r.RPC.OK, r.RPC.Errors, r.RPC.ErrorsBy = 0, 100, map[string]int64{"not_enabled": 100}
+		}, false, "no rpc call was answered"},
+		{"a connection the server closed fails", func(r *Result) { r.RPC.Closes = map[string]int64{"1008": 1} }, false, "closed 1 connections"},
+		{"a request the backend refused fails", func(r *Result) { r.Backend.Refused = 2 }, false, "refused 2 requests"},
+		{"a missed target rate only warns", func(r *Result) { r.RPC.TargetRate = 1000 }, true, "target rate of 1000/s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := ok()
+			tt.change(r)
+			r.judge()
+			if r.Passed != tt.pass {
+				t.Fatalf("passed %v, want %v (failures %v)", r.Passed, tt.pass, r.Failures)
+			}
+			if all := strings.Join(append(r.Failures, r.Warnings...), "\n"); !strings.Contains(all, tt.contains) {
+				t.Fatalf("failures and warnings %q do not mention %q", all, tt.contains)
+			}
+			var out strings.Builder
+			if err := r.writeTable(&out); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"rpc calls", "overhead", "served backend", "2 connections × 4 calls in flight"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("table lacks %q:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}

@@ -74,7 +74,10 @@ type session struct {
 	user string
 	node int
 	conn *wsclient.Conn // owned by run once it starts
-	last string         // the highest message id seen, to resume after
+	// live is conn for other goroutines, which send on it (dm --via ws); nil while the
+	// session reconnects.
+	live atomic.Pointer[wsclient.Conn]
+	last string // the highest message id seen, to resume after
 	max  streamID
 }
 
@@ -84,11 +87,14 @@ type sessionOptions struct {
 	buffer  int
 	timeout time.Duration
 	stats   *sessionStats
+	// onReply, if set, takes the ack and error frames that answer the session's own sends.
+	onReply func(wsclient.Frame)
 }
 
 // newSession wraps a connection that has received its welcome.
 func newSession(user string, node int, c *wsclient.Conn, welcome wsclient.Frame) *session {
 	s := &session{user: user, node: node, conn: c}
+	s.live.Store(c)
 	// A client that has seen nothing resumes from the stream position the welcome gave it,
 	// so that messages sent while it reconnects are replayed, not missed.
 	if id, ok := parseStreamID(welcome.LastID); ok {
@@ -113,6 +119,7 @@ func (s *session) run(ctx context.Context, o sessionOptions, handle func(deliver
 			}
 			code, _ := s.conn.CloseCode()
 			o.stats.closes.add(closeKey(code))
+			s.live.Store(nil)
 			s.conn.Abort()
 			s.conn = nil
 			if code == 4001 || code == 1008 {
@@ -121,6 +128,10 @@ func (s *session) run(ctx context.Context, o sessionOptions, handle func(deliver
 			if !s.resume(ctx, o) {
 				return
 			}
+			continue
+		}
+		if o.onReply != nil && f.Ref != "" && (f.Type == "ack" || f.Type == "error") {
+			o.onReply(f)
 			continue
 		}
 		if f.Type != "message" {
@@ -153,6 +164,7 @@ func (s *session) resume(ctx context.Context, o sessionOptions) bool {
 				o.stats.notRecovered.Add(1)
 			}
 			s.conn = c
+			s.live.Store(c)
 			return true
 		}
 		o.stats.resumeFailures.add(errorClass(err))

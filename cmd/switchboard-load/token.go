@@ -30,6 +30,13 @@ type signer struct {
 	method jwt.SigningMethod
 	key    any
 	kid    string
+	dm     []string // the tokens' dm claim (--jwt-dm); none when empty
+}
+
+// grantedClaims are the registered claims plus the dm grant of the permissions.
+type grantedClaims struct {
+	jwt.RegisteredClaims
+	DM []string `json:"dm,omitempty"`
 }
 
 // newSigner returns the signer of the credential flags, nil for dev auth (?user=).
@@ -96,10 +103,13 @@ func (s *signer) alg() string { return s.method.Alg() }
 
 // mint signs a token for user, issued at now.
 func (s *signer) mint(user string, now time.Time) (string, error) {
-	tok := jwt.NewWithClaims(s.method, jwt.RegisteredClaims{
-		Subject:   user,
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(tokenLifetime)),
+	tok := jwt.NewWithClaims(s.method, grantedClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   user,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(tokenLifetime)),
+		},
+		DM: s.dm,
 	})
 	if s.kid != "" {
 		tok.Header["kid"] = s.kid
