@@ -118,18 +118,24 @@ func TestAHugeRoomFanOutDoesNotStallOtherTraffic(t *testing.T) {
 	wg.Wait()
 	bob, _ := connect(t, a, "bob")
 	posted := make(chan int, 1)
+	var fanOuts time.Duration // the 5 posts' time, written before posted is sent on
 	go func() {
-		n := 0
+		n, start := 0, time.Now()
+		defer func() { fanOuts = time.Since(start); posted <- n }()
 		for range 5 {
 			r, err := http.Post(a.base+"/v1/rooms/huge/messages", "application/json", strings.NewReader(`"to everyone"`))
 			if err == nil && r.StatusCode == http.StatusAccepted {
 				n++
+			} else if err != nil {
+				t.Logf("room post: %v", err)
+			} else {
+				b, _ := io.ReadAll(r.Body)
+				t.Logf("room post: %d %s", r.StatusCode, b)
 			}
 			if r != nil {
 				r.Body.Close()
 			}
 		}
-		posted <- n
 	}()
 	var lat []time.Duration
 	for i := 0; ; i++ {
@@ -146,9 +152,12 @@ func TestAHugeRoomFanOutDoesNotStallOtherTraffic(t *testing.T) {
 			}
 			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 			p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
-			t.Logf("%d DMs during 5 fan-outs to %d members: p50 %s, p99 %s, max %s", len(lat), members, p50, p99, lat[len(lat)-1])
-			if p99 > time.Second {
-				t.Fatalf("DM p99 %s while a 10,000-member room fanned out", p99)
+			perFanOut := fanOuts / 5
+			t.Logf("%d DMs during 5 fan-outs to %d members (%s each): p50 %s, p99 %s, max %s", len(lat), members, perFanOut, p50, p99, lat[len(lat)-1])
+			// A DM queued behind a fan-out would wait for the rest of it: half a fan-out
+			// on average. The bound is relative, so a busy machine slows both sides alike.
+			if p50 > perFanOut/4 {
+				t.Fatalf("DM p50 %s while each fan-out took %s: DMs wait for fan-outs", p50, perFanOut)
 			}
 			return
 		default:
