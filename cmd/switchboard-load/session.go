@@ -149,6 +149,12 @@ func (s *session) run(ctx context.Context, o sessionOptions, handle func(deliver
 		if d.inOrder = id.after(s.max); d.inOrder {
 			s.max, s.last = id, f.ID
 		}
+		if f.To != "" {
+			// The copy of a DM this user sent, kept in its own stream: it moves the resume
+			// position, but it is not a delivery of what the scenario sent to this user
+			// (nor anything unusual to report).
+			continue
+		}
 		handle(d)
 	}
 }
