@@ -184,6 +184,7 @@ type Hub struct {
 	resumes     map[string]int // replays under way by user, for MaxResumesPerUser
 	roomLocks   roomLocks
 	tops        *topReads     // newest-id reads of new connections, batched
+	roomsReads  *roomsReads   // users' room sets for the welcome, batched
 	done        chan struct{} // closed when Run has returned
 }
 
@@ -208,6 +209,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Hub, error) {
 		links:       make(map[int]*link),
 		resumes:     make(map[string]int),
 		tops:        newTopReads(rdb),
+		roomsReads:  newRoomsReads(rdb),
 		linkAdded:   make(chan struct{}, 1),
 		done:        make(chan struct{}),
 		callTimeout: callTimeout,

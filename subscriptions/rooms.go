@@ -181,7 +181,7 @@ func (h *Hub) Rooms(ctx context.Context, user string) ([]string, error) {
 	if !ValidID(user) {
 		return nil, ErrInvalidID
 	}
-	return h.sortedSet(ctx, h.keys.userRooms(user))
+	return h.roomSet(ctx, h.keys.userRooms(user))
 }
 
 // IsMember reports whether user is a member of room, by the room's member set (the one
