@@ -19,6 +19,13 @@ func From(id string) SendOption {
 	return func(q url.Values) { q.Set("from", id) }
 }
 
+// Ephemeral makes a send publish only: no stream keeps the message (not the recipient's,
+// not the room's), so it has no id, is never replayed, and a connection that is catching up
+// when it arrives does not get it. For what is stale a second later: typing, cursors.
+func Ephemeral() SendOption {
+	return func(q url.Values) { q.Set("ephemeral", "true") }
+}
+
 func sendQuery(opts []SendOption) url.Values {
 	if len(opts) == 0 {
 		return nil
@@ -31,7 +38,8 @@ func sendQuery(opts []SendOption) url.Values {
 }
 
 // SendToUser sends a direct message to user, on every device and node, and returns its id
-// in the user's stream (POST /v1/users/{user}/messages). It is never retried.
+// in the user's stream (POST /v1/users/{user}/messages); with Ephemeral, whose message has
+// no id, "". It is never retried.
 func (c *Client) SendToUser(ctx context.Context, user string, p Payload, opts ...SendOption) (string, error) {
 	var answer struct {
 		ID string `json:"id"`
@@ -40,14 +48,23 @@ func (c *Client) SendToUser(ctx context.Context, user string, p Payload, opts ..
 	return answer.ID, err
 }
 
-// SendToRoom sends a message to every member of room and returns how many members' streams
-// took it (POST /v1/rooms/{room}/messages). It is never retried.
-func (c *Client) SendToRoom(ctx context.Context, room string, p Payload, opts ...SendOption) (int, error) {
-	var answer struct {
-		Recipients int `json:"recipients"`
-	}
+// RoomSent is the answer to a room send.
+type RoomSent struct {
+	// Recipients is how many members' streams took the message (with Ephemeral, how many
+	// members' channels it was published to).
+	Recipients int `json:"recipients"`
+	// HistoryID is the message's id in the room's history (RoomMessages), which every
+	// member's copy carries as Message.HistoryID; "" for an ephemeral message or on a
+	// server that keeps no room history.
+	HistoryID string `json:"history_id"`
+}
+
+// SendToRoom sends a message to every member of room (POST /v1/rooms/{room}/messages). It
+// is never retried.
+func (c *Client) SendToRoom(ctx context.Context, room string, p Payload, opts ...SendOption) (RoomSent, error) {
+	var answer RoomSent
 	err := c.json(ctx, call{method: http.MethodPost, path: "/v1/rooms/" + seg(room) + "/messages", query: sendQuery(opts), payload: &p}, &answer)
-	return answer.Recipients, err
+	return answer, err
 }
 
 // BatchItem is one message of a batch: exactly one of User and Room, and exactly one of
@@ -106,11 +123,17 @@ func (c *Client) SendBatch(ctx context.Context, items []BatchItem) ([]BatchResul
 
 // Message is a stored message, as the WebSocket delivers it.
 type Message struct {
-	// ID is the message's id in the user's stream, <ms>-<seq>.
+	// ID is the message's id in the user's stream, <ms>-<seq> (in the room's history, for a
+	// message read with RoomMessages).
 	ID string `json:"id"`
 	// From is the sender, if any; Room is set for a room message.
 	From string `json:"from,omitempty"`
 	Room string `json:"room,omitempty"`
+	// To is the recipient, on the sender's own copy of a direct message its client sent.
+	To string `json:"to,omitempty"`
+	// HistoryID is a room message's id in the room's history, on a member's copy; it lets a
+	// reader of both drop what it has twice.
+	HistoryID string `json:"history_id,omitempty"`
 	// Data is a JSON payload (a text payload is a JSON string); nil for a binary one.
 	Data json.RawMessage `json:"data,omitempty"`
 	// Binary is a binary payload (data_b64, decoded: encoding/json reads a []byte as

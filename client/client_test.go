@@ -40,10 +40,10 @@ func TestEveryCallSucceeds(t *testing.T) {
 	must(t, err)
 	id3, err := c.SendToUser(ctx, "bob", client.Bytes([]byte{0, 1, 2}))
 	must(t, err)
-	n, err := c.SendToRoom(ctx, "lobby", client.RawJSON([]byte(`{"all":true}`)), client.From("system"))
+	sent, err := c.SendToRoom(ctx, "lobby", client.RawJSON([]byte(`{"all":true}`)), client.From("system"))
 	must(t, err)
-	if n != 2 {
-		t.Fatalf("room send reached %d, want 2", n)
+	if sent.Recipients != 2 || sent.HistoryID == "" {
+		t.Fatalf("room send %+v, want 2 recipients and a history id", sent)
 	}
 	results, err := c.SendBatch(ctx, []client.BatchItem{
 		{User: "bob", Data: json.RawMessage(`"b1"`)},
@@ -78,6 +78,9 @@ func TestEveryCallSucceeds(t *testing.T) {
 		if m.ID != w.ID || m.From != w.From || m.Room != w.Room || string(m.Data) != string(w.Data) || string(m.Binary) != string(w.Binary) {
 			t.Errorf("message %d: %+v, want %+v", i, m, w)
 		}
+	}
+	if msgs[3].HistoryID != sent.HistoryID {
+		t.Errorf("bob's copy of the room message has history id %q, the send answered %q", msgs[3].HistoryID, sent.HistoryID)
 	}
 	page, err := c.Messages(ctx, "bob", id2, 2)
 	must(t, err)

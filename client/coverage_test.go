@@ -22,6 +22,8 @@ var covered = map[string]string{
 	"addMember":       "AddMember",
 	"removeMember":    "RemoveMember",
 	"sendToRoom":      "SendToRoom",
+	"getRoomMessages": "RoomMessages",
+	"getRoomPresence": "RoomPresence",
 	"getOpenAPI":      "", // the document itself: for tools, not backends
 }
 

@@ -242,6 +242,24 @@ func TestEveryRouteAnswersAsDocumented(t *testing.T) {
 		{"POST", "/v1/users/bob/messages", "text/plain; charset=latin1", "hi", key, 415},
 		{"POST", "/v1/users/bob/messages", "application/json", `1`, wrong, 401},
 		{"POST", "/v1/rooms/lobby/messages", "application/json", `{"n":2}`, key, 202},
+		{"POST", "/v1/rooms/lobby/messages?ephemeral=true", "application/json", `{"typing":true}`, key, 202},
+		{"POST", "/v1/rooms/lobby/messages?ephemeral=yes", "application/json", `1`, key, 400},
+		{"POST", "/v1/users/bob/messages?ephemeral=true", "text/plain", "typing", key, 202},
+		{"POST", "/v1/users/bob/messages?ephemeral=false", "application/json", `1`, key, 202},
+		{"POST", "/v1/users/bob/messages?ephemeral=1", "application/json", `1`, key, 400},
+		{"GET", "/v1/rooms/lobby/messages", "", "", key, 200},
+		{"GET", "/v1/rooms/lobby/messages?since=0-0&limit=1", "", "", key, 200},
+		{"GET", "/v1/rooms/lobby/messages?before=99999999999999-0&limit=1000", "", "", key, 200},
+		{"GET", "/v1/rooms/nowhere/messages", "", "", key, 200},
+		{"GET", "/v1/rooms/lobby/messages?since=0-0&before=1-0", "", "", key, 400},
+		{"GET", "/v1/rooms/lobby/messages?limit=0", "", "", key, 400},
+		{"GET", "/v1/rooms/lobby/messages?before=soon", "", "", key, 400},
+		{"GET", "/v1/rooms/l%20bby/messages", "", "", key, 400},
+		{"GET", "/v1/rooms/lobby/messages", "", "", wrong, 401},
+		{"GET", "/v1/rooms/lobby/presence", "", "", key, 200},
+		{"GET", "/v1/rooms/nowhere/presence", "", "", key, 200},
+		{"GET", "/v1/rooms/l%21/presence", "", "", key, 400},
+		{"GET", "/v1/rooms/lobby/presence", "", "", nil, 401},
 		{"POST", "/v1/rooms/lobby/messages?from=a%20b", "application/json", `1`, key, 400},
 		{"POST", "/v1/rooms/lobby/messages", "text/plain", big, key, 413},
 		{"POST", "/v1/rooms/lobby/messages", "bad/type/x", "1", key, 415},
@@ -296,6 +314,11 @@ func TestOpenAPICheckRefusesWrongAnswers(t *testing.T) {
 		{"a malformed message id", "POST", "/v1/users/bob/messages", response{status: 202, body: []byte(`{"id":"x"}`), header: jsonHeader}},
 		{"an error without its envelope", "POST", "/v1/users/bob/messages", response{status: 400, body: []byte(`{"code":"bad_json"}`), header: jsonHeader}},
 		{"an unknown error code", "GET", "/v1/users/bob/rooms", response{status: 503, body: []byte(`{"error":{"code":"oops","message":"x"}}`), header: jsonHeader}},
+		{"an ephemeral send's answer without ephemeral", "POST", "/v1/users/bob/messages", response{status: 202, body: []byte(`{"ephemeral":false}`), header: jsonHeader}},
+		{"an ephemeral room send with a history id", "POST", "/v1/rooms/r/messages", response{status: 202, body: []byte(`{"recipients":1,"history_id":"1-0","ephemeral":true}`), header: jsonHeader}},
+		{"a room history without more", "GET", "/v1/rooms/r/messages", response{status: 200, body: []byte(`{"messages":[]}`), header: jsonHeader}},
+		{"a room history message with a malformed history id", "GET", "/v1/rooms/r/messages", response{status: 200, body: []byte(`{"messages":[{"type":"message","id":"1-0","room":"r","history_id":"x","data":1}],"more":false}`), header: jsonHeader}},
+		{"room presence as a boolean", "GET", "/v1/rooms/r/presence", response{status: 200, body: []byte(`{"online":true}`), header: jsonHeader}},
 		{"an unrouted success", "GET", "/v1/nothing", response{status: 200, body: []byte(`{}`), header: jsonHeader}},
 		{"an unrouted refusal without envelope", "GET", "/v1/nothing", response{status: 404, body: []byte(`404 page not found`)}},
 	} {
@@ -303,8 +326,18 @@ func TestOpenAPICheckRefusesWrongAnswers(t *testing.T) {
 			t.Errorf("%s: passed the check", c.name)
 		}
 	}
-	ok := response{status: 200, body: []byte(`{"online":true,"connections":2}`), header: jsonHeader}
-	if err := validateOpenAPI("GET", base+"/v1/users/bob/presence", ok); err != nil {
-		t.Errorf("a right answer failed the check: %v", err)
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/v1/users/bob/presence", `{"online":true,"connections":2}`},
+		{"POST", "/v1/users/bob/messages", `{"ephemeral":true}`},
+		{"POST", "/v1/rooms/r/messages", `{"recipients":2,"ephemeral":true}`},
+		{"POST", "/v1/rooms/r/messages", `{"recipients":2,"history_id":"1-0"}`},
+	} {
+		ok := response{status: 200, body: []byte(c.body), header: jsonHeader}
+		if c.method == "POST" {
+			ok.status = 202
+		}
+		if err := validateOpenAPI(c.method, base+c.path, ok); err != nil {
+			t.Errorf("a right answer %s failed the check: %v", c.body, err)
+		}
 	}
 }
