@@ -45,6 +45,19 @@ func (s *Server) handlePostUserMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if r.URL.RawQuery != "" {
+		if ephemeral, err := ephemeralQuery(r); err != nil || ephemeral {
+			if err == nil {
+				err = s.hub.PublishEphemeral(r.Context(), user, env)
+			}
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			writeJSONBytes(w, http.StatusAccepted, []byte("{\"ephemeral\":true}\n"))
+			return
+		}
+	}
 	id, err := s.hub.Publish(r.Context(), user, env)
 	if err != nil {
 		writeError(w, err)
@@ -57,6 +70,17 @@ func (s *Server) handlePostUserMessage(w http.ResponseWriter, r *http.Request) {
 	b = append(b, id.String()...)
 	b = append(b, "\"}\n"...)
 	writeJSONBytes(w, http.StatusAccepted, b)
+}
+
+// ephemeralQuery reads ?ephemeral=true|false: a send published only, never stored.
+func ephemeralQuery(r *http.Request) (bool, error) {
+	switch r.URL.Query().Get("ephemeral") {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	}
+	return false, errBadRequest(codeBadRequest, "ephemeral must be true or false")
 }
 
 // handleGetUserMessages serves a user's history: GET /v1/users/{user}/messages.

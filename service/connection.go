@@ -67,6 +67,8 @@ type client struct {
 	verdicts     [verdictRing / 64]uint64
 	seen, served uint32
 
+	reads readBudget // history and presence frames (history.go); read loop only
+
 	out      outbox
 	drainJob func() // out.drain as a job on gws's write queue, made once
 	// releaseResume gives back the user's resume slot (Hub.ReserveResume); nil without

@@ -67,6 +67,15 @@ func (s *Server) dispatch(c *client, cmd command) {
 	case eventCmd:
 		// The ack means the event is queued in Redis, not that the backend saw it.
 		err = s.emitClientEvent(ctx, c, cmd)
+	case presenceCmd:
+		if err = s.roomPresence(ctx, c, cmd); err == nil {
+			return
+		}
+	case historyCmd:
+		// Answered by its history frame, or by an error.
+		if err = s.history(ctx, c, cmd); err == nil {
+			return
+		}
 	case refreshCmd:
 		err = s.refresh(ctx, c, cmd)
 	case rpcCmd:
@@ -83,25 +92,43 @@ func (s *Server) dispatch(c *client, cmd command) {
 	c.send(encodeFrame(ack))
 }
 
+// sendDM delivers a client's direct message and the sender's own copy of it. The ack
+// carries the recipient's id and the copy's ("copy_id"); a copy that failed after the
+// recipient's message was stored (Redis Cluster, see PublishDM) is acked with "copy":false,
+// logged and counted.
 func (s *Server) sendDM(ctx context.Context, c *client, cmd sendDM) (ackFrame, error) {
 	if err := s.mayDM(ctx, c, cmd.to); err != nil {
 		return ackFrame{}, err
 	}
-	id, err := s.hub.Publish(ctx, cmd.to, subscriptions.Envelope{From: c.user, Data: cmd.data})
+	if cmd.ephemeral {
+		// Published only: no id, no copy, nothing to resume.
+		return ackFrame{}, s.hub.PublishEphemeral(ctx, cmd.to, subscriptions.Envelope{From: c.user, Data: cmd.data})
+	}
+	res, err := s.hub.PublishDM(ctx, cmd.to, subscriptions.Envelope{From: c.user, Data: cmd.data})
 	if err != nil {
 		return ackFrame{}, err
 	}
 	s.metrics.messagesIn.WithLabelValues("ws", "direct").Inc()
-	return ackFrame{ID: id.String()}, nil
+	ack := ackFrame{ID: res.ID.String()}
+	switch {
+	case res.CopyErr != nil:
+		s.metrics.copyFailures.Inc()
+		s.log.Warn("a direct message reached its recipient but the sender's copy failed", "user", c.user, "to", cmd.to, "id", ack.ID, "err", res.CopyErr)
+		ack.Copy = new(bool)
+	case !res.CopyID.IsZero():
+		ack.CopyID = res.CopyID.String()
+	}
+	return ack, nil
 }
 
 func (s *Server) sendRoom(ctx context.Context, c *client, cmd sendRoom) (ackFrame, error) {
-	n, err := s.hub.PublishRoom(ctx, cmd.room, subscriptions.Envelope{From: c.user, Data: cmd.data}, true)
+	res, err := s.hub.PublishRoomMessage(ctx, cmd.room, subscriptions.Envelope{From: c.user, Data: cmd.data},
+		subscriptions.RoomSend{RequireMember: true, Ephemeral: cmd.ephemeral})
 	if err != nil {
 		return ackFrame{}, err
 	}
 	s.metrics.messagesIn.WithLabelValues("ws", "room").Inc()
-	return ackFrame{Recipients: &n}, nil
+	return ackFrame{Recipients: &res.Recipients, HistoryID: historyID(res.HistoryID)}, nil
 }
 
 func (s *Server) emitClientEvent(ctx context.Context, c *client, cmd eventCmd) error {

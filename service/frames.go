@@ -12,8 +12,8 @@ import (
 )
 
 // command is a valid client frame, decoded into what it asks for: a joinCmd, leaveCmd,
-// sendDM, sendRoom, eventCmd, refreshCmd or rpcCmd, and nothing else (its method is
-// unexported).
+// sendDM, sendRoom, eventCmd, refreshCmd, rpcCmd, historyCmd or presenceCmd, and nothing
+// else (its method is unexported).
 type command interface {
 	// reference returns the frame's "ref", echoed in its ack or error ("" without one).
 	reference() string
@@ -41,13 +41,16 @@ type sendDM struct {
 	cmdRef
 	to   string
 	data json.RawMessage
+	// ephemeral: published only, never stored, no id ("ephemeral":true).
+	ephemeral bool
 }
 
 // sendRoom sends data to a room's members ({"type":"send","room":...,"data":...}).
 type sendRoom struct {
 	cmdRef
-	room string
-	data json.RawMessage
+	room      string
+	data      json.RawMessage
+	ephemeral bool
 }
 
 // eventCmd emits a client event to the backend ({"type":"event","name":...,"data":...}).
@@ -80,7 +83,7 @@ func (e *frameError) Error() string { return e.code + ": " + e.message }
 
 // frameFields are the names a client frame may hold, matched exactly: "Type" or "DATA" is
 // an unknown field, never taken for "type" or "data".
-var frameFields = [...]string{"type", "ref", "room", "to", "name", "data", "token", "method"}
+var frameFields = [...]string{"type", "ref", "room", "to", "name", "data", "token", "method", "limit", "before", "ephemeral"}
 
 // Indexes of frameFields.
 const (
@@ -92,6 +95,9 @@ const (
 	fieldData
 	fieldToken
 	fieldMethod
+	fieldLimit
+	fieldBefore
+	fieldEphemeral
 )
 
 // rawFrame is a client frame read member by member: each known field's value as it was
@@ -139,7 +145,7 @@ func decodeFrame(b []byte, maxData int) (command, error) {
 	for _, field := range [...]struct {
 		i   int
 		dst *string
-	}{{fieldType, &f.typ}, {fieldRoom, &f.room}, {fieldTo, &f.to}, {fieldName, &f.name}, {fieldToken, &f.token}, {fieldMethod, &f.method}} {
+	}{{fieldType, &f.typ}, {fieldRoom, &f.room}, {fieldTo, &f.to}, {fieldName, &f.name}, {fieldToken, &f.token}, {fieldMethod, &f.method}, {fieldBefore, &f.before}} {
 		if err := raw.str(field.i, field.dst); err != nil {
 			err.ref = ref
 			return nil, err
@@ -154,13 +160,16 @@ func decodeFrame(b []byte, maxData int) (command, error) {
 }
 
 // frameStrings are the string fields of a frame besides its ref ("" when absent).
-type frameStrings struct{ typ, room, to, name, token, method string }
+type frameStrings struct{ typ, room, to, name, token, method, before string }
 
 // command validates a frame whose fields are read and makes its command; a refusal is
 // returned without the ref, which the caller sets.
 func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *frameError) {
 	fail := func(code, format string, args ...any) (command, *frameError) {
 		return nil, &frameError{code: code, message: fmt.Sprintf(format, args...)}
+	}
+	if read := readCommands[f.typ]; read != nil {
+		return read(raw, cr, f)
 	}
 	var allowed []int
 	switch f.typ {
@@ -170,7 +179,7 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 			return fail(codeInvalidID, "%s", err)
 		}
 	case "send":
-		allowed = []int{fieldTo, fieldRoom, fieldData}
+		allowed = []int{fieldTo, fieldRoom, fieldData, fieldEphemeral}
 		switch {
 		case (f.to == "") == (f.room == ""):
 			return fail(codeBadRequest, `a send needs exactly one of "to" and "room"`)
@@ -202,10 +211,8 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 	default:
 		return fail(codeUnknownType, "unknown frame type %q", f.typ)
 	}
-	for i, v := range raw.fields {
-		if v != nil && i != fieldType && i != fieldRef && !slices.Contains(allowed, i) {
-			return fail(codeBadRequest, "unexpected field %q in a %s frame", frameFields[i], f.typ)
-		}
+	if fe := raw.onlyFields(f.typ, allowed...); fe != nil {
+		return nil, fe
 	}
 	switch f.typ {
 	case "join":
@@ -215,16 +222,21 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 	case "refresh":
 		return refreshCmd{cr, f.token}, nil
 	}
-	// A send, an event or an rpc: all carry data (an rpc's is optional: null).
+	return raw.dataCommand(cr, f, maxData)
+}
+
+// dataCommand makes the command of a send, an event or an rpc: all carry data (an rpc's
+// is optional: null).
+func (raw *rawFrame) dataCommand(cr cmdRef, f frameStrings, maxData int) (command, *frameError) {
 	data := raw.fields[fieldData]
 	if data == nil && f.typ == "rpc" {
 		data = []byte("null")
 	}
 	if data == nil {
-		return fail(codeBadRequest, `a %s frame needs "data"`, f.typ)
+		return nil, &frameError{code: codeBadRequest, message: fmt.Sprintf(`a %s frame needs "data"`, f.typ)}
 	}
 	if len(data) > maxData {
-		return fail(codeTooLarge, "data is larger than %d bytes", maxData)
+		return nil, &frameError{code: codeTooLarge, message: fmt.Sprintf("data is larger than %d bytes", maxData)}
 	}
 	// A copy: the frame's bytes go back to gws's pool when OnMessage returns, and the data
 	// may outlive it in a pipeline or the event queue.
@@ -234,11 +246,15 @@ func (raw *rawFrame) command(cr cmdRef, f frameStrings, maxData int) (command, *
 		return eventCmd{cr, f.name, data}, nil
 	case f.typ == "rpc":
 		return rpcCmd{cr, f.method, data}, nil
-	case f.to != "":
-		return sendDM{cr, f.to, data}, nil
-	default:
-		return sendRoom{cr, f.room, data}, nil
 	}
+	ephemeral, fe := raw.flag(fieldEphemeral)
+	if fe != nil {
+		return nil, fe
+	}
+	if f.to != "" {
+		return sendDM{cr, f.to, data, ephemeral}, nil
+	}
+	return sendRoom{cr, f.room, data, ephemeral}, nil
 }
 
 // notJSON is the refusal of a frame the JSON reader refused.
@@ -335,6 +351,12 @@ type ackFrame struct {
 	Ref        string `json:"ref,omitempty"`
 	ID         string `json:"id,omitempty"`
 	Recipients *int   `json:"recipients,omitempty"`
+	// CopyID is the id of a direct message's copy in the sender's own stream; Copy is
+	// false when that copy failed while the recipient's message was stored.
+	CopyID string `json:"copy_id,omitempty"`
+	Copy   *bool  `json:"copy,omitempty"`
+	// HistoryID is a room message's id in the room's history.
+	HistoryID string `json:"history_id,omitempty"`
 }
 
 type errorFrame struct {

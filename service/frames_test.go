@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
 // flatFrame is a command seen as the frame it came from, field by field, for the fuzz
@@ -29,6 +31,10 @@ func flat(cmd command) flatFrame {
 		f.Type, f.Room, f.Data = "send", cmd.room, cmd.data
 	case eventCmd:
 		f.Type, f.Name, f.Data = "event", cmd.name, cmd.data
+	case historyCmd:
+		f.Type, f.Room = "history", cmd.room
+	case presenceCmd:
+		f.Type, f.Room = "presence", cmd.room
 	}
 	return f
 }
@@ -41,10 +47,15 @@ func TestDecodeFrameReturnsTheCommandTheFrameAsksFor(t *testing.T) {
 		{"a join is a joinCmd", `{"type":"join","room":"lobby","ref":"1"}`, joinCmd{cmdRef{"1"}, "lobby"}},
 		{"a leave is a leaveCmd", `{"type":"leave","room":"lobby"}`, leaveCmd{cmdRef{}, "lobby"}},
 		{"a send to a user is a sendDM", `{"type":"send","to":"bob","data":{"text":"hi"},"ref":"3"}`,
-			sendDM{cmdRef{"3"}, "bob", json.RawMessage(`{"text":"hi"}`)}},
+			sendDM{cmdRef{"3"}, "bob", json.RawMessage(`{"text":"hi"}`), false}},
 		{"a send to a room is a sendRoom", `{"type":"send","room":"lobby","data":[1,2,3]}`,
-			sendRoom{cmdRef{}, "lobby", json.RawMessage(`[1,2,3]`)}},
-		{"data null is data", `{"type":"send","to":"bob","data":null}`, sendDM{cmdRef{}, "bob", json.RawMessage(`null`)}},
+			sendRoom{cmdRef{}, "lobby", json.RawMessage(`[1,2,3]`), false}},
+		{"data null is data", `{"type":"send","to":"bob","data":null}`, sendDM{cmdRef{}, "bob", json.RawMessage(`null`), false}},
+		{"an ephemeral send to a user", `{"type":"send","to":"bob","data":1,"ephemeral":true}`, sendDM{cmdRef{}, "bob", json.RawMessage(`1`), true}},
+		{"an ephemeral send to a room", `{"type":"send","room":"r","data":1,"ephemeral":true}`, sendRoom{cmdRef{}, "r", json.RawMessage(`1`), true}},
+		{"ephemeral false is a stored send", `{"type":"send","room":"r","data":1,"ephemeral":false}`, sendRoom{cmdRef{}, "r", json.RawMessage(`1`), false}},
+		{"a history frame has a default limit", `{"type":"history","room":"r","ref":"h"}`, historyCmd{cmdRef{"h"}, "r", 50, subscriptions.StreamID{}}},
+		{"a history frame with a limit and before", `{"type":"history","room":"r","limit":7,"before":"5-1"}`, historyCmd{cmdRef{}, "r", 7, subscriptions.StreamID{MS: 5, Seq: 1}}},
 		{"an event is an eventCmd", `{"type":"event","name":"order.paid","data":{"order":42},"ref":"5"}`,
 			eventCmd{cmdRef{"5"}, "order.paid", json.RawMessage(`{"order":42}`)}},
 		{"escaped strings are unquoted", `{"type":"join","room":"l\u006fbby","ref":"\u0031"}`, joinCmd{cmdRef{"1"}, "lobby"}},
@@ -82,6 +93,13 @@ func TestDecodeFrameRefusesWithTheCodeAndRefOfTheProblem(t *testing.T) {
 		{"a send without data", `{"type":"send","to":"bob","ref":"r"}`, codeBadRequest, "r", `a send frame needs "data"`},
 		{"an event without a name", `{"type":"event","data":1,"ref":"r"}`, codeInvalidID, "r", `"name" is required`},
 		{"data over the limit", `{"type":"event","name":"e","data":"` + strings.Repeat("x", 1024) + `","ref":"r"}`, codeTooLarge, "r", "larger than 1024"},
+		{"ephemeral not a boolean", `{"type":"send","to":"bob","data":1,"ephemeral":"yes","ref":"r"}`, codeBadRequest, "r", `"ephemeral" must be true or false`},
+		{"ephemeral on a join", `{"type":"join","room":"x","ephemeral":true,"ref":"r"}`, codeBadRequest, "r", `unexpected field "ephemeral"`},
+		{"a history limit over 100", `{"type":"history","room":"x","limit":101,"ref":"r"}`, codeBadRequest, "r", `"limit" must be an integer from 1 to 100`},
+		{"a history limit that is a string", `{"type":"history","room":"x","limit":"5","ref":"r"}`, codeBadRequest, "r", `"limit" must be`},
+		{"a history before that is no id", `{"type":"history","room":"x","before":"x","ref":"r"}`, codeBadRequest, "r", `"before" must be a message id`},
+		{"a history without a room", `{"type":"history","ref":"r"}`, codeInvalidID, "r", `"room" is required`},
+		{"a limit on a send", `{"type":"send","to":"bob","data":1,"limit":1,"ref":"r"}`, codeBadRequest, "r", `unexpected field "limit"`},
 		{"data nested too deep", `{"type":"send","to":"bob","data":` + nestedJSON(65) + `,"ref":"r"}`, codeBadJSON, "r", `"data" is`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

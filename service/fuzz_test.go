@@ -22,6 +22,8 @@ func FuzzDecodeFrame(f *testing.F) {
 		`{"type":"event","name":"order.paid","data":{"order":42},"ref":"5"}`,
 		`{"type":"send","to":"bob"}`, `{"type":1}`, `[]`, `null`, `"x"`, `{`, ``,
 		`{"type":"send","to":"bob","data":1,"data":2}`, `{"type":"send","to":"b\u0000b","data":1}`,
+		`{"type":"send","room":"r","data":1,"ephemeral":true}`, `{"type":"history","room":"r","limit":5,"before":"1-0"}`,
+		`{"type":"presence","room":"r","ref":"p"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -39,7 +41,7 @@ func FuzzDecodeFrame(f *testing.F) {
 		}
 		fr := flat(cmd)
 		switch fr.Type {
-		case "join", "leave":
+		case "join", "leave", "history", "presence":
 			if !subscriptions.ValidID(fr.Room) {
 				t.Fatalf("accepted %s with room %q", fr.Type, fr.Room)
 			}

@@ -89,6 +89,7 @@ const (
 	limitKindEvent    = "event"
 	limitKindUserConn = "user_conn"
 	limitKindIPConn   = "ip_conn"
+	limitKindRead     = "read" // a connection's history and presence frames (history.go)
 )
 
 var errLimiterUnavailable = fmt.Errorf("%w: rate limit check failed", subscriptions.ErrUnavailable)

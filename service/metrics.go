@@ -88,6 +88,9 @@ type metrics struct {
 	messagesOut prometheus.Counter
 	rejected    *prometheus.CounterVec
 	limited     *prometheus.CounterVec
+	// copyFailures counts client DMs accepted (the recipient has them) whose sender's copy
+	// was not stored: acked with "copy":false.
+	copyFailures prometheus.Counter
 }
 
 // newMetrics registers the server's counters on reg.
@@ -105,6 +108,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		limited: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_limited_total", Help: "Client actions refused by a per-user or per-IP rate limit (send, join, event, user_conn, ip_conn) or a quota (rooms_per_user, room_members).",
 		}, []string{"limit"})),
+		copyFailures: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_dm_copy_failures_total", Help: "Client direct messages delivered to their recipient whose copy in the sender's own stream failed (acked with \"copy\":false).",
+		})),
 	}
 	m.httpDirect = m.messagesIn.WithLabelValues("http", "direct")
 	return m

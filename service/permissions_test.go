@@ -109,6 +109,9 @@ func TestPermissionMatrix(t *testing.T) {
 		{`{"type":"send","to":"support.7","data":"hi","ref":"d3"}`, map[string]bool{"prefix": true, "everything": true}, "forbidden"},
 		{`{"type":"send","room":"member-only","data":"hi","ref":"r1"}`, all, ""},
 		{`{"type":"send","room":"lobby","data":"hi","ref":"r2"}`, map[string]bool{}, "not_member"},
+		// Ephemeral sends are checked as stored ones are.
+		{`{"type":"send","to":"bob","data":"typing","ephemeral":true,"ref":"e1"}`, map[string]bool{"exact": true, "everything": true}, "forbidden"},
+		{`{"type":"send","room":"lobby","data":"typing","ephemeral":true,"ref":"e2"}`, map[string]bool{}, "not_member"},
 		{`{"type":"leave","room":"never-joined","ref":"l1"}`, all, ""},
 	}
 	for name, claims := range grants {

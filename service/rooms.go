@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/switchboard-dev/switchboard/events"
+	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
 // handlePutMember adds a user to a room: PUT /v1/rooms/{room}/members/{user}. Idempotent.
@@ -97,15 +98,32 @@ func (s *Server) handlePostRoomMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	n, err := s.hub.PublishRoom(r.Context(), room, env, false)
+	ephemeral, err := ephemeralQuery(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	s.metrics.messagesIn.WithLabelValues("http", "room").Inc()
+	res, err := s.hub.PublishRoomMessage(r.Context(), room, env, subscriptions.RoomSend{Ephemeral: ephemeral})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !ephemeral {
+		s.metrics.messagesIn.WithLabelValues("http", "room").Inc()
+	}
 	writeJSON(w, http.StatusAccepted, struct {
-		Recipients int `json:"recipients"`
-	}{n})
+		Recipients int    `json:"recipients"`
+		HistoryID  string `json:"history_id,omitempty"`
+		Ephemeral  bool   `json:"ephemeral,omitempty"`
+	}{res.Recipients, historyID(res.HistoryID), ephemeral})
+}
+
+// historyID is a room message's id in the room's history, "" when it has none.
+func historyID(id subscriptions.StreamID) string {
+	if id.IsZero() {
+		return ""
+	}
+	return id.String()
 }
 
 // nonNil makes an empty list encode as [] rather than null.

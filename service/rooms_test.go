@@ -171,8 +171,8 @@ func TestRoomRefusals(t *testing.T) {
 	if r := do(t, "POST", a.base+"/v1/rooms/lobby/messages", "application/json", strings.NewReader(`{bad`)); r.status != http.StatusBadRequest || r.errorCode(t) != "bad_json" {
 		t.Fatalf("bad JSON to a room: %d %s", r.status, r.body)
 	}
-	if r := do(t, "GET", a.base+"/v1/rooms/lobby/messages", "", nil); r.status != http.StatusMethodNotAllowed || r.errorCode(t) != "method_not_allowed" {
-		t.Fatalf("GET room messages: %d %s", r.status, r.body)
+	if r := do(t, "DELETE", a.base+"/v1/rooms/lobby/messages", "", nil); r.status != http.StatusMethodNotAllowed || r.errorCode(t) != "method_not_allowed" {
+		t.Fatalf("DELETE room messages: %d %s", r.status, r.body)
 	}
 	// A malformed join gets an error frame and the connection stays usable.
 	c, _ := connect(t, a, "alice")

@@ -259,6 +259,8 @@ func (s *Server) routes() chi.Router {
 		r.Delete("/v1/rooms/{room}/members/{user}", s.handleDeleteMember)
 		r.Get("/v1/rooms/{room}/members", s.handleGetMembers)
 		r.Post("/v1/rooms/{room}/messages", s.handlePostRoomMessage)
+		r.Get("/v1/rooms/{room}/messages", s.handleGetRoomMessages)
+		r.Get("/v1/rooms/{room}/presence", s.handleGetRoomPresence)
 	})
 	r.Route("/admin", func(r chi.Router) {
 		r.Get("/", s.serveFile("admin.html"))

@@ -40,6 +40,12 @@ func suite() []func(*testing.T, backend) {
 		testReconnectFloodOfJoinsIsLimitedPerUserAcrossNodes,
 		testRoomQuotasHoldAtTheEdge,
 		testWelcomeListsTheUsersRooms,
+		testClientDMIsCopiedToEverySenderDeviceAndHistory,
+		testFailedSenderCopyStillAcksTheRecipientsMessage,
+		testRoomHistoryIsKeptOnceAndReadByMembersOnly,
+		testLargeRoomHistoryIDReachesEveryMember,
+		testEphemeralSendsArePublishedNeverStored,
+		testRoomPresenceListsMembersOnlineOnAnyNode,
 	}
 }
 

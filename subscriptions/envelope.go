@@ -17,10 +17,23 @@ type Message struct {
 // Envelope is a message to deliver. Data must be valid JSON (the service validates it where
 // it decodes it); Binary, when not nil, is delivered as "data_b64" instead of "data".
 type Envelope struct {
-	From   string
+	From string
+	// To names the recipient on the sender's own copy of a direct message (PublishDM);
+	// empty on what the recipient gets.
+	To     string
 	Room   string
 	Data   json.RawMessage
 	Binary []byte
+}
+
+// validIDs reports whether the ids the envelope names match the id pattern.
+func (e Envelope) validIDs() bool {
+	for _, id := range [...]string{e.From, e.To, e.Room} {
+		if id != "" && !ValidID(id) {
+			return false
+		}
+	}
+	return true
 }
 
 // envelopePrefix starts every message envelope; the delivery script completes it with the
@@ -30,7 +43,7 @@ const envelopePrefix = `{"type":"message","id":"`
 // tail encodes everything of the envelope after its id: `,"from":...,"data":...}`. The stream
 // keeps the tail, and the id completes it, both when published and when replayed.
 func (e Envelope) tail() string {
-	n := len(e.Data) + len(e.From) + len(e.Room) + 32
+	n := len(e.Data) + len(e.From) + len(e.To) + len(e.Room) + 40
 	if e.Binary != nil {
 		n += base64.StdEncoding.EncodedLen(len(e.Binary))
 	}
@@ -39,6 +52,11 @@ func (e Envelope) tail() string {
 		// Ids are restricted to characters that need no JSON escaping.
 		b = append(b, `,"from":"`...)
 		b = append(b, e.From...)
+		b = append(b, '"')
+	}
+	if e.To != "" {
+		b = append(b, `,"to":"`...)
+		b = append(b, e.To...)
 		b = append(b, '"')
 	}
 	if e.Room != "" {

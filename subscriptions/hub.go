@@ -60,6 +60,10 @@ type Config struct {
 	HistorySize int64
 	// HistoryTTL is how long an idle user stream is kept. Default 24h.
 	HistoryTTL time.Duration
+	// RoomHistorySize is how many messages each room's own stream keeps (read by
+	// RoomHistory), kept as long as user streams (HistoryTTL after the room's last
+	// message). Default 1000; negative keeps no room history.
+	RoomHistorySize int64
 	// Heartbeat is how often the node pings through its Pub/Sub connection; a connection that
 	// stays quiet for three heartbeats is rebuilt. Default 1s.
 	Heartbeat time.Duration
@@ -106,6 +110,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HistorySize <= 0 {
 		c.HistorySize = 1000
+	}
+	if c.RoomHistorySize == 0 {
+		c.RoomHistorySize = 1000
 	}
 	if c.HistoryTTL <= 0 {
 		c.HistoryTTL = 24 * time.Hour

@@ -81,6 +81,10 @@ func (k keys) roomTag(room string) string { return "{" + k.prefix + ":room:" + r
 // roomMembers is the set of user ids in a room.
 func (k keys) roomMembers(room string) string { return k.roomTag(room) + ":members" }
 
+// roomHistory is the stream that keeps a room's recent messages, once each, in the room's
+// slot.
+func (k keys) roomHistory(room string) string { return k.roomTag(room) + ":history" }
+
 // roomLock serializes a room's fan-outs across nodes, so that every member sees the room's
 // messages in the same relative order.
 func (k keys) roomLock(room string) string { return k.roomTag(room) + ":lock" }

@@ -122,7 +122,7 @@ func (l *link) receive(ctx context.Context, ps *redis.PubSub) (up bool) {
 		l.lastRecv.Store(time.Now().UnixNano())
 		switch m := m.(type) {
 		case *redis.Message:
-			if !l.dispatch(m) && strings.HasPrefix(m.Payload, controlPrefix) {
+			if !l.dispatch(m) && !l.dispatchEphemeral(m) && strings.HasPrefix(m.Payload, controlPrefix) {
 				l.control(ctx, m)
 			}
 		case *redis.Subscription:

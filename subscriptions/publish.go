@@ -33,7 +33,7 @@ const (
 // node, and a client that was away finds it when it resumes. It returns the message id.
 // An error wrapping ErrUnavailable means Redis did not take the message.
 func (h *Hub) Publish(ctx context.Context, user string, env Envelope) (StreamID, error) {
-	if !ValidID(user) || (env.From != "" && !ValidID(env.From)) || (env.Room != "" && !ValidID(env.Room)) {
+	if !ValidID(user) || !env.validIDs() {
 		return StreamID{}, ErrInvalidID
 	}
 	if err := ctx.Err(); err != nil {
@@ -63,7 +63,7 @@ func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []err
 	ds := make([]delivery, len(msgs))
 	var live []*delivery
 	for i, m := range msgs {
-		if !ValidID(m.User) || (m.Envelope.From != "" && !ValidID(m.Envelope.From)) || (m.Envelope.Room != "" && !ValidID(m.Envelope.Room)) {
+		if !ValidID(m.User) || !m.Envelope.validIDs() {
 			errs[i] = ErrInvalidID
 			continue
 		}
@@ -102,6 +102,17 @@ type delivery struct {
 	tail            string
 	id              string
 	err             error
+	// copy, when set, is delivered by the same script call right after this one (the
+	// sender's copy of a direct message; same bucket on a cluster). Its outcome is its own.
+	copy *delivery
+}
+
+// pairs is how many stream and channel pairs d takes in a script call.
+func (d *delivery) pairs() int {
+	if d.copy != nil {
+		return 2
+	}
+	return 1
 }
 
 // publisher runs the batch script for concurrent callers, sharing round trips: its worker
@@ -116,17 +127,20 @@ type publisher struct {
 	publishCmd  string
 	historySize string
 	historyTTL  string
-	batches     *pipeline.Batcher[delivery]
+	// roomHistorySize is the room streams' MAXLEN (the delivery script's ARGV[6]).
+	roomHistorySize string
+	batches         *pipeline.Batcher[delivery]
 }
 
 func newPublisher(rdb redis.UniversalClient, cfg Config, publishCmd string, deadline func() string) *publisher {
 	p := &publisher{
-		rdb:         rdb,
-		obs:         cfg.Observer,
-		deadline:    deadline,
-		publishCmd:  publishCmd,
-		historySize: strconv.FormatInt(cfg.HistorySize, 10),
-		historyTTL:  strconv.FormatInt(cfg.HistoryTTL.Milliseconds(), 10),
+		rdb:             rdb,
+		obs:             cfg.Observer,
+		deadline:        deadline,
+		publishCmd:      publishCmd,
+		historySize:     strconv.FormatInt(cfg.HistorySize, 10),
+		historyTTL:      strconv.FormatInt(cfg.HistoryTTL.Milliseconds(), 10),
+		roomHistorySize: strconv.FormatInt(max(cfg.RoomHistorySize, 0), 10),
 	}
 	p.batches = pipeline.New(pipeline.Config[delivery]{Send: p.exec, MaxBatch: maxPipeline, MaxQueued: 4 * maxPipeline})
 	return p
@@ -161,12 +175,16 @@ func (p *publisher) exec(ctx context.Context, batch []*delivery) {
 		p.obs.ObservePublish(took, n, err)
 	}}
 	_ = scripts.Exec(ctx, len(groups), func(pipe redis.Pipeliner, g int) (redis.Cmder, *redis.Script) {
-		keys := make([]string, 0, 2*len(groups[g]))
-		args := make([]any, 0, 4+len(groups[g]))
+		keys := make([]string, 0, 4*len(groups[g]))
+		args := make([]any, 0, 4+2*len(groups[g]))
 		args = append(args, p.historySize, p.historyTTL, p.publishCmd, p.deadline())
 		for _, d := range groups[g] {
 			keys = append(keys, d.stream, d.channel)
 			args = append(args, d.tail)
+			if c := d.copy; c != nil {
+				keys = append(keys, c.stream, c.channel)
+				args = append(args, c.tail)
+			}
 		}
 		cmds[g] = pipe.EvalSha(ctx, batchScript.Hash(), keys, args...)
 		return cmds[g], batchScript
@@ -176,24 +194,42 @@ func (p *publisher) exec(ctx context.Context, batch []*delivery) {
 	}
 }
 
-// answer records the outcome of one call of the batch script for each of its deliveries.
+// answer records the outcome of one call of the batch script for each of its deliveries
+// (and their copies: the id after a delivery's is its copy's).
 func answer(group []*delivery, cmd *redis.Cmd) {
 	ids, err := cmd.Slice()
-	for k, d := range group {
+	want := 0
+	for _, d := range group {
+		want += d.pairs()
+	}
+	k := 0
+	set := func(x *delivery) {
 		switch {
 		case err != nil:
-			d.err = fmt.Errorf("%w: %w", ErrUnavailable, err)
-		case k < len(ids):
-			switch v := ids[k].(type) {
-			case string:
-				d.id = v
-			case error: // this message was not stored; the others were
-				d.err = fmt.Errorf("%w: %w", ErrUnavailable, v)
-			default:
-				d.err = fmt.Errorf("%w: the batch script answered %T", ErrUnavailable, v)
-			}
+			x.err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		case len(ids) != want:
+			x.err = fmt.Errorf("%w: the batch script answered %d ids for %d messages", ErrUnavailable, len(ids), want)
 		default:
-			d.err = fmt.Errorf("%w: the batch script answered %d ids for %d messages", ErrUnavailable, len(ids), len(group))
+			x.id, x.err = scriptID(ids[k])
 		}
+		k++
+	}
+	for _, d := range group {
+		set(d)
+		if d.copy != nil {
+			set(d.copy)
+		}
+	}
+}
+
+// scriptID reads one message's outcome from the batch script's answer.
+func scriptID(v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case error: // this message was not stored; the others were
+		return "", fmt.Errorf("%w: %w", ErrUnavailable, v)
+	default:
+		return "", fmt.Errorf("%w: the batch script answered %T", ErrUnavailable, v)
 	}
 }

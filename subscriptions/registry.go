@@ -201,12 +201,19 @@ func (h *Hub) subscriberCounts(ctx context.Context, channels []string) (map[stri
 	}
 	c, ok := h.rdb.(*redis.ClusterClient)
 	if !ok {
-		for start := 0; start < len(channels); start += 500 {
-			m, err := h.rdb.PubSubNumSub(ctx, channels[start:min(start+500, len(channels))]...).Result()
-			if err != nil {
-				return fail(err)
+		// One round trip, however many channels: NUMSUB of 500 at a time, pipelined.
+		var cmds []*redis.MapStringIntCmd
+		_, err := h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for start := 0; start < len(channels); start += 500 {
+				cmds = append(cmds, p.PubSubNumSub(ctx, channels[start:min(start+500, len(channels))]...))
 			}
-			for ch, n := range m {
+			return nil
+		})
+		if err != nil {
+			return fail(err)
+		}
+		for _, cmd := range cmds {
+			for ch, n := range cmd.Val() {
 				counts[ch] = n
 			}
 		}

@@ -10,11 +10,9 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/switchboard-dev/switchboard/internal/pipeline"
 )
@@ -132,17 +130,25 @@ func (h *Hub) joined(n int) (bool, error) {
 	return n == 1, nil
 }
 
+// leaveLua removes a member from a room's member set and, when that leaves the room empty,
+// deletes the room's history too (both in the room's slot). It answers SREM's count.
+const leaveLua = `local n = redis.call('SREM', KEYS[1], ARGV[1])
+if n == 1 and redis.call('SCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[2]) end
+return n`
+
 // Leave removes user from room. It reports whether the user was a member. A room whose last
-// member leaves is gone from Redis. The room's member set and the user's room set change in
-// one MULTI (on Redis Cluster, where they live in different slots, in one pipeline of
-// idempotent commands).
+// member leaves is gone from Redis, its history included. The room's member set and the
+// user's room set change in one MULTI (on Redis Cluster, where they live in different
+// slots, in one pipeline of idempotent commands).
 func (h *Hub) Leave(ctx context.Context, room, user string) (bool, error) {
 	if !ValidID(room) || !ValidID(user) {
 		return false, ErrInvalidID
 	}
-	var changed *redis.IntCmd
+	var changed *redis.Cmd
 	change := func(p redis.Pipeliner) error {
-		changed = p.SRem(ctx, h.keys.roomMembers(room), user)
+		// EVAL, not EVALSHA: in a pipeline nothing would load a script Redis lost, and a
+		// leave is rare enough to send the source.
+		changed = p.Eval(ctx, leaveLua, []string{h.keys.roomMembers(room), h.keys.roomHistory(room)}, user)
 		p.SRem(ctx, h.keys.userRooms(user), room)
 		return nil
 	}
@@ -158,7 +164,8 @@ func (h *Hub) Leave(ctx context.Context, room, user string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%w: leave %s from %s: %w", ErrUnavailable, user, room, err)
 	}
-	return changed.Val() == 1, nil
+	n, _ := changed.Int()
+	return n == 1, nil
 }
 
 // Members returns the users in room, sorted; an empty or unknown room has none.
@@ -199,52 +206,12 @@ func (h *Hub) sortedSet(ctx context.Context, key string) ([]string, error) {
 	return v, nil
 }
 
-// PublishRoom fans env out to every member of room: the message is appended to each
-// member's stream and published on each member's channel, so it reaches all their devices on
-// every node. With a sender (env.From) that is not a member it fails with ErrNotMember;
-// backends post without one. It returns the number of recipients.
-//
-// Members are read once and delivered by one script call per group of up to 64 (on Redis
-// Cluster, of one bucket), pipelined; Redis interleaves other traffic between the calls, so
-// a large room does not stall the node. Fan-outs of one room are serialized by a
-// lock in Redis, so every member sees the room's messages in the same relative order.
+// PublishRoom fans env out to every member of room (PublishRoomMessage) and returns the
+// number of recipients. With requireMember, a sender (env.From) that is not a member fails
+// with ErrNotMember; backends post without one.
 func (h *Hub) PublishRoom(ctx context.Context, room string, env Envelope, requireMember bool) (int, error) {
-	if !ValidID(room) || (env.From != "" && !ValidID(env.From)) {
-		return 0, ErrInvalidID
-	}
-	env.Room = room
-	unlock, err := h.lockRoom(ctx, room)
-	if err != nil {
-		return 0, err
-	}
-	defer unlock()
-	members, err := h.rdb.SMembers(ctx, h.keys.roomMembers(room)).Result()
-	if err != nil {
-		return 0, fmt.Errorf("%w: read members of %s: %w", ErrUnavailable, room, err)
-	}
-	if requireMember && !contains(members, env.From) {
-		return 0, ErrNotMember
-	}
-	tail := env.tail()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(fanoutParallel)
-	groups := h.fanoutGroups(members)
-	var failed atomic.Int64
-	for start := 0; start < len(groups); start += fanoutPipeline {
-		chunk := groups[start:min(start+fanoutPipeline, len(groups))]
-		g.Go(func() error {
-			n, err := h.deliverGroups(gctx, chunk, tail)
-			failed.Add(n)
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
-	if n := failed.Load(); n > 0 {
-		h.log.Warn("room members not delivered to: their stream keys hold another type", "room", room, "members", n)
-	}
-	return len(members) - int(failed.Load()), nil
+	res, err := h.PublishRoomMessage(ctx, room, env, RoomSend{RequireMember: requireMember})
+	return res.Recipients, err
 }
 
 // fanoutGroups splits members into groups that one script call delivers to: at most
@@ -265,30 +232,59 @@ func contains(list []string, s string) bool {
 
 // deliverGroups runs the delivery script once per group, all in one pipeline, and returns
 // how many members could not be delivered to. On Redis Cluster go-redis splits the pipeline
-// by node; each call touches one bucket's slot.
-func (h *Hub) deliverGroups(ctx context.Context, groups [][]string, tail string) (int64, error) {
+// by node; each call touches one bucket's slot. With a room stream (historyKey, single
+// Redis and a single group only) the call appends the message to it too and the room
+// stream's id is returned.
+func (h *Hub) deliverGroups(ctx context.Context, groups [][]string, tail, historyKey string) (failed int64, historyID string, _ error) {
 	cmds := make([]*redis.Cmd, len(groups))
 	scripts := pipeline.Scripts{Client: h.rdb, Observe: func(took time.Duration, err error) {
 		h.obs.ObservePublish(took, len(groups), err)
 	}}
 	_ = scripts.Exec(ctx, len(groups), func(pipe redis.Pipeliner, i int) (redis.Cmder, *redis.Script) {
-		keys := make([]string, 0, 2*len(groups[i]))
+		keys := make([]string, 0, 2*len(groups[i])+1)
 		for _, u := range groups[i] {
 			keys = append(keys, h.keys.userStream(u), h.keys.userChannel(u))
 		}
+		if historyKey != "" && i == 0 {
+			keys = append(keys, historyKey)
+		}
 		cmds[i] = pipe.EvalSha(ctx, deliveryScript.Hash(), keys,
-			h.pub.historySize, h.pub.historyTTL, tail, h.pub.publishCmd, h.pub.deadline())
+			h.pub.historySize, h.pub.historyTTL, tail, h.pub.publishCmd, h.pub.deadline(), h.pub.roomHistorySize)
 		return cmds[i], deliveryScript
 	})
-	var failed int64
 	for _, cmd := range cmds {
-		n, err := cmd.Int64()
+		n, id, err := fanoutAnswer(cmd)
 		if err != nil {
-			return failed, fmt.Errorf("%w: fan out: %w", ErrUnavailable, err)
+			return failed, historyID, fmt.Errorf("%w: fan out: %w", ErrUnavailable, err)
 		}
 		failed += n
+		if id != "" {
+			historyID = id
+		}
 	}
-	return failed, nil
+	return failed, historyID, nil
+}
+
+// fanoutAnswer reads the delivery script's answer: a count of failed members, or with a room
+// stream {count, room stream id}.
+func fanoutAnswer(cmd *redis.Cmd) (int64, string, error) {
+	v, err := cmd.Result()
+	if err != nil {
+		return 0, "", err
+	}
+	switch v := v.(type) {
+	case int64:
+		return v, "", nil
+	case []any:
+		if len(v) == 2 {
+			n, ok1 := v[0].(int64)
+			id, ok2 := v[1].(string)
+			if ok1 && ok2 {
+				return n, id, nil
+			}
+		}
+	}
+	return 0, "", fmt.Errorf("the delivery script answered %v", v)
 }
 
 // roomLocks serializes a node's own fan-outs of a room before they contend for the Redis lock.

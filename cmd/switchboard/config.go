@@ -39,13 +39,15 @@ type config struct {
 	NodeID                           string
 	HistorySize                      int64
 	HistoryTTL                       time.Duration
-	MaxMessageBytes                  int
-	WebhookURL                       string
-	WebhookSecret                    string
-	LogLevel                         string
-	InsecureDev                      bool
-	DebugAddr                        string
-	DrainDelay                       time.Duration
+	// RoomHistorySize is how many messages each room's own stream keeps; 0 keeps none.
+	RoomHistorySize int64
+	MaxMessageBytes int
+	WebhookURL      string
+	WebhookSecret   string
+	LogLevel        string
+	InsecureDev     bool
+	DebugAddr       string
+	DrainDelay      time.Duration
 	// ReplayBytes and MaxResumesPerUser bound resumes (subscriptions.Config); 0 means the
 	// hub's defaults, 1 MiB and 4.
 	ReplayBytes       int
@@ -124,6 +126,7 @@ func (c *config) settings() []setting {
 		{"allowed-origins", "", "comma-separated origins allowed to open /ws; empty is same origin only", text(&c.AllowedOrigins)},
 		{"node-id", sanitizeNode(fmt.Sprintf("%s-%d", hostname, os.Getpid())), "this node's name", text(&c.NodeID)},
 		{"history-size", "1000", "messages kept per user stream", integer(&c.HistorySize, 1, math.MaxInt64)},
+		{"room-history-size", "1000", "messages kept per room stream (room history); 0 keeps none", integer(&c.RoomHistorySize, 0, math.MaxInt64)},
 		{"history-ttl", "24h", "how long an idle user stream is kept", duration(&c.HistoryTTL, time.Second, math.MaxInt64)},
 		{"max-message-bytes", "65536", "largest payload, HTTP or WebSocket", integer(&c.MaxMessageBytes, 1, 16<<20)},
 		{"max-token-lifetime", "24h", "longest a user token may live: exp at most this far from now and from iat; also how long a revocation is kept", duration(&c.MaxTokenLifetime, time.Minute, math.MaxInt64)},

@@ -49,6 +49,8 @@ var documentedDefaults = config{
 	HistoryTTL:      24 * time.Hour,
 	MaxMessageBytes: 65536,
 	LogLevel:        "info",
+	// Room history (docs/protocol.md, "Room history").
+	RoomHistorySize: 1000,
 	// A day: a token's lifetime cap and how long a revocation is kept (docs/security.md).
 	MaxTokenLifetime: 24 * time.Hour,
 
@@ -100,6 +102,7 @@ func TestParseConfig(t *testing.T) {
 			"--allowed-origins", "https://a.example,https://b.example",
 			"--node-id", "n1",
 			"--history-size", "50",
+			"--room-history-size", "0",
 			"--history-ttl", "90m",
 			"--max-message-bytes", "4096",
 			"--webhook-url", "https://backend.example/hook",
@@ -120,7 +123,7 @@ func TestParseConfig(t *testing.T) {
 			Addr: "0.0.0.0:9000", Redis: "redis://r:6379/2", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
 			JWTPublicKey: "/etc/switchboard/idp.pem", JWTJWKSURL: "https://id.example/.well-known/jwks.json",
 			JWTIssuer: "https://id.example/", JWTAudience: "switchboard",
-			AllowedOrigins: "https://a.example,https://b.example", NodeID: "n1", HistorySize: 50,
+			AllowedOrigins: "https://a.example,https://b.example", NodeID: "n1", HistorySize: 50, RoomHistorySize: 0,
 			HistoryTTL: 90 * time.Minute, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
 			WebhookSecret: "hook", LogLevel: "debug", MaxTokenLifetime: time.Hour, DevHosts: "switchboard,app.test",
 			EventQueueBytes: 64 << 20, EventUserBytes: 64 << 10, EventSystemReserve: 0.5,
@@ -138,6 +141,7 @@ func TestParseConfig(t *testing.T) {
 			"SWITCHBOARD_ALLOWED_ORIGINS", "https://a.example",
 			"SWITCHBOARD_NODE_ID", "n1",
 			"SWITCHBOARD_HISTORY_SIZE", "50",
+			"SWITCHBOARD_ROOM_HISTORY_SIZE", "20",
 			"SWITCHBOARD_HISTORY_TTL", "1h",
 			"SWITCHBOARD_MAX_MESSAGE_BYTES", "4096",
 			"SWITCHBOARD_WEBHOOK_URL", "https://backend.example/hook",
@@ -158,7 +162,7 @@ func TestParseConfig(t *testing.T) {
 			Addr: "0.0.0.0:9000", RedisCluster: "r1:7000,r2:7000", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
 			JWTPublicKey: "/keys/idp.pem", JWTJWKSURL: "https://id.example/jwks",
 			JWTIssuer: "https://id.example/", JWTAudience: "switchboard",
-			AllowedOrigins: "https://a.example", NodeID: "n1", HistorySize: 50,
+			AllowedOrigins: "https://a.example", NodeID: "n1", HistorySize: 50, RoomHistorySize: 20,
 			HistoryTTL: time.Hour, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
 			WebhookSecret: "hook", LogLevel: "warn", MaxTokenLifetime: 15 * time.Minute, DevHosts: "switchboard",
 			EventQueueBytes: 64 << 20, EventUserBytes: 64 << 10, EventSystemReserve: 0.5,
@@ -271,6 +275,7 @@ func TestParseConfigRefusesBadValues(t *testing.T) {
 		{"a replay budget under 1 KiB is refused", []string{"--replay-bytes", "100"}, fakeEnv(), []string{"--replay-bytes", `"100"`}},
 		{"a replay budget that is not a number is refused", nil, fakeEnv("SWITCHBOARD_REPLAY_BYTES", "1MB"), []string{"--replay-bytes", `"1MB"`}},
 		{"zero resumes per user is refused", []string{"--max-resumes-per-user", "0"}, fakeEnv(), []string{"--max-resumes-per-user", `"0"`}},
+		{"a negative room history size is refused", []string{"--room-history-size", "-1"}, fakeEnv(), []string{"--room-history-size", `"-1"`}},
 		{"a history size of zero is refused", []string{"--history-size", "0"}, fakeEnv(), []string{"--history-size", `"0"`}},
 		{"a negative history size is refused", []string{"--history-size", "-5"}, fakeEnv(), []string{"--history-size", `"-5"`}},
 		{"a history size that is not a number is refused", []string{"--history-size", "lots"}, fakeEnv(), []string{"--history-size", `"lots"`}},
@@ -339,7 +344,7 @@ func TestParseConfigHelpListsEveryFlagWithItsVariable(t *testing.T) {
 	}
 	for _, name := range []string{
 		"addr", "redis", "redis-cluster", "jwt-secret", "jwt-public-key", "jwt-jwks-url", "jwt-issuer", "jwt-audience", "api-key", "admin-key", "allowed-origins", "node-id",
-		"history-size", "history-ttl", "max-message-bytes", "webhook-url", "webhook-secret",
+		"history-size", "room-history-size", "history-ttl", "max-message-bytes", "webhook-url", "webhook-secret",
 		"max-token-lifetime", "dev-hosts",
 		"user-send-limit", "user-join-limit", "user-event-limit", "user-connect-limit", "ip-connect-limit",
 		"trusted-proxies", "max-rooms-per-user", "max-room-members",

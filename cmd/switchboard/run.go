@@ -145,16 +145,16 @@ func (n *node) buildParts(cfg config) error {
 		Observer:    service.NewHubMetrics(reg),
 		OnNodeGone:  n.janitor.NodeGone,
 		Node:        cfg.NodeID,
-		HistorySize: cfg.HistorySize,
-		HistoryTTL:  cfg.HistoryTTL,
-		Advertise:   cfg.Addr,
-		Logger:      n.log,
+		HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL,
+		// The hub reads 0 as its default and a negative size as none.
+		RoomHistorySize: cmp.Or(cfg.RoomHistorySize, -1),
+		Advertise:       cfg.Addr,
+		Logger:          n.log,
 		// Resumes: 0 leaves the hub's defaults.
 		ReplayBytes:       cfg.ReplayBytes,
 		MaxResumesPerUser: cfg.MaxResumesPerUser,
-
-		MaxRoomsPerUser: cfg.MaxRoomsPerUser,
-		MaxRoomMembers:  cfg.MaxRoomMembers,
+		MaxRoomsPerUser:   cfg.MaxRoomsPerUser,
+		MaxRoomMembers:    cfg.MaxRoomMembers,
 	})
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ type Frame struct {
 	Type       string          `json:"type"`
 	ID         string          `json:"id,omitempty"`
 	From       string          `json:"from,omitempty"`
+	To         string          `json:"to,omitempty"`
 	Room       string          `json:"room,omitempty"`
 	Ref        string          `json:"ref,omitempty"`
 	Code       string          `json:"code,omitempty"`
@@ -33,6 +34,13 @@ type Frame struct {
 	DataB64    string          `json:"data_b64,omitempty"`
 	Rooms      []string        `json:"rooms,omitempty"`
 	In         *int            `json:"in,omitempty"`
+	CopyID     string          `json:"copy_id,omitempty"`
+	HistoryID  string          `json:"history_id,omitempty"`
+	Copy       *bool           `json:"copy,omitempty"`
+	Ephemeral  bool            `json:"ephemeral,omitempty"`
+	Messages   []Frame         `json:"messages,omitempty"`
+	More       bool            `json:"more,omitempty"`
+	Online     []string        `json:"online,omitempty"`
 	Raw        []byte          `json:"-"`
 }
 
