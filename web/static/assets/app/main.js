@@ -14,8 +14,11 @@
 //   `0-0`: the server replays all the history it still holds. That goes through the user's
 //   own WebSocket, so it works with a user token alone: GET /v1/users/{u}/messages needs
 //   the API key, which a browser must never hold.
-// - Your own direct messages live in the recipient's stream, not yours; only this browser
-//   remembers them.
+// - Your own direct messages come back to you as the sender's copy (a message with "to"),
+//   kept in your own stream too: every device and the resume show both sides. A room's
+//   past comes from its history when the room is opened.
+// - Messages not yet acknowledged are in an Outbox (outbox.js), also in localStorage: typed
+//   offline they wait for the connection; failed, they stay shown with why.
 
 import { Switchboard, tokenSubject } from '../switchboard.js';
 import { convTitle, splitKey } from './history.js';
@@ -173,22 +176,26 @@ export class App {
         $('composer').requestSubmit();
       }
     });
-    $('composer').addEventListener('submit', async (e) => {
+    $('composer').addEventListener('submit', (e) => {
       e.preventDefault();
       const text = input.value.trim();
       const key = this.session?.history.current;
       if (!text || !key) return;
-      input.value = '';
       try {
-        await this.session.send(text);
+        this.session.send(text); // sent now, or queued until the connection is back
+        input.value = '';
       } catch (err) {
-        if (!input.value) input.value = text; // give the words back to retry
-        this.#view.showNotice(
-          err.code === 'disconnected'
-            ? 'The connection dropped while sending; the message may not have arrived.'
-            : `Not sent. ${refusal(`send to ${convTitle(key)}`, err)}`,
-        );
+        // Refused before sending (too large): the words stay in the box to shorten.
+        this.#view.showNotice(err.code === 'too_large' ? `Not sent: the message is too long (${err.message}). Shorten it or split it.` : `Not sent. ${refusal(`send to ${convTitle(key)}`, err)}`);
       }
+    });
+    // The buttons of a message that failed to send.
+    $('pending').addEventListener('click', (e) => {
+      const b = e.target.closest('button[data-action]');
+      const lid = b?.closest('li[data-lid]')?.dataset.lid;
+      if (!lid) return;
+      if (b.dataset.action === 'retry') this.session.retry(lid);
+      else this.session.discard(lid);
     });
   }
 }

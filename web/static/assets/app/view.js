@@ -15,6 +15,8 @@ const STATE_TEXT = {
 
 const NOTICE_MS = 8000;
 
+const STATUS_TEXT = { queued: 'Waiting for the connection…', sending: 'Sending…' };
+
 // View draws the app in doc (the page's document).
 export class View {
   #doc;
@@ -115,6 +117,42 @@ export class View {
     list.scrollTop = list.scrollHeight;
     this.renderSidebar(history);
     if (focus && key && key !== 'backend') $('composer-input').focus();
+  }
+
+  // showPending draws the open conversation's unsent messages (an outbox's items) below
+  // its log: waiting for the connection, being sent, or failed with why and what to do.
+  showPending(items) {
+    const ol = this.$('pending');
+    ol.replaceChildren();
+    ol.hidden = items.length === 0;
+    for (const item of items) {
+      const li = this.#element('li', `msg mine pending ${item.state}`);
+      li.dataset.lid = item.lid;
+      li.append(this.#element('p', 'text', typeof item.data?.text === 'string' ? item.data.text : JSON.stringify(item.data)));
+      const status = this.#element('p', 'status small', STATUS_TEXT[item.state] ?? item.reason ?? '');
+      if (item.state === 'failed') {
+        status.textContent = item.reason ?? 'Not sent.';
+        status.setAttribute('role', 'alert');
+        li.append(status, this.#button('Retry', 'retry'), ' ', this.#button('Discard', 'discard'));
+      } else {
+        li.append(status);
+      }
+      ol.append(li);
+    }
+    if (items.length > 0) this.$('messages').scrollTop = this.$('messages').scrollHeight;
+  }
+
+  // giveBack puts text back in the composer, when the user has not typed something else.
+  giveBack(text) {
+    const input = this.$('composer-input');
+    if (!input.value) input.value = text;
+  }
+
+  #button(text, action) {
+    const b = this.#element('button', 'quiet small', text);
+    b.type = 'button';
+    b.dataset.action = action;
+    return b;
   }
 
   // appendMessage adds entry to the open conversation, in time order.
