@@ -9,6 +9,7 @@
 import { State, SwitchboardError, tokenSubject } from '../switchboard.js';
 import { History, convTitle, sentEntry, splitKey } from './history.js';
 import { Outbox } from './outbox.js';
+import { Activity } from './activity.js';
 
 // HISTORY_PAGE is how many of a room's newest messages opening it loads.
 const HISTORY_PAGE = 50;
@@ -38,18 +39,21 @@ export async function fetchToken(fetch, url) {
 // Session runs the app for one user. Its parts are given: session ({user}, {token},
 // {tokenUrl, user?} or {site: true, user?}), me (the user id, when known), store (a
 // SavedState), view (a View), createClient (options → Switchboard), fetch, isHidden
-// (whether the page is hidden), remember(session) (keeps the session for a reload), and
-// end(message, {wantsToken}), called when the server refuses the user for good.
+// (whether the page is hidden), remember(session) (keeps the session for a reload),
+// end(message, {wantsToken}), called when the server refuses the user for good, and
+// notify(title, body, key), told of each new message from someone else while the user
+// looks elsewhere.
 export class Session {
   #store;
   #view;
   #isHidden;
   #end;
   #remember;
+  #notify;
   #everLive = false; // this session has been live: a 401 now means the token expired
   #tokenTrouble = false; // the banner says a fresh token could not be had
 
-  constructor({ session, me, store, view, createClient, fetch, isHidden, end, remember = () => {} }) {
+  constructor({ session, me, store, view, createClient, fetch, isHidden, end, remember = () => {}, notify = () => {} }) {
     this.session = session;
     this.me = me ?? null;
     this.#store = store;
@@ -59,6 +63,7 @@ export class Session {
     this.#isHidden = isHidden;
     this.#end = end;
     this.#remember = remember;
+    this.#notify = notify;
     this.client = createClient({
       ...this.#identity(fetch),
       storage: store,
@@ -70,6 +75,15 @@ export class Session {
     this.client.on('welcome', (w) => this.#onWelcome(w));
     this.client.on('rooms', (rooms) => this.#onRooms(rooms));
     this.client.on('message', (m) => this.#onMessage(m));
+    this.activity = new Activity({
+      client: this.client,
+      me: this.me,
+      view,
+      isHidden,
+      // A room's members we know of: those who wrote in what we keep of it.
+      members: (key) => [...new Set(this.history.conv(key).messages.map((e) => e.from).filter((f) => typeof f === 'string'))],
+    });
+    this.client.on('ephemeral', (m) => this.activity.onEphemeral(m));
     this.client.on('expiring', (e) => this.#onExpiring(e));
     this.client.on('token_error', (err) => this.#onTokenError(err));
     this.client.on('refreshed', () => this.#tokenFine());
@@ -104,13 +118,20 @@ export class Session {
   }
 
   close() {
+    this.activity.stop();
     this.client.close();
+  }
+
+  // typing says the user types in the open conversation (throttled by Activity).
+  typing() {
+    this.activity.typing(this.history.current);
   }
 
   open(key, { focus = true } = {}) {
     key = this.history.open(key);
     this.#view.showConversation(this.history, { focus });
     this.#view.showPending(this.outbox.of(key));
+    this.activity.open(key);
     if (key?.startsWith('room:')) this.#loadHistory(key);
   }
 
@@ -172,6 +193,7 @@ export class Session {
       throw new SwitchboardError('too_large', `it is ${formatBytes(bytes)}, and the server takes at most ${formatBytes(limit)}`, { bytes, limit });
     }
     this.outbox.add(key, data);
+    this.activity.sent(key);
     this.#pump();
   }
 
@@ -225,7 +247,10 @@ export class Session {
       this.#everLive = true;
       this.#view.hideBanner();
       this.#pump();
-      if (this.history.current?.startsWith('room:')) this.#loadHistory(this.history.current);
+      if (this.history.current?.startsWith('room:')) {
+        this.#loadHistory(this.history.current);
+        this.activity.refresh();
+      }
       if (recovered === false) {
         this.#view.showBanner('Some messages sent while you were away had expired on the server and could not be restored.');
       }
@@ -239,6 +264,7 @@ export class Session {
   #onWelcome(w) {
     if (typeof w.user !== 'string' || w.user === this.me) return;
     this.me = w.user;
+    this.activity.me = w.user;
     this.history = new History(this.#store, w.user);
     this.outbox = this.#newOutbox(this.#store, w.user);
     if (this.session.site || this.session.tokenUrl) {
@@ -303,9 +329,15 @@ export class Session {
     if (!got) return;
     const { key, entry } = got;
     const { current } = this.history;
+    if (entry.from) this.activity.stopTyping(key, entry.from);
     if (key === current) this.#view.appendMessage(entry); // the log announces it
     else if (!entry.mine) this.#view.announce(`New message from ${entry.from ?? 'the backend'} in ${convTitle(key)}`);
-    if ((key !== current || this.#isHidden()) && !entry.mine) this.history.markUnread(key);
+    if ((key !== current || this.#isHidden()) && !entry.mine) {
+      this.history.markUnread(key);
+      const text = typeof entry.data?.text === 'string' ? entry.data.text : typeof entry.data === 'string' ? entry.data : 'New message';
+      // Not for what a resume replays from long ago.
+      if (Date.now() - entry.ms < 60_000) this.#notify(key.startsWith('room:') ? `${entry.from ?? 'Backend'} in ${convTitle(key)}` : (entry.from ?? 'Backend'), text, key);
+    }
     this.#view.renderSidebar(this.history);
   }
 }
