@@ -27,6 +27,7 @@ export class Activity {
   #lastTyping = new Map(); // conversation key -> when we last said we type
   #typers = new Map(); // conversation key -> Map(user -> timer clearing it)
   #online = new Map(); // room -> Set of online users, as last asked
+  #seen = new Map(); // room -> Set of every user seen online there: members gone offline
   #current = null;
   #poll = null;
   me;
@@ -114,6 +115,8 @@ export class Activity {
       return; // not a member (any more), rate limited, offline: the next poll tries again
     }
     this.#online.set(room, new Set(online));
+    if (!this.#seen.has(room)) this.#seen.set(room, new Set());
+    for (const u of online) this.#seen.get(room).add(u);
     if (key === this.#current) this.#drawMembers();
   }
 
@@ -131,12 +134,12 @@ export class Activity {
     this.#typers.clear();
   }
 
-  // drawMembers shows the open room's members we know of (online now, or seen writing
-  // there, and us), online first.
+  // drawMembers shows the open room's members we know of (online now or before, or seen
+  // writing there, and us), online first. (The full member list needs the API key.)
   #drawMembers() {
     const room = splitKey(this.#current)[1];
     const online = this.#online.get(room) ?? new Set();
-    const known = new Set([...online, ...this.#members(this.#current), this.me].filter(Boolean));
+    const known = new Set([...(this.#seen.get(room) ?? []), ...this.#members(this.#current), this.me].filter(Boolean));
     const members = [...known].map((user) => ({ user, online: online.has(user) || (user === this.me && this.#client.state === State.LIVE) }));
     members.sort((a, b) => b.online - a.online || a.user.localeCompare(b.user));
     this.#view.showMembers(members);
