@@ -222,7 +222,11 @@ export class Session {
         // words back to shorten, and say so.
         this.outbox.discard(item.lid);
         if (this.history.current === item.key) this.#view.giveBack(item.data.text);
-        this.#view.showNotice(`Not sent: the message is too large for the server. ${err.message}.`);
+        this.#view.showNotice(
+          err.closeCode
+            ? `Not sent: the message is too large for the server, which closed the connection (${err.closeCode}) without accepting it. Shorten it or split it.`
+            : `Not sent: the message is too large for the server (${err.message}). Shorten it or split it.`,
+        );
       },
     });
   }
