@@ -697,6 +697,44 @@ describe('the web app in a browser, conversations', { timeout: 180_000 }, () => 
     await until('the title to clear', async () => (await bob.title()) === 'Switchboard');
   });
 
+  test('desktop notifications: asked only on a click, then shown for messages elsewhere', async () => {
+    // A page of its own kind (so a pool entry of its own) whose Notification records.
+    const alice = await openPage('alice', { locale: 'en-GB' });
+    await alice.addInitScript(() => {
+      window.asked = 0;
+      window.notes = [];
+      window.Notification = class {
+        static permission = 'default';
+        static async requestPermission() {
+          window.asked++;
+          this.permission = 'granted';
+          return 'granted';
+        }
+        constructor(title, { body, tag }) {
+          window.notes.push({ title, body, tag });
+        }
+        close() {}
+      };
+    });
+    await signIn(alice, 'alice');
+    const bob = await signedIn('bob', 'bob');
+    await joinRoom(alice, 'lobby');
+    assert.equal(await alice.evaluate(() => window.asked), 0, 'not asked before the click');
+    await alice.getByRole('button', { name: 'Notify me' }).click();
+    await alice.getByRole('button', { name: 'Notifications on' }).waitFor();
+    assert.equal(await alice.evaluate(() => window.asked), 1);
+    await openDirect(bob, 'alice');
+    await say(bob, 'ping');
+    await until('a notification', async () => (await alice.evaluate(() => window.notes.length)) === 1);
+    assert.deepEqual(await alice.evaluate(() => window.notes), [{ title: 'bob', body: 'ping', tag: 'user:bob' }]);
+    // Turned off: none.
+    await alice.getByRole('button', { name: 'Notifications on' }).click();
+    await alice.getByRole('button', { name: 'Notify me' }).waitFor();
+    await say(bob, 'pong');
+    await alice.locator('nav button.conv[data-conv="user:bob"] .badge', { hasText: '2' }).waitFor();
+    assert.equal(await alice.evaluate(() => window.notes.length), 1);
+  });
+
   test('a message typed while the server is down is sent when it is back', async () => {
     const alice = await signedIn('alice', 'alice');
     const bob = await signedIn('bob', 'bob');
