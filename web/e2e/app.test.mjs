@@ -616,6 +616,48 @@ describe('the web app in a browser, conversations', { timeout: 180_000 }, () => 
     }
   });
 
+  test('on another node too: her own DMs, the room history and who is online', async () => {
+    // A second node on the first one's (embedded) Redis: another process, another origin.
+    const m = /embedded in-process Redis.*addr=(\S+)/.exec(server.log());
+    assert.ok(m, `no embedded Redis address in the log:\n${server.log()}`);
+    const node2 = await startServer({ args: ['--redis', `redis://${m[1]}`, '--node-id', 'e2e-node-2'] });
+    try {
+      const alice = await signedIn('alice', 'alice');
+      await joinRoom(alice, 'lobby');
+      await say(alice, 'In the lobby, on node 1');
+      await openDirect(alice, 'bob');
+      await say(alice, 'To bob, from node 1');
+      await mine(alice, 'To bob, from node 1').waitFor();
+
+      const bob = await openPage('bob');
+      await bob.goto(node2.base);
+      await bob.locator('#signin-name').fill('bob');
+      await bob.getByRole('button', { name: 'Sign in' }).click();
+      await waitLive(bob);
+      await openConv(bob, 'user:alice');
+      await message(bob, 'To bob, from node 1').waitFor();
+      await say(bob, 'Bob, on node 2');
+      await message(alice, 'Bob, on node 2').waitFor();
+
+      const other = await openPage('alice-node2');
+      await other.goto(node2.base);
+      await other.locator('#signin-name').fill('alice');
+      await other.getByRole('button', { name: 'Sign in' }).click();
+      await waitLive(other);
+      await openConv(other, 'user:bob');
+      await mine(other, 'To bob, from node 1').waitFor();
+      await message(other, 'Bob, on node 2').waitFor();
+      await openConv(other, 'room:lobby');
+      await mine(other, 'In the lobby, on node 1').waitFor();
+      await joinRoom(bob, 'lobby');
+      await message(bob, 'In the lobby, on node 1').waitFor();
+      await other.locator('#member-list li[data-user="bob"][data-online="true"]').waitFor();
+    } finally {
+      node2.proc.kill('SIGTERM');
+      await node2.exited;
+    }
+  });
+
   test('a late joiner sees the room history on opening the room', async () => {
     const alice = await signedIn('alice', 'alice');
     const bob = await signedIn('bob', 'bob');
