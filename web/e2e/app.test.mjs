@@ -9,7 +9,10 @@
 // signing in with a token, the rooms of the welcome, a token URL refreshed on the same
 // socket, a pasted token about to expire, a refused join; with a connect hook (a small
 // backend in the test), signing in by the site's cookie; hostile messages in the history
-// and arriving live. After each
+// and arriving live; conversations: a DM thread on two devices and on a second node, room
+// history for a late joiner, typing, online dots, unread counts, notifications, a send
+// typed while the server is down, and messages too large (refused by the app, and by a
+// server with a lower limit: its error and its close 1009). After each
 // test, no page may have logged an error it was not expected to. Screenshots go to
 // web/e2e/test-results/.
 import { describe, test, before, after, beforeEach, afterEach } from 'node:test';
