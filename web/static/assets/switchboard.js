@@ -2,9 +2,9 @@
 // switchboard/). It holds one WebSocket to a Switchboard server and keeps it up: it
 // reconnects with capped exponential backoff and jitter, resumes with `since` so that no
 // message is lost or shown twice, follows the server's close codes, refreshes its token on
-// the same socket when the server says it is expiring, and settles join/leave/send/event/rpc
-// promises by the server's answer. It runs unchanged in browsers and in Node (pass
-// `WebSocket`). docs/js-client.md documents it; in short:
+// the same socket when the server says it is expiring, and settles join/leave/send/event/
+// rpc/history/presence promises by the server's answer. It runs unchanged in browsers and
+// in Node (pass `WebSocket`). docs/js-client.md documents it; in short:
 //
 //   import { Switchboard } from '/assets/switchboard.js';
 //   const sb = new Switchboard({ getToken: () => fetch('/token').then((r) => r.text()) });

@@ -1,6 +1,7 @@
-// requests.js: the client's requests (join, leave, send, event, rpc, refresh) from the call
-// to the server's answer: each gets a ref, waits for the client to be live, times out, and
-// is settled by the ack, result or error frame carrying its ref.
+// requests.js: the client's requests (join, leave, send, event, rpc, refresh, history,
+// presence) from the call to the server's answer: each gets a ref, waits for the client to
+// be live, times out, and is settled by the ack, result, history, presence or error frame
+// carrying its ref.
 
 import { CloseCode, SwitchboardError } from './basics.js';
 
