@@ -206,6 +206,17 @@ describe('messages too large', () => {
     await join;
   });
 
+  test('a close 1009 blames the largest send in bytes, not in characters', async () => {
+    const { sb, ws } = live();
+    const outcomes = {};
+    sb.send({ to: 'alice', data: 'a'.repeat(3000) }).catch((err) => (outcomes.ascii = err.code));
+    sb.send({ to: 'alice', data: '€'.repeat(2000) }).catch((err) => (outcomes.euro = err.code)); // 6000 bytes
+    ws.serverClose(1009, 'message too large');
+    await flush();
+    assert.deepEqual(outcomes, { ascii: 'disconnected', euro: 'too_large' });
+    sb.close();
+  });
+
   test('a close 1009 with no data frame waiting rejects nothing with too_large', async () => {
     const { sb, ws } = live();
     const join = sb.join('lobby');

@@ -5,6 +5,8 @@
 
 import { CloseCode, SwitchboardError } from './basics.js';
 
+const encoder = new TextEncoder();
+
 // Requests holds the requests of one client. timers is {setTimeout, clearTimeout}; timeout
 // the default ms a request may wait for its answer.
 export class Requests {
@@ -47,7 +49,7 @@ export class Requests {
     this.#inflight.set(req.frame.ref, req);
     try {
       const text = JSON.stringify(req.frame);
-      req.size = text.length;
+      req.size = encoder.encode(text).length; // bytes, as the server counts: see dropInflight
       send(text);
     } catch (err) {
       this.#inflight.delete(req.frame.ref);
@@ -75,8 +77,9 @@ export class Requests {
   // Joins and leaves are idempotent, so they wait to be sent again once live; a send, event
   // or rpc may or may not have been carried out, and doing it again could do it twice, so
   // the caller decides. A refresh belongs to its socket: the next connection gets a token of
-  // its own. A close 1009 says one message was too large and refused: the largest data
-  // frame waiting is that one, and it is known not to have been accepted.
+  // its own. A close 1009 says one message was too large and refused: the largest frame
+  // waiting is that one (any other sent on this socket was within the limit, or the server
+  // would have closed on it first), and it is known not to have been accepted.
   dropInflight(code) {
     const retry = [];
     const tooLarge = code === CloseCode.TOO_LARGE ? this.#largest() : null;
