@@ -800,8 +800,9 @@ describe('the web app in a browser, conversations', { timeout: 180_000 }, () => 
     await new Promise((r) => setTimeout(r, 11_000));
     assert.equal(await waiting.count(), 1);
     server = await startServer({ port });
-    await waitLive(alice);
-    await message(bob, 'Typed while the server was down').waitFor({ timeout: 30_000 });
+    // After 11 s of failed attempts the backoff may wait up to 16 s before the next one.
+    await alice.locator('#conn[data-state="live"]').waitFor({ timeout: 40_000 });
+    await message(bob, 'Typed while the server was down').waitFor({ timeout: 40_000 });
     await mine(alice, 'Typed while the server was down').waitFor();
     await alice.locator('#pending li').waitFor({ state: 'detached' });
     for (const entry of Object.values(pages)) entry.errors = entry.errors.filter((e) => !failedLoad(e));
