@@ -76,11 +76,52 @@ describe('the history keeps each message once, in time order', () => {
     const { history } = setup();
     history.receive(msg('100-0'), 'bob');
     history.receive(msg('300-0'), 'bob');
-    const sent = sentEntry('alice', 'bob', '200-0', { text: 'mine' });
+    // An ack without a copy (its write failed): only this browser knows the message.
+    const sent = sentEntry('alice', 'bob', { id: '200-0', copy: false }, { text: 'mine' });
     assert.equal(history.add('user:alice', sent), true);
     assert.equal(history.add('user:alice', sent), false, 'the same ack twice');
     assert.deepEqual(ids(history, 'user:alice'), ['100-0', '200-0', '300-0']);
     assert.equal(history.conv('user:alice').messages[1].key, 'sent:alice:200-0');
+  });
+
+  test("the sender's copy goes to the recipient's conversation, once with its ack", () => {
+    const { history } = setup();
+    history.receive(msg('100-0'), 'bob');
+    // Our ack says copy_id 200-0; the copy arrives as a message from us to alice.
+    const sent = sentEntry('alice', 'bob', { id: '900-0', copy_id: '200-0' }, { text: 'mine' });
+    assert.equal(history.add('user:alice', sent), true);
+    assert.equal(history.receive(msg('200-0', { from: 'bob', to: 'alice', data: { text: 'mine' } }), 'bob'), null);
+    // Sent from another device: only the copy tells us.
+    const got = history.receive(msg('250-0', { from: 'bob', to: 'carol', data: { text: 'hi carol' } }), 'bob');
+    assert.equal(got.key, 'user:carol');
+    assert.equal(got.entry.mine, true);
+    assert.deepEqual(history.dms, ['user:alice', 'user:carol']);
+    assert.deepEqual(ids(history, 'user:alice'), ['100-0', '200-0']);
+    // A message to alice from someone else that names a "to" is not ours to file under alice.
+    assert.equal(history.receive(msg('260-0', { from: 'dave', to: 'alice' }), 'bob').key, 'user:dave');
+  });
+
+  test("a room's history and its live messages are kept once, by the room's id", () => {
+    const { history } = setup();
+    // Live: our copy has our stream's id and the room's as history_id.
+    history.receive(msg('500-0', { room: 'lobby', history_id: '20-0' }), 'bob');
+    // A history page: ids are the room's.
+    const page = [msg('10-0', { room: 'lobby' }), msg('20-0', { room: 'lobby' })];
+    const got = page.map((m) => history.receive(m, 'bob', { page: true }));
+    assert.notEqual(got[0], null);
+    assert.equal(got[1], null, 'delivered live already');
+    assert.deepEqual(
+      history.conv('room:lobby').messages.map((e) => e.key),
+      ['h:10-0', 'h:20-0'],
+    );
+    // Read again: nothing new.
+    assert.equal(history.receive(page[0], 'bob', { page: true }), null);
+  });
+
+  test('a message with no id (ephemeral) is never kept', () => {
+    const { history } = setup();
+    assert.equal(history.receive({ type: 'message', ephemeral: true, from: 'alice', data: { typing: true } }, 'bob'), null);
+    assert.equal(history.isEmpty, true);
   });
 
   test(`a conversation keeps only its newest ${MAX_KEPT} messages`, () => {

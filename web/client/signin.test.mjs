@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { SwitchboardError } from '../static/assets/switchboard.js';
 import { isSession, isTokenURL } from '../static/assets/app/signin.js';
 import { fetchToken } from '../static/assets/app/session.js';
-import { refusal } from '../static/assets/app/main.js';
+import { Sessions, refusal } from '../static/assets/app/main.js';
 import { token } from './fakes.mjs';
 
 describe('sessions', () => {
@@ -49,5 +49,40 @@ describe('refusals in words', () => {
     assert.match(refusal('join #ops', err('unavailable', 'hook timed out')), /could not check whether you may \(hook timed out\)\. Try again\./);
     assert.equal(refusal('send to #ops', err('not_member', 'join first')), 'Join the room first to send to #ops.');
     assert.equal(refusal('join #ops', err('rate_limited', 'slow down')), 'Could not join #ops: slow down');
+  });
+});
+
+describe('the kept session', () => {
+  const storage = () => {
+    const m = new Map();
+    return { map: m, getItem: (k) => m.get(k) ?? null, setItem: (k, v) => m.set(k, String(v)), removeItem: (k) => m.delete(k) };
+  };
+  const payload = Buffer.from(JSON.stringify({ sub: 'carol', exp: 1 })).toString('base64url');
+
+  test('a name or a token URL outlives the tab (localStorage); a pasted token stays with its tab', () => {
+    const local = storage();
+    const tab = storage();
+    const sessions = new Sessions(local, tab);
+    sessions.set({ user: 'alice' });
+    assert.equal(local.map.size, 1);
+    assert.deepEqual(new Sessions(local, storage()).get(), { user: 'alice' }, 'a new tab is signed in');
+    sessions.set({ token: `h.${payload}.s` });
+    assert.equal(local.map.size, 0, 'the name is replaced');
+    assert.equal(tab.map.size, 1);
+    assert.equal(new Sessions(local, storage()).get(), null, 'the pasted token is not in a new tab');
+    sessions.set({ tokenUrl: 'https://app.example.com/token' });
+    assert.deepEqual(new Sessions(local, storage()).get(), { tokenUrl: 'https://app.example.com/token' });
+  });
+
+  test('sign-out clears it everywhere; something unreadable is no session', () => {
+    const local = storage();
+    const tab = storage();
+    const sessions = new Sessions(local, tab);
+    sessions.set({ user: 'alice' });
+    sessions.clear();
+    assert.equal(sessions.get(), null);
+    local.setItem('switchboard.app:session', '{not json');
+    tab.setItem('switchboard.app:session', JSON.stringify({ user: 'bad name' }));
+    assert.equal(sessions.get(), null);
   });
 });

@@ -9,7 +9,10 @@
 // signing in with a token, the rooms of the welcome, a token URL refreshed on the same
 // socket, a pasted token about to expire, a refused join; with a connect hook (a small
 // backend in the test), signing in by the site's cookie; hostile messages in the history
-// and arriving live. After each
+// and arriving live; conversations: a DM thread on two devices and on a second node, room
+// history for a late joiner, typing, online dots, unread counts, notifications, a send
+// typed while the server is down, and messages too large (refused by the app, and by a
+// server with a lower limit: its error and its close 1009). After each
 // test, no page may have logged an error it was not expected to. Screenshots go to
 // web/e2e/test-results/.
 import { describe, test, before, after, beforeEach, afterEach } from 'node:test';
@@ -572,6 +575,289 @@ describe('the web app in a browser, dev mode', { timeout: 180_000 }, () => {
     await shot(alice, '12-live-again');
     // Retrying while the server was away logs failed connections, and only those.
     pages.alice.errors = pages.alice.errors.filter((e) => !failedLoad(e));
+  });
+});
+
+describe('the web app in a browser, conversations', { timeout: 180_000 }, () => {
+  useFreshServer({ expected: failedLoad });
+
+  const mine = (page, text) => page.locator('#messages .msg.mine', { hasText: text });
+  const texts = (page) => page.locator('#messages .msg .text').evaluateAll((ps) => ps.map((p) => p.textContent));
+
+  async function openDirect(page, user) {
+    await page.getByLabel('User to message').fill(user);
+    await page.getByRole('button', { name: 'Open' }).click();
+    await page.locator('#conv-title', { hasText: user }).waitFor();
+  }
+
+  test("alice's two devices show the same direct conversation, both sides", async () => {
+    const alice = await signedIn('alice', 'alice');
+    const bob = await signedIn('bob', 'bob');
+    await openDirect(alice, 'bob');
+    await say(alice, 'From alice on her laptop');
+    await mine(alice, 'From alice on her laptop').waitFor();
+    await bob.locator('nav button.conv[data-conv="user:alice"]').waitFor();
+    await openConv(bob, 'user:alice');
+    await message(bob, 'From alice on her laptop').waitFor();
+    await say(bob, 'Bob answers');
+    await message(alice, 'Bob answers').waitFor();
+
+    // A second device with nothing kept: the server's history has both sides.
+    const phone = await openPage('alice-phone');
+    await signIn(phone, 'alice');
+    await phone.locator('nav button.conv[data-conv="user:bob"]').waitFor();
+    await openConv(phone, 'user:bob');
+    await mine(phone, 'From alice on her laptop').waitFor();
+    await message(phone, 'Bob answers').waitFor();
+    // And live: what the laptop sends shows on the phone, as hers.
+    await say(alice, 'Sent from the laptop, live');
+    await mine(phone, 'Sent from the laptop, live').waitFor();
+    await shot(phone, '22-dm-thread-on-second-device');
+    for (const page of [alice, phone]) {
+      await until('the laptop message on both', async () => (await texts(page)).includes('Sent from the laptop, live'));
+      assert.deepEqual(await texts(page), ['From alice on her laptop', 'Bob answers', 'Sent from the laptop, live'], 'each message once, in order');
+    }
+  });
+
+  test('on another node too: her own DMs, the room history and who is online', async () => {
+    // A second node on the first one's (embedded) Redis: another process, another origin.
+    const m = /embedded in-process Redis.*addr=(\S+)/.exec(server.log());
+    assert.ok(m, `no embedded Redis address in the log:\n${server.log()}`);
+    const node2 = await startServer({ args: ['--redis', `redis://${m[1]}`, '--node-id', 'e2e-node-2'] });
+    try {
+      const alice = await signedIn('alice', 'alice');
+      await joinRoom(alice, 'lobby');
+      await say(alice, 'In the lobby, on node 1');
+      await openDirect(alice, 'bob');
+      await say(alice, 'To bob, from node 1');
+      await mine(alice, 'To bob, from node 1').waitFor();
+
+      const bob = await openPage('bob');
+      await bob.goto(node2.base);
+      await bob.locator('#signin-name').fill('bob');
+      await bob.getByRole('button', { name: 'Sign in' }).click();
+      await waitLive(bob);
+      await openConv(bob, 'user:alice');
+      await message(bob, 'To bob, from node 1').waitFor();
+      await say(bob, 'Bob, on node 2');
+      await message(alice, 'Bob, on node 2').waitFor();
+
+      const other = await openPage('alice-node2');
+      await other.goto(node2.base);
+      await other.locator('#signin-name').fill('alice');
+      await other.getByRole('button', { name: 'Sign in' }).click();
+      await waitLive(other);
+      await openConv(other, 'user:bob');
+      await mine(other, 'To bob, from node 1').waitFor();
+      await message(other, 'Bob, on node 2').waitFor();
+      await openConv(other, 'room:lobby');
+      await mine(other, 'In the lobby, on node 1').waitFor();
+      await joinRoom(bob, 'lobby');
+      await message(bob, 'In the lobby, on node 1').waitFor();
+      await other.locator('#member-list li[data-user="bob"][data-online="true"]').waitFor();
+    } finally {
+      node2.proc.kill('SIGTERM');
+      await node2.exited;
+    }
+  });
+
+  test('a late joiner sees the room history on opening the room', async () => {
+    const alice = await signedIn('alice', 'alice');
+    const bob = await signedIn('bob', 'bob');
+    await joinRoom(alice, 'lobby');
+    await joinRoom(bob, 'lobby');
+    await say(alice, 'Hello from alice');
+    await message(bob, 'Hello from alice').waitFor();
+    await say(bob, 'Hi alice, bob here');
+    await message(alice, 'Hi alice, bob here').waitFor();
+
+    const carol = await signedIn('carol', 'carol');
+    await joinRoom(carol, 'lobby');
+    await message(carol, 'Hi alice, bob here').waitFor();
+    await say(carol, 'carol joins in');
+    await message(alice, 'carol joins in').waitFor();
+    await message(carol, 'carol joins in').waitFor();
+    assert.deepEqual(await texts(carol), ['Hello from alice', 'Hi alice, bob here', 'carol joins in']);
+    await shot(carol, '23-late-joiner-history');
+    // Opening it again (the history is read again) shows nothing twice.
+    await carol.reload();
+    await waitLive(carol);
+    await openConv(carol, 'room:lobby');
+    await message(carol, 'carol joins in').waitFor();
+    assert.deepEqual(await texts(carol), ['Hello from alice', 'Hi alice, bob here', 'carol joins in']);
+  });
+
+  test('bob sees alice typing, and then not', async () => {
+    const alice = await signedIn('alice', 'alice');
+    const bob = await signedIn('bob', 'bob');
+    await joinRoom(alice, 'lobby');
+    await joinRoom(bob, 'lobby');
+    await alice.getByLabel('Message', { exact: true }).fill('I am typing somethi');
+    await bob.locator('#typing', { hasText: 'alice is typing…' }).waitFor();
+    await shot(bob, '24-alice-typing');
+    assert.equal(await alice.locator('#typing').textContent(), '', 'alice does not see herself');
+    // She stops: the indicator goes after about 5 s without a new one.
+    await until('the typing indicator to clear', async () => (await bob.locator('#typing').textContent()) === '', 9_000);
+    // She types again and sends: the message clears it at once.
+    await alice.getByLabel('Message', { exact: true }).fill('Done typing');
+    await bob.locator('#typing', { hasText: 'alice is typing…' }).waitFor();
+    await alice.keyboard.press('Enter');
+    await message(bob, 'Done typing').waitFor();
+    assert.equal(await bob.locator('#typing').textContent(), '');
+  });
+
+  test('the online dot of a member goes out when the tab closes', async () => {
+    const alice = await signedIn('alice', 'alice');
+    const bob = await signedIn('bob', 'bob');
+    await joinRoom(bob, 'lobby');
+    await joinRoom(alice, 'lobby');
+    await alice.locator('#member-list li[data-user="bob"][data-online="true"]').waitFor();
+    await alice.locator('#member-list li[data-user="alice"][data-online="true"]').waitFor();
+    await shot(alice, '25-members-online');
+    await bob.goto('about:blank'); // bob closes the tab
+    await alice.locator('#member-list li[data-user="bob"][data-online="false"]').waitFor();
+    // The session outlives the tab: bob comes back signed in.
+    await bob.goto(server.base);
+    await waitLive(bob);
+    assert.equal(await bob.locator('#who-name').textContent(), 'bob');
+    await alice.locator('#member-list li[data-user="bob"][data-online="true"]').waitFor();
+    // Sign out clears it.
+    await bob.getByRole('button', { name: 'Sign out' }).click();
+    await bob.locator('#signin-form').waitFor();
+    await bob.reload();
+    await bob.locator('#signin-form').waitFor();
+    assert.equal(await bob.locator('#app-view').isHidden(), true);
+  });
+
+  test('unread counts show per conversation and in the tab title', async () => {
+    const alice = await signedIn('alice', 'alice');
+    const bob = await signedIn('bob', 'bob');
+    await joinRoom(bob, 'lobby');
+    await openDirect(alice, 'bob');
+    await say(alice, 'one');
+    await say(alice, 'two');
+    await bob.locator('nav button.conv[data-conv="user:alice"] .badge', { hasText: '2' }).waitFor();
+    await until('the title to count 2', async () => (await bob.title()) === '(2) Switchboard');
+    await openConv(bob, 'user:alice');
+    await until('the title to clear', async () => (await bob.title()) === 'Switchboard');
+  });
+
+  test('desktop notifications: asked only on a click, then shown for messages elsewhere', async () => {
+    // A page of its own kind (so a pool entry of its own) whose Notification records.
+    const alice = await openPage('alice', { locale: 'en-GB' });
+    await alice.addInitScript(() => {
+      window.asked = 0;
+      window.notes = [];
+      window.Notification = class {
+        static permission = 'default';
+        static async requestPermission() {
+          window.asked++;
+          this.permission = 'granted';
+          return 'granted';
+        }
+        constructor(title, { body, tag }) {
+          window.notes.push({ title, body, tag });
+        }
+        close() {}
+      };
+    });
+    await signIn(alice, 'alice');
+    const bob = await signedIn('bob', 'bob');
+    await joinRoom(alice, 'lobby');
+    assert.equal(await alice.evaluate(() => window.asked), 0, 'not asked before the click');
+    await alice.getByRole('button', { name: 'Notify me' }).click();
+    await alice.getByRole('button', { name: 'Notifications on' }).waitFor();
+    assert.equal(await alice.evaluate(() => window.asked), 1);
+    await openDirect(bob, 'alice');
+    await say(bob, 'ping');
+    await until('a notification', async () => (await alice.evaluate(() => window.notes.length)) === 1);
+    assert.deepEqual(await alice.evaluate(() => window.notes), [{ title: 'bob', body: 'ping', tag: 'user:bob' }]);
+    // Turned off: none.
+    await alice.getByRole('button', { name: 'Notifications on' }).click();
+    await alice.getByRole('button', { name: 'Notify me' }).waitFor();
+    await say(bob, 'pong');
+    await alice.locator('nav button.conv[data-conv="user:bob"] .badge', { hasText: '2' }).waitFor();
+    assert.equal(await alice.evaluate(() => window.notes.length), 1);
+  });
+
+  test('a message typed while the server is down is sent when it is back', async () => {
+    const alice = await signedIn('alice', 'alice');
+    const bob = await signedIn('bob', 'bob');
+    await openDirect(alice, 'bob');
+    await say(alice, 'Before the outage');
+    await bob.locator('nav button.conv[data-conv="user:alice"]').waitFor();
+    await openConv(bob, 'user:alice');
+    await message(bob, 'Before the outage').waitFor();
+
+    const { port } = server;
+    await stopServer();
+    await alice.locator('#conn[data-state="reconnecting"]').waitFor();
+    await say(alice, 'Typed while the server was down');
+    const waiting = alice.locator('#pending li', { hasText: 'Typed while the server was down' });
+    await waiting.locator('.status', { hasText: 'Waiting for the connection' }).waitFor();
+    await shot(alice, '26-queued-offline');
+    // Longer than a request may wait for an answer (10 s): still queued, not dropped.
+    await new Promise((r) => setTimeout(r, 11_000));
+    assert.equal(await waiting.count(), 1);
+    server = await startServer({ port });
+    // After 11 s of failed attempts the backoff may wait up to 16 s before the next one.
+    await alice.locator('#conn[data-state="live"]').waitFor({ timeout: 40_000 });
+    await message(bob, 'Typed while the server was down').waitFor({ timeout: 40_000 });
+    await mine(alice, 'Typed while the server was down').waitFor();
+    await alice.locator('#pending li').waitFor({ state: 'detached' });
+    for (const entry of Object.values(pages)) entry.errors = entry.errors.filter((e) => !failedLoad(e));
+  });
+
+  test('a message over the size limit is refused before sending, not cut short', async () => {
+    const alice = await signedIn('alice', 'alice');
+    const bob = await signedIn('bob', 'bob');
+    await openDirect(alice, 'bob');
+    const big = 'x'.repeat(70_000); // over the default 65536 bytes
+    await alice.getByLabel('Message', { exact: true }).fill(big);
+    await alice.keyboard.press('Enter');
+    await alice.locator('#notice', { hasText: 'Not sent: the message is too long' }).waitFor();
+    await shot(alice, '27-too-long');
+    assert.equal((await alice.getByLabel('Message', { exact: true }).inputValue()).length, big.length, 'the text is kept whole');
+    assert.equal(await alice.locator('#pending li').count(), 0);
+    // Just under the limit goes, whole.
+    const fits = 'y'.repeat(65_000);
+    await alice.getByLabel('Message', { exact: true }).fill(fits);
+    await alice.keyboard.press('Enter');
+    await bob.locator('nav button.conv[data-conv="user:alice"]').waitFor();
+    await openConv(bob, 'user:alice');
+    await until('the whole message at bob', async () => (await texts(bob)).some((t) => t.length === fits.length));
+    assert.equal((await texts(bob)).length, 1);
+  });
+});
+
+describe('the web app in a browser, with a server limit lower than the app knows', { timeout: 120_000 }, () => {
+  useFreshServer({ args: ['--max-message-bytes', '1000'], expected: failedLoad });
+
+  test("the server's refusals reach the page as too large: an error, and a close 1009", async () => {
+    const alice = await signedIn('alice', 'alice');
+    const bob = await signedIn('bob', 'bob');
+    await alice.getByLabel('User to message').fill('bob');
+    await alice.getByRole('button', { name: 'Open' }).click();
+    // Over the payload limit, within the frame limit: an error frame.
+    const over = 'a'.repeat(2_000);
+    await say(alice, over);
+    await alice.locator('#notice', { hasText: 'too large for the server' }).waitFor();
+    assert.equal((await alice.getByLabel('Message', { exact: true }).inputValue()).length, over.length);
+    // Past the frame limit (1000 + 4096): the server closes with 1009, cleanly; the page
+    // says too large, not "may or may not have arrived", and connects again.
+    await alice.getByLabel('Message', { exact: true }).fill('');
+    const huge = 'b'.repeat(10_000);
+    await say(alice, huge);
+    await alice.locator('#notice', { hasText: /too large for the server.*1009/ }).waitFor();
+    await shot(alice, '28-too-large-1009');
+    assert.equal((await alice.getByLabel('Message', { exact: true }).inputValue()).length, huge.length);
+    await waitLive(alice);
+    await alice.getByLabel('Message', { exact: true }).fill('');
+    await say(alice, 'small enough');
+    await bob.locator('nav button.conv[data-conv="user:alice"]').waitFor();
+    await openConv(bob, 'user:alice');
+    await message(bob, 'small enough').waitFor();
+    assert.equal(await bob.locator('#messages .msg').count(), 1, 'nothing too large arrived');
   });
 });
 

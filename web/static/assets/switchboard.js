@@ -2,9 +2,9 @@
 // switchboard/). It holds one WebSocket to a Switchboard server and keeps it up: it
 // reconnects with capped exponential backoff and jitter, resumes with `since` so that no
 // message is lost or shown twice, follows the server's close codes, refreshes its token on
-// the same socket when the server says it is expiring, and settles join/leave/send/event/rpc
-// promises by the server's answer. It runs unchanged in browsers and in Node (pass
-// `WebSocket`). docs/js-client.md documents it; in short:
+// the same socket when the server says it is expiring, and settles join/leave/send/event/
+// rpc/history/presence promises by the server's answer. It runs unchanged in browsers and
+// in Node (pass `WebSocket`). docs/js-client.md documents it; in short:
 //
 //   import { Switchboard } from '/assets/switchboard.js';
 //   const sb = new Switchboard({ getToken: () => fetch('/token').then((r) => r.text()) });
@@ -31,6 +31,13 @@ import {
 import { Requests } from './switchboard/requests.js';
 
 export { CloseCode, State, SwitchboardError, compareIds, isMessageId, tokenClaims, tokenSubject };
+
+// DEFAULT_MAX_MESSAGE_BYTES is the server's default --max-message-bytes.
+const DEFAULT_MAX_MESSAGE_BYTES = 65536;
+
+// utf8Length is the number of bytes of text in UTF-8 (what the server counts).
+const encoder = new TextEncoder();
+const utf8Length = (text) => encoder.encode(text).length;
 
 // Refusals that no retry will cure: the server answered the upgrade request with one of
 // these statuses before any WebSocket existed.
@@ -64,6 +71,9 @@ const Mode = Object.freeze({ TOKEN: 'token', DEV: 'dev', HOOK: 'hook' });
  *   time between half and all of min(max, initial × factor^n).
  * - `requestTimeout`: ms before a request rejects with `timeout`; default 10000.
  * - `connectTimeout`: ms a connection attempt may take to be welcomed; default 15000.
+ * - `maxMessageBytes`: the server's --max-message-bytes (default 65536): a send or event
+ *   whose data is larger, as JSON in UTF-8, is refused with `too_large` before anything is
+ *   sent. A welcome carrying `max_message_bytes` replaces it.
  * - `WebSocket`, `fetch`, `random`, `timers` ({setTimeout, clearTimeout}), `now`: the
  *   platform, to inject in tests or in Node. `fetch: null` turns off asking why a
  *   connection was refused.
@@ -85,6 +95,7 @@ export class Switchboard {
   #backoff;
   #requestTimeout;
   #connectTimeout;
+  #maxMessageBytes;
 
   #state = State.IDLE;
   #listeners = new Map();
@@ -119,6 +130,7 @@ export class Switchboard {
       backoff = {},
       requestTimeout = 10_000,
       connectTimeout = 15_000,
+      maxMessageBytes = DEFAULT_MAX_MESSAGE_BYTES,
       WebSocket = globalThis.WebSocket,
       fetch = globalThis.fetch ? globalThis.fetch.bind(globalThis) : null,
       random = Math.random,
@@ -154,6 +166,7 @@ export class Switchboard {
     this.#requestTimeout = requestTimeout;
     this.#requests = new Requests(timers, requestTimeout);
     this.#connectTimeout = connectTimeout;
+    this.#maxMessageBytes = maxMessageBytes;
     this.#user = user || (this.#token ? tokenSubject(this.#token) : null) || (this.#mode === Mode.HOOK ? this.#read(this.#hookUserKey) : null);
     this.#lastId = this.#since ?? this.#loadLastId();
   }
@@ -181,6 +194,11 @@ export class Switchboard {
     return this.#rooms ? [...this.#rooms].sort() : null;
   }
 
+  /** maxMessageBytes is the largest data a send or event may carry (JSON, UTF-8 bytes). */
+  get maxMessageBytes() {
+    return this.#maxMessageBytes;
+  }
+
   /** lastId is the id the client resumes after: the newest message it has delivered. */
   get lastId() {
     return this.#lastId;
@@ -189,7 +207,8 @@ export class Switchboard {
   /**
    * on calls fn for each event of a type and returns a function that stops it. Types:
    * `message` (the message frame), `state` ({state, previous, ...details}), `welcome` (the
-   * welcome frame), `rooms` (the user's rooms, when they change), `expiring` ({in,
+   * welcome frame), `ephemeral` (an ephemeral message frame: no id, not stored, never
+   * replayed: typing, cursors), `rooms` (the user's rooms, when they change), `expiring` ({in,
    * refreshing}), `refreshed` (the refresh's ack), `token_error` (a SwitchboardError: getting
    * or sending a fresh token failed; it is retried), `error` (a SwitchboardError the server
    * sent with no request to blame).
@@ -252,15 +271,50 @@ export class Switchboard {
 
   /**
    * send posts data to a user ({to, data}) or a room ({room, data}). It resolves with the
-   * ack: `id` (the message's id in the recipient's stream) or `recipients` for a room.
+   * ack: `id` (the message's id in the recipient's stream) and `copy_id` (the sender's
+   * copy's, in ours) for a user, `recipients` and `history_id` for a room. With
+   * `ephemeral: true` the message is only published (typing indicators): the ack has no id,
+   * and while the client is not live it rejects at once with `disconnected` rather than wait,
+   * since it would be stale by then. Data larger than maxMessageBytes is refused with
+   * `too_large` before anything is sent.
    */
-  send({ to, room, data }) {
-    return this.#request(to != null ? { type: 'send', to, data } : { type: 'send', room, data });
+  send({ to, room, data, ephemeral = false }) {
+    const frame = to != null ? { type: 'send', to, data } : { type: 'send', room, data };
+    if (ephemeral) {
+      frame.ephemeral = true;
+      if (this.#state !== State.LIVE && this.#state !== State.STOPPED) {
+        return Promise.reject(new SwitchboardError('disconnected', 'not connected: an ephemeral message is not kept for later', { request: 'send' }));
+      }
+    }
+    return this.#checkSize(data, 'send') ?? this.#request(frame);
   }
 
   /** event sends a client event for the backend's webhook; it resolves once queued. */
   event(name, data) {
-    return this.#request({ type: 'event', name, data });
+    return this.#checkSize(data, 'event') ?? this.#request({ type: 'event', name, data });
+  }
+
+  /**
+   * history reads a room's history (members only): the newest `limit` messages (server
+   * default 50, at most 100) before the id `before` (or the newest of all). It resolves
+   * with the messages, oldest first, each a message frame whose `id` is the room history's
+   * (the `history_id` of a live room message); the array's `more` says older ones remain:
+   * page back with `before` set to the first id.
+   */
+  async history(room, { limit, before } = {}) {
+    const frame = { type: 'history', room };
+    if (limit != null) frame.limit = limit;
+    if (before != null) frame.before = before;
+    const f = await this.#request(frame);
+    const messages = Array.isArray(f.messages) ? f.messages.filter((m) => m && typeof m === 'object') : [];
+    messages.more = f.more === true;
+    return messages;
+  }
+
+  /** presence resolves with the room's members that are connected now, sorted. */
+  async presence(room) {
+    const f = await this.#request({ type: 'presence', room });
+    return Array.isArray(f.online) ? f.online.filter((u) => typeof u === 'string') : [];
   }
 
   /**
@@ -407,6 +461,8 @@ export class Switchboard {
       case 'ack':
       case 'error':
       case 'result':
+      case 'history':
+      case 'presence':
         return this.#settle(f);
       default:
         // Unknown frame types are newer servers talking; ignoring them is forward compatible.
@@ -424,6 +480,7 @@ export class Switchboard {
     this.#attempt = 0;
     this.#welcome = f;
     if (Array.isArray(f.rooms)) this.#rooms = new Set(f.rooms.filter((r) => typeof r === 'string'));
+    if (Number.isInteger(f.max_message_bytes) && f.max_message_bytes > 0) this.#maxMessageBytes = f.max_message_bytes;
     this.#emit('welcome', f);
     if (this.#rooms) this.#emit('rooms', this.rooms);
     this.#setState(State.LIVE, { recovered: f.recovered, node: this.#node });
@@ -449,6 +506,11 @@ export class Switchboard {
   }
 
   #onMessage(f) {
+    // An ephemeral message has no id: nothing to resume from, nothing to order it by.
+    if (f.ephemeral === true) {
+      this.#emit('ephemeral', f);
+      return;
+    }
     // The server promises each message once per connection; across reconnects a replay can
     // overlap what was already delivered, and this drops the overlap.
     if (!isMessageId(f.id)) return;
@@ -500,7 +562,7 @@ export class Switchboard {
     this.#timers.clearTimeout(this.#connectTimer);
     this.#timers.clearTimeout(this.#refreshTimer);
     this.#ws = null;
-    this.#requests.dropInflight();
+    this.#requests.dropInflight(code);
     if (this.#state === State.STOPPED) return;
     if (code === CloseCode.KICKED) {
       this.#stop(new SwitchboardError('kicked', reason || 'disconnected by the server', { closeCode: code }));
@@ -622,6 +684,22 @@ export class Switchboard {
     if (settled?.unclaimed) this.#emit('error', settled.unclaimed);
     const { type, room } = settled?.frame ?? {};
     if (type === 'join' || type === 'leave') this.#roomChanged(room, type === 'join');
+  }
+
+  // checkSize refuses data larger than the server takes, before anything is sent: a
+  // rejected promise, or undefined when it fits. (The server refuses a larger payload with
+  // too_large, or, past its frame limit, closes the whole connection with 1009.)
+  #checkSize(data, request) {
+    if (data === undefined) return undefined;
+    let bytes;
+    try {
+      bytes = utf8Length(JSON.stringify(data));
+    } catch (err) {
+      return Promise.reject(new SwitchboardError('bad_request', `the data cannot be sent as JSON: ${err.message}`, { request }));
+    }
+    if (bytes <= this.#maxMessageBytes) return undefined;
+    const message = `the message is ${bytes} bytes; the server takes at most ${this.#maxMessageBytes}`;
+    return Promise.reject(new SwitchboardError('too_large', message, { request, bytes, limit: this.#maxMessageBytes }));
   }
 
   // --- state, events and storage ------------------------------------------------------

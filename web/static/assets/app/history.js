@@ -20,11 +20,22 @@ export const MAX_DEPTH = 64;
 export const idTime = (id) => Number(id.split('-')[0]);
 
 // Conversation keys: "room:<name>", "user:<partner>", and "backend" for messages a backend
-// sent without naming a sender.
-export function convOf(m) {
-  if (m.room) return `room:${m.room}`;
-  if (m.from) return `user:${m.from}`;
+// sent without naming a sender. The sender's copy of a direct message we sent (from us,
+// with "to") belongs with its recipient.
+export function convOf(m, me) {
+  if (typeof m.room === 'string' && m.room) return `room:${m.room}`;
+  if (typeof m.to === 'string' && m.to && m.from === me) return `user:${m.to}`;
+  if (typeof m.from === 'string' && m.from) return `user:${m.from}`;
   return 'backend';
+}
+
+// entryKey is what identifies a message across the ways it reaches us: a room message by
+// its id in the room's history (history_id live, id in a history page), so that reading a
+// room's history drops what was delivered already; anything else by its id in our stream.
+export function entryKey(m, { page = false } = {}) {
+  if (page) return `h:${m.id}`;
+  if (typeof m.history_id === 'string' && isMessageId(m.history_id)) return `h:${m.history_id}`;
+  return m.id;
 }
 
 export function splitKey(key) {
@@ -54,8 +65,8 @@ export function depthWithin(value, max) {
 // entryOf turns a message frame into the entry kept and shown for it. A payload that cannot
 // be shown safely (too deep, or a data_b64 that is not a string) is kept as a placeholder,
 // so that the position in the log holds.
-export function entryOf(m, me) {
-  const entry = { key: m.id, id: m.id, from: typeof m.from === 'string' ? m.from : undefined, room: m.room, ms: idTime(m.id), mine: m.from === me };
+export function entryOf(m, me, { page = false } = {}) {
+  const entry = { key: entryKey(m, { page }), id: m.id, from: typeof m.from === 'string' ? m.from : undefined, room: m.room, ms: idTime(m.id), mine: m.from === me };
   if ('data_b64' in m) {
     if (typeof m.data_b64 === 'string') entry.b64 = m.data_b64;
     else entry.unshowable = true;
@@ -67,10 +78,14 @@ export function entryOf(m, me) {
   return entry;
 }
 
-// sentEntry is the entry for a direct message we sent, acknowledged with id: it lives in the
-// recipient's stream, not ours, so only this browser remembers it.
-export function sentEntry(to, me, id, data, now = Date.now) {
-  return { key: `sent:${to}:${id}`, id, from: me, ms: isMessageId(id) ? idTime(id) : now(), mine: true, data };
+// sentEntry is the entry for a direct message we sent, from its ack: keyed by the id of
+// the sender's copy in our stream (copy_id), which arrives as a message too and is then
+// dropped as a duplicate; with no copy (its write failed: "copy":false, or an older
+// server) the message is only in the recipient's stream, and only this browser remembers it.
+export function sentEntry(to, me, ack, data, now = Date.now) {
+  const copy = isMessageId(ack?.copy_id) ? ack.copy_id : null;
+  const id = copy ?? (isMessageId(ack?.id) ? ack.id : '');
+  return { key: copy ?? `sent:${to}:${id}`, id, from: me, ms: id ? idTime(id) : now(), mine: true, data };
 }
 
 // isEntry reports whether a kept entry has the shape the app writes.
@@ -128,10 +143,11 @@ export class History {
   }
 
   // receive keeps a message frame for user me and returns its conversation and entry, or
-  // null when it was already kept.
-  receive(m, me) {
-    const key = convOf(m);
-    const entry = entryOf(m, me);
+  // null when it was already kept. page says m comes from a page of a room's history.
+  receive(m, me, { page = false } = {}) {
+    if (!isMessageId(m?.id)) return null;
+    const key = convOf(m, me);
+    const entry = entryOf(m, me, { page });
     if (!this.add(key, entry)) return null;
     const [kind, name] = splitKey(key);
     // A room message means we are a member, even if someone else added us (PUT /v1/rooms).

@@ -3,8 +3,9 @@
 // Session of the signed-in user.
 //
 // What is kept where, and why:
-// - The session (a name, a token, a token URL, or "signed in by your site") is in
-//   sessionStorage: it survives a reload, not the tab.
+// - The session (a name, a token URL, or "signed in by your site") is in localStorage: it
+//   survives a reload and a closed tab, and other tabs share it, until Sign out clears it.
+//   A pasted token is in sessionStorage only: it stays with its tab.
 // - Each user's conversations (the last MAX_KEPT messages of each), room list and direct
 //   partners are in localStorage, with the library's last seen id. They are written together
 //   (see SavedState), so the stored position never runs ahead of the stored messages.
@@ -14,25 +15,69 @@
 //   `0-0`: the server replays all the history it still holds. That goes through the user's
 //   own WebSocket, so it works with a user token alone: GET /v1/users/{u}/messages needs
 //   the API key, which a browser must never hold.
-// - Your own direct messages live in the recipient's stream, not yours; only this browser
-//   remembers them.
+// - Your own direct messages come back to you as the sender's copy (a message with "to"),
+//   kept in your own stream too: every device and the resume show both sides. A room's
+//   past comes from its history when the room is opened.
+// - Messages not yet acknowledged are in an Outbox (outbox.js), also in localStorage: typed
+//   offline they wait for the connection; failed, they stay shown with why.
 
 import { Switchboard, tokenSubject } from '../switchboard.js';
 import { convTitle, splitKey } from './history.js';
 import { Session } from './session.js';
 import { SigninForm, VALID_ID, isSession } from './signin.js';
 import { SavedState, localStore } from './storage.js';
+import { Notifier } from './notify.js';
 import { View } from './view.js';
 
 const SESSION_KEY = 'switchboard.app:session';
 const SAVE_DELAY_MS = 250;
 
-// App is the page's controller. Its parts: doc, sessions (sessionStorage), store (a
-// SavedState), view, signin (a SigninForm), and what a Session needs from the platform
-// (createClient, fetch).
+// Sessions keeps the signed-in session: in local (localStorage), or for a pasted token in
+// tab (sessionStorage).
+export class Sessions {
+  #local;
+  #tab;
+
+  constructor(local, tab) {
+    this.#local = local;
+    this.#tab = tab;
+  }
+
+  get() {
+    for (const storage of [this.#tab, this.#local]) {
+      try {
+        const saved = JSON.parse(storage.getItem(SESSION_KEY));
+        if (isSession(saved)) return saved;
+      } catch {
+        // unreadable: try the other, or sign in afresh
+      }
+    }
+    return null;
+  }
+
+  set(session) {
+    this.clear();
+    (session.token ? this.#tab : this.#local).setItem(SESSION_KEY, JSON.stringify(session));
+  }
+
+  clear() {
+    for (const storage of [this.#tab, this.#local]) {
+      try {
+        storage.removeItem(SESSION_KEY);
+      } catch {
+        // blocked storage: nothing kept there anyway
+      }
+    }
+  }
+}
+
+// App is the page's controller. Its parts: doc, sessions (a Sessions), store (a
+// SavedState), view, signin (a SigninForm), notifier (a Notifier), and what a Session needs
+// from the platform (createClient, fetch).
 export class App {
   #doc;
   #sessions;
+  #notifier;
   #store;
   #view;
   #signin;
@@ -40,9 +85,10 @@ export class App {
   #fetch;
   session = null; // the signed-in user's Session, or null
 
-  constructor({ doc, sessions, store, view, signin, createClient, fetch }) {
+  constructor({ doc, sessions, store, view, signin, notifier, createClient, fetch }) {
     this.#doc = doc;
     this.#sessions = sessions;
+    this.#notifier = notifier;
     this.#store = store;
     this.#view = view;
     this.#signin = signin;
@@ -52,14 +98,9 @@ export class App {
 
   // resume signs the tab's user back in, or shows the sign-in form.
   resume() {
-    let saved = null;
-    try {
-      saved = JSON.parse(this.#sessions.getItem(SESSION_KEY));
-    } catch {
-      // unreadable: sign in afresh
-    }
+    const saved = this.#sessions.get();
     // Every way to sign in is offered; a name refused with 401 switches the form to tokens.
-    if (isSession(saved)) this.start(saved);
+    if (saved) this.start(saved);
     else this.#signin.show();
   }
 
@@ -72,13 +113,15 @@ export class App {
       createClient: this.#createClient,
       fetch: this.#fetch,
       isHidden: () => this.#doc.hidden,
-      remember: (s) => this.#sessions.setItem(SESSION_KEY, JSON.stringify(s)),
+      remember: (s) => this.#sessions.set(s),
+      notify: (title, body, key) => this.#notifier.show(title, body, key, () => this.session?.open(key)),
       end: (message, { wantsToken }) => {
         this.signOut(message);
         if (wantsToken) this.#signin.setMode('token');
       },
     });
-    this.#sessions.setItem(SESSION_KEY, JSON.stringify(session));
+    this.#sessions.set(session);
+    this.#view.showNotifications(this.#notifierState());
     this.session.start();
   }
 
@@ -86,7 +129,7 @@ export class App {
     this.session?.close();
     this.session = null;
     this.#store.flush();
-    this.#sessions.removeItem(SESSION_KEY);
+    this.#sessions.clear();
     this.#view.showSignedOut();
     this.#signin.show(message);
   }
@@ -96,6 +139,11 @@ export class App {
     const $ = (id) => this.#view.$(id);
     this.#signin.wire((session) => this.start(session));
     $('sign-out').addEventListener('click', () => this.signOut());
+    // The browser's permission is asked on this click, never before.
+    $('notify').addEventListener('click', async () => {
+      await this.#notifier.toggle();
+      this.#view.showNotifications(this.#notifierState());
+    });
     $('banner-action').addEventListener('click', () => {
       this.#view.hideBanner();
       this.session?.client.connect();
@@ -116,6 +164,11 @@ export class App {
     this.#doc.addEventListener('visibilitychange', () => {
       if (!this.#doc.hidden) this.session?.markCurrentRead();
     });
+  }
+
+  #notifierState() {
+    const n = this.#notifier;
+    return { supported: n.supported, enabled: n.enabled, permission: n.permission };
   }
 
   #wireSidebar($) {
@@ -166,6 +219,9 @@ export class App {
     });
     $('back').addEventListener('click', () => this.#view.backToList());
     const input = $('composer-input');
+    input.addEventListener('input', () => {
+      if (input.value.trim()) this.session?.typing();
+    });
     input.addEventListener('keydown', (e) => {
       // Enter sends, Shift+Enter starts a new line; not while an input method composes.
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
@@ -173,22 +229,26 @@ export class App {
         $('composer').requestSubmit();
       }
     });
-    $('composer').addEventListener('submit', async (e) => {
+    $('composer').addEventListener('submit', (e) => {
       e.preventDefault();
       const text = input.value.trim();
       const key = this.session?.history.current;
       if (!text || !key) return;
-      input.value = '';
       try {
-        await this.session.send(text);
+        this.session.send(text); // sent now, or queued until the connection is back
+        input.value = '';
       } catch (err) {
-        if (!input.value) input.value = text; // give the words back to retry
-        this.#view.showNotice(
-          err.code === 'disconnected'
-            ? 'The connection dropped while sending; the message may not have arrived.'
-            : `Not sent. ${refusal(`send to ${convTitle(key)}`, err)}`,
-        );
+        // Refused before sending (too large): the words stay in the box to shorten.
+        this.#view.showNotice(err.code === 'too_large' ? `Not sent: the message is too long (${err.message}). Shorten it or split it.` : `Not sent. ${refusal(`send to ${convTitle(key)}`, err)}`);
       }
+    });
+    // The buttons of a message that failed to send.
+    $('pending').addEventListener('click', (e) => {
+      const b = e.target.closest('button[data-action]');
+      const lid = b?.closest('li[data-lid]')?.dataset.lid;
+      if (!lid) return;
+      if (b.dataset.action === 'retry') this.session.retry(lid);
+      else this.session.discard(lid);
     });
   }
 }
@@ -217,7 +277,8 @@ export function main(win) {
   doc.addEventListener('visibilitychange', () => doc.hidden && store.flush());
   const app = new App({
     doc,
-    sessions: win.sessionStorage,
+    sessions: new Sessions(local, localStore(() => win.sessionStorage)),
+    notifier: new Notifier(win, local),
     store,
     view: new View(doc),
     signin: new SigninForm(doc, local),

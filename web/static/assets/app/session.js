@@ -6,8 +6,15 @@
 // the site's cookie (the server's connect hook) the server's welcome says it, and the
 // session remembers it for the next load. Until then the History keeps nothing.
 
-import { State, tokenSubject } from '../switchboard.js';
+import { State, SwitchboardError, tokenSubject } from '../switchboard.js';
 import { History, convTitle, sentEntry, splitKey } from './history.js';
+import { Outbox } from './outbox.js';
+import { Activity } from './activity.js';
+
+// HISTORY_PAGE is how many of a room's newest messages opening it loads.
+const HISTORY_PAGE = 50;
+
+const encoder = new TextEncoder();
 
 // NOWHERE is the store of a History whose user the server has not named yet.
 const NOWHERE = { getItem: () => null, setItem() {}, setLazy() {} };
@@ -32,26 +39,31 @@ export async function fetchToken(fetch, url) {
 // Session runs the app for one user. Its parts are given: session ({user}, {token},
 // {tokenUrl, user?} or {site: true, user?}), me (the user id, when known), store (a
 // SavedState), view (a View), createClient (options → Switchboard), fetch, isHidden
-// (whether the page is hidden), remember(session) (keeps the session for a reload), and
-// end(message, {wantsToken}), called when the server refuses the user for good.
+// (whether the page is hidden), remember(session) (keeps the session for a reload),
+// end(message, {wantsToken}), called when the server refuses the user for good, and
+// notify(title, body, key), told of each new message from someone else while the user
+// looks elsewhere.
 export class Session {
   #store;
   #view;
   #isHidden;
   #end;
   #remember;
+  #notify;
   #everLive = false; // this session has been live: a 401 now means the token expired
   #tokenTrouble = false; // the banner says a fresh token could not be had
 
-  constructor({ session, me, store, view, createClient, fetch, isHidden, end, remember = () => {} }) {
+  constructor({ session, me, store, view, createClient, fetch, isHidden, end, remember = () => {}, notify = () => {} }) {
     this.session = session;
     this.me = me ?? null;
     this.#store = store;
     this.history = new History(me ? store : NOWHERE, me ?? '');
+    this.outbox = this.#newOutbox(me ? store : NOWHERE, me ?? '');
     this.#view = view;
     this.#isHidden = isHidden;
     this.#end = end;
     this.#remember = remember;
+    this.#notify = notify;
     this.client = createClient({
       ...this.#identity(fetch),
       storage: store,
@@ -63,6 +75,15 @@ export class Session {
     this.client.on('welcome', (w) => this.#onWelcome(w));
     this.client.on('rooms', (rooms) => this.#onRooms(rooms));
     this.client.on('message', (m) => this.#onMessage(m));
+    this.activity = new Activity({
+      client: this.client,
+      me: this.me,
+      view,
+      isHidden,
+      // A room's members we know of: those who wrote in what we keep of it.
+      members: (key) => [...new Set(this.history.conv(key).messages.map((e) => e.from).filter((f) => typeof f === 'string'))],
+    });
+    this.client.on('ephemeral', (m) => this.activity.onEphemeral(m));
     this.client.on('expiring', (e) => this.#onExpiring(e));
     this.client.on('token_error', (err) => this.#onTokenError(err));
     this.client.on('refreshed', () => this.#tokenFine());
@@ -78,6 +99,16 @@ export class Session {
     return { user: s.user };
   }
 
+  #newOutbox(store, user) {
+    return new Outbox(store, user, {
+      send: (item) => {
+        const [kind, name] = splitKey(item.key);
+        return this.client.send(kind === 'room' ? { room: name, data: item.data } : { to: name, data: item.data });
+      },
+      onChange: () => this.#view.showPending(this.outbox.of(this.history.current)),
+    });
+  }
+
   // start shows what this browser kept and connects.
   start() {
     this.#view.showSignedIn(this.me ?? '…');
@@ -87,12 +118,43 @@ export class Session {
   }
 
   close() {
+    this.activity.stop();
     this.client.close();
   }
 
+  // typing says the user types in the open conversation (throttled by Activity).
+  typing() {
+    this.activity.typing(this.history.current);
+  }
+
   open(key, { focus = true } = {}) {
-    this.history.open(key);
+    key = this.history.open(key);
     this.#view.showConversation(this.history, { focus });
+    this.#view.showPending(this.outbox.of(key));
+    this.activity.open(key);
+    if (key?.startsWith('room:')) this.#loadHistory(key);
+  }
+
+  // loadHistory reads the newest messages of the room conversation key from the server
+  // (when live; else at the next welcome) and shows those this browser did not have: what
+  // was said before we joined, or on another device.
+  async #loadHistory(key) {
+    if (this.client.state !== State.LIVE) return;
+    const history = this.history;
+    let messages;
+    try {
+      messages = await this.client.history(splitKey(key)[1], { limit: HISTORY_PAGE });
+    } catch (err) {
+      if (err.code !== 'not_member' && err.code !== 'stopped') this.#view.showNotice(`Could not load the history of ${convTitle(key)}: ${err.message}`);
+      return;
+    }
+    if (history !== this.history) return; // another user since
+    let added = 0;
+    for (const m of messages) if (history.receive(m, this.me, { page: true })) added++;
+    if (added > 0 && history.current === key) {
+      this.#view.showConversation(history, { focus: false });
+      this.#view.showPending(this.outbox.of(key));
+    }
   }
 
   openDirect(user) {
@@ -119,20 +181,54 @@ export class Session {
     this.open(null);
   }
 
-  // send sends text to the open conversation.
-  async send(text) {
+  // send sends text to the open conversation: at once when live, else once the connection
+  // is back (the outbox keeps it, shown as waiting). Text over the server's size limit is
+  // refused here, with too_large, before anything is queued or sent: never cut short.
+  send(text) {
     const key = this.history.current;
-    const [kind, name] = splitKey(key);
     const data = { text };
-    if (kind === 'room') {
-      // The room's copy comes back to us like to every member; that is what we show.
-      await this.client.send({ room: name, data });
-      return;
+    const bytes = encoder.encode(JSON.stringify(data)).length;
+    const limit = this.client.maxMessageBytes;
+    if (bytes > limit) {
+      throw new SwitchboardError('too_large', `it is ${formatBytes(bytes)}, and the server takes at most ${formatBytes(limit)}`, { bytes, limit });
     }
-    const ack = await this.client.send({ to: name, data });
-    if (name === this.me) return; // a note to self comes back through our own stream
-    const entry = sentEntry(name, this.me, ack.id, data);
-    if (this.history.add(key, entry) && this.history.current === key) this.#view.appendMessage(entry);
+    this.outbox.add(key, data);
+    this.activity.sent(key);
+    this.#pump();
+  }
+
+  // retry and discard act on a failed message of the outbox.
+  retry(lid) {
+    if (this.outbox.retry(lid)) this.#pump();
+  }
+
+  discard(lid) {
+    return this.outbox.discard(lid);
+  }
+
+  #pump() {
+    this.outbox.pump(() => this.client.state === State.LIVE, {
+      done: (item, ack) => {
+        // A room's message comes back to us like to every member, a direct one as the
+        // sender's copy; the ack's copy_id lets us show it now and drop that copy later.
+        const [kind, name] = splitKey(item.key);
+        if (kind === 'room' || name === this.me) return;
+        const entry = sentEntry(name, this.me, ack, item.data);
+        if (this.history.add(item.key, entry) && this.history.current === item.key) this.#view.appendMessage(entry);
+      },
+      failed: (item, err) => {
+        if (err.code !== 'too_large') return;
+        // Too large for the server after all (its limit is lower than we knew): give the
+        // words back to shorten, and say so.
+        this.outbox.discard(item.lid);
+        if (this.history.current === item.key) this.#view.giveBack(item.data.text);
+        this.#view.showNotice(
+          err.closeCode
+            ? `Not sent: the message is too large for the server, which closed the connection (${err.closeCode}) without accepting it. Shorten it or split it.`
+            : `Not sent: the message is too large for the server (${err.message}). Shorten it or split it.`,
+        );
+      },
+    });
   }
 
   // renewToken takes a token pasted into the banner: the open connection goes on with it
@@ -154,6 +250,11 @@ export class Session {
     if (state === State.LIVE) {
       this.#everLive = true;
       this.#view.hideBanner();
+      this.#pump();
+      if (this.history.current?.startsWith('room:')) {
+        this.#loadHistory(this.history.current);
+        this.activity.refresh();
+      }
       if (recovered === false) {
         this.#view.showBanner('Some messages sent while you were away had expired on the server and could not be restored.');
       }
@@ -167,7 +268,9 @@ export class Session {
   #onWelcome(w) {
     if (typeof w.user !== 'string' || w.user === this.me) return;
     this.me = w.user;
+    this.activity.me = w.user;
     this.history = new History(this.#store, w.user);
+    this.outbox = this.#newOutbox(this.#store, w.user);
     if (this.session.site || this.session.tokenUrl) {
       this.session = { ...this.session, user: w.user };
       this.#remember(this.session);
@@ -230,9 +333,22 @@ export class Session {
     if (!got) return;
     const { key, entry } = got;
     const { current } = this.history;
+    if (entry.from) this.activity.stopTyping(key, entry.from);
     if (key === current) this.#view.appendMessage(entry); // the log announces it
     else if (!entry.mine) this.#view.announce(`New message from ${entry.from ?? 'the backend'} in ${convTitle(key)}`);
-    if ((key !== current || this.#isHidden()) && !entry.mine) this.history.markUnread(key);
+    if ((key !== current || this.#isHidden()) && !entry.mine) {
+      this.history.markUnread(key);
+      const text = typeof entry.data?.text === 'string' ? entry.data.text : typeof entry.data === 'string' ? entry.data : 'New message';
+      // Not for what a resume replays from long ago.
+      if (Date.now() - entry.ms < 60_000) this.#notify(key.startsWith('room:') ? `${entry.from ?? 'Backend'} in ${convTitle(key)}` : (entry.from ?? 'Backend'), text, key);
+    }
     this.#view.renderSidebar(this.history);
   }
+}
+
+// formatBytes says a size in words: "900 bytes", "64 KB".
+export function formatBytes(n) {
+  if (n < 1024) return `${n} bytes`;
+  const kb = n / 1024;
+  return `${kb < 10 ? kb.toFixed(1) : Math.round(kb)} KB`;
 }

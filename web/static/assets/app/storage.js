@@ -76,6 +76,6 @@ export function localStore(open = () => globalThis.localStorage) {
     return storage;
   } catch {
     const m = new Map();
-    return { getItem: (k) => m.get(k) ?? null, setItem: (k, v) => m.set(k, String(v)) };
+    return { getItem: (k) => m.get(k) ?? null, setItem: (k, v) => m.set(k, String(v)), removeItem: (k) => m.delete(k) };
   }
 }

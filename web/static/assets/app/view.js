@@ -4,6 +4,9 @@
 import { State } from '../switchboard.js';
 import { convTitle, splitKey } from './history.js';
 import { MessageRenderer } from './messages.js';
+import { typingText } from './activity.js';
+
+const TITLE = 'Switchboard';
 
 const STATE_TEXT = {
   [State.IDLE]: 'Offline',
@@ -15,12 +18,15 @@ const STATE_TEXT = {
 
 const NOTICE_MS = 8000;
 
+const STATUS_TEXT = { queued: 'Waiting for the connection…', sending: 'Sending…' };
+
 // View draws the app in doc (the page's document).
 export class View {
   #doc;
   #messages;
   #timers;
   #noticeTimer = null;
+  #online = new Set(); // users seen online, for the dots of the direct conversations
 
   constructor(doc, { timers = globalThis } = {}) {
     this.#doc = doc;
@@ -46,6 +52,9 @@ export class View {
 
   showSignedOut() {
     this.showConnection(State.IDLE);
+    this.#doc.title = TITLE;
+    this.showMembers(null);
+    this.showTyping([]);
     this.$('who').hidden = true;
     this.$('app-view').hidden = true;
   }
@@ -117,6 +126,42 @@ export class View {
     if (focus && key && key !== 'backend') $('composer-input').focus();
   }
 
+  // showPending draws the open conversation's unsent messages (an outbox's items) below
+  // its log: waiting for the connection, being sent, or failed with why and what to do.
+  showPending(items) {
+    const ol = this.$('pending');
+    ol.replaceChildren();
+    ol.hidden = items.length === 0;
+    for (const item of items) {
+      const li = this.#element('li', `msg mine pending ${item.state}`);
+      li.dataset.lid = item.lid;
+      li.append(this.#element('p', 'text', typeof item.data?.text === 'string' ? item.data.text : JSON.stringify(item.data)));
+      const status = this.#element('p', 'status small', STATUS_TEXT[item.state] ?? item.reason ?? '');
+      if (item.state === 'failed') {
+        status.textContent = item.reason ?? 'Not sent.';
+        status.setAttribute('role', 'alert');
+        li.append(status, this.#button('Retry', 'retry'), ' ', this.#button('Discard', 'discard'));
+      } else {
+        li.append(status);
+      }
+      ol.append(li);
+    }
+    if (items.length > 0) this.$('messages').scrollTop = this.$('messages').scrollHeight;
+  }
+
+  // giveBack puts text back in the composer, when the user has not typed something else.
+  giveBack(text) {
+    const input = this.$('composer-input');
+    if (!input.value) input.value = text;
+  }
+
+  #button(text, action) {
+    const b = this.#element('button', 'quiet small', text);
+    b.type = 'button';
+    b.dataset.action = action;
+    return b;
+  }
+
   // appendMessage adds entry to the open conversation, in time order.
   appendMessage(entry) {
     const list = this.$('messages');
@@ -132,7 +177,49 @@ export class View {
     if (atBottom || entry.mine) list.scrollTop = list.scrollHeight;
   }
 
+  // showTyping says who types in the open conversation (none: nothing).
+  showTyping(users) {
+    this.$('typing').textContent = typingText(users);
+  }
+
+  // showMembers lists the open room's members with their online dots ({user, online}), or
+  // hides the list (null: not a room).
+  showMembers(members) {
+    const ul = this.$('member-list');
+    ul.hidden = !members;
+    ul.replaceChildren();
+    for (const { user, online } of members ?? []) {
+      const li = this.#element('li', 'member');
+      li.dataset.user = user;
+      li.dataset.online = String(online);
+      li.title = online ? `${user} is online` : `${user} is not connected`;
+      li.append(this.#element('span', `presence-dot${online ? ' online' : ''}`), this.#element('span', 'member-name', user));
+      li.append(this.#element('span', 'visually-hidden', online ? ' (online)' : ' (offline)'));
+      ul.append(li);
+    }
+  }
+
+  // setOnline takes who is online now, for the dots beside direct conversations.
+  setOnline(users) {
+    this.#online = users;
+    for (const b of this.#doc.querySelectorAll('#dm-list button.conv[data-conv^="user:"]')) {
+      b.querySelector('.presence-dot')?.classList.toggle('online', users.has(splitKey(b.dataset.conv)[1]));
+    }
+  }
+
+  // showNotifications sets the notifications button: hidden where the browser has none.
+  showNotifications({ supported, enabled, permission }) {
+    const b = this.$('notify');
+    b.hidden = !supported;
+    b.textContent = enabled ? 'Notifications on' : 'Notify me';
+    b.setAttribute('aria-pressed', String(enabled));
+    b.title = permission === 'denied' ? 'Notifications are blocked in this browser’s settings for this site' : '';
+  }
+
   renderSidebar(history) {
+    // The tab's title counts what is unread, so it shows in a background tab.
+    const unread = Object.values(history.convs).reduce((n, c) => n + (c.unread > 0 ? c.unread : 0), 0);
+    this.#doc.title = unread > 0 ? `(${unread > 99 ? '99+' : unread}) ${TITLE}` : TITLE;
     this.#renderList(history, this.$('room-list'), history.rooms.map((r) => `room:${r}`), 'No rooms yet.');
     const dms = [...history.dms].sort((a, b) => (a === 'backend') - (b === 'backend') || a.localeCompare(b));
     this.#renderList(history, this.$('dm-list'), dms, 'No conversations yet.');
@@ -156,6 +243,7 @@ export class View {
       b.type = 'button';
       b.dataset.conv = key;
       if (key === history.current) b.setAttribute('aria-current', 'page');
+      if (key.startsWith('user:')) b.append(this.#element('span', `presence-dot${this.#online.has(splitKey(key)[1]) ? ' online' : ''}`));
       b.append(this.#element('span', 'conv-name', convTitle(key)));
       const unread = history.convs[key]?.unread ?? 0;
       if (unread > 0) {

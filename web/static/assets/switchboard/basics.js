@@ -5,6 +5,7 @@
 /** Close codes the server uses. */
 export const CloseCode = Object.freeze({
   POLICY: 1008, // the connection broke the rules (rate limit): do not reconnect by yourself
+  TOO_LARGE: 1009, // a message was over the server's size limit: it was not accepted
   RESTARTING: 1012, // the node is draining: reconnect at once, elsewhere, and resume
   TRY_AGAIN: 1013, // too slow, or Redis unavailable: reconnect at once and resume
   KICKED: 4001, // DELETE /v1/users/{u}/connections: do not reconnect by yourself
@@ -24,6 +25,7 @@ export const State = Object.freeze({
  * SwitchboardError is how requests reject and why a client stops. `code` is the server's
  * error code (`not_member`, `forbidden`, `unavailable`, `rpc_failed`, ...) or one of the
  * client's own: `timeout`, `disconnected` (the outcome of a send or rpc is unknown),
+ * `too_large` (over maxMessageBytes, or the server closed with 1009: not accepted),
  * `stopped`, `closed` (close() was called), `kicked` (4001), `policy` (1008),
  * `token_expired` (4003 with no way to get a new token), `token_failed` (getToken threw),
  * `unauthorized` (401), `forbidden` (403), `bad_request` (400). `closeCode`, `status` (an

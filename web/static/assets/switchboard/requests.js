@@ -1,8 +1,11 @@
-// requests.js: the client's requests (join, leave, send, event, rpc, refresh) from the call
-// to the server's answer: each gets a ref, waits for the client to be live, times out, and
-// is settled by the ack, result or error frame carrying its ref.
+// requests.js: the client's requests (join, leave, send, event, rpc, refresh, history,
+// presence) from the call to the server's answer: each gets a ref, waits for the client to
+// be live, times out, and is settled by the ack, result, history, presence or error frame
+// carrying its ref.
 
-import { SwitchboardError } from './basics.js';
+import { CloseCode, SwitchboardError } from './basics.js';
+
+const encoder = new TextEncoder();
 
 // Requests holds the requests of one client. timers is {setTimeout, clearTimeout}; timeout
 // the default ms a request may wait for its answer.
@@ -45,7 +48,9 @@ export class Requests {
   #transmit(req, send) {
     this.#inflight.set(req.frame.ref, req);
     try {
-      send(JSON.stringify(req.frame));
+      const text = JSON.stringify(req.frame);
+      req.size = encoder.encode(text).length; // bytes, as the server counts: see dropInflight
+      send(text);
     } catch (err) {
       this.#inflight.delete(req.frame.ref);
       this.#reject(req, new SwitchboardError('disconnected', `could not send: ${err.message}`));
@@ -68,12 +73,24 @@ export class Requests {
     return { frame: req.frame };
   }
 
-  // dropInflight handles requests whose socket closed before their answer came. Joins and
-  // leaves are idempotent, so they wait to be sent again once live; a send, event or rpc may
-  // or may not have been carried out, and doing it again could do it twice, so the caller
-  // decides. A refresh belongs to its socket: the next connection gets a token of its own.
-  dropInflight() {
+  // dropInflight handles requests whose socket closed (with code) before their answer came.
+  // Joins and leaves are idempotent, so they wait to be sent again once live; a send, event
+  // or rpc may or may not have been carried out, and doing it again could do it twice, so
+  // the caller decides. A refresh belongs to its socket: the next connection gets a token of
+  // its own. A close 1009 says one message was too large and refused: the largest frame
+  // waiting is that one (any other sent on this socket was within the limit, or the server
+  // would have closed on it first), and it is known not to have been accepted.
+  dropInflight(code) {
     const retry = [];
+    const tooLarge = code === CloseCode.TOO_LARGE ? this.#largest() : null;
+    if (tooLarge) {
+      this.#inflight.delete(tooLarge.frame.ref);
+      const err = new SwitchboardError('too_large', `the ${tooLarge.frame.type} is too large for the server: it closed the connection (1009) and did not accept it`, {
+        request: tooLarge.frame.type,
+        closeCode: code,
+      });
+      this.#reject(tooLarge, err);
+    }
     for (const req of this.#inflight.values()) {
       const { type } = req.frame;
       if (type === 'join' || type === 'leave') retry.push(req);
@@ -82,6 +99,16 @@ export class Requests {
     }
     this.#inflight.clear();
     this.#queue = [...retry, ...this.#queue];
+  }
+
+  // largest is the in-flight send, event or rpc with the longest frame, or null.
+  #largest() {
+    let best = null;
+    for (const req of this.#inflight.values()) {
+      if (!['send', 'event', 'rpc'].includes(req.frame.type)) continue;
+      if (!best || req.size > best.size) best = req;
+    }
+    return best;
   }
 
   // rejectAll rejects every request, sent or waiting, with err: the client stopped.
