@@ -144,6 +144,15 @@ func (p *bystanderProbe) next(conn *wsclient.Conn) (wsclient.Frame, error) {
 // the post-to-delivery latency, which it also logs.
 func (p *bystanderProbe) Stop() time.Duration {
 	p.t.Helper()
+	// A test may end before the first probe went through (a refusal is quick): the probe
+	// gets up to 10 s to show one delivery, or to fail, before it is stopped.
+	for deadline := time.Now().Add(10 * time.Second); p.Delivered.Load() == 0 && time.Now().Before(deadline); {
+		select {
+		case <-p.done:
+			deadline = time.Time{}
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 	select {
 	case <-p.stop:
 	default:
