@@ -12,14 +12,11 @@ const connsBuffer = 2
 // runConns opens many connections as fast as the dialers can, holds them, and closes them.
 func runConns(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	res := newResult(cfg)
-	n, err := newNodes(cfg)
+	n, closeNodes, err := openNodes(ctx, cfg, prog)
 	if err != nil {
 		return nil, err
 	}
-	defer n.close()
-	if err := n.preflight(ctx); err != nil {
-		return nil, err
-	}
+	defer closeNodes()
 	perTarget := (cfg.conns + len(cfg.urls) - 1) / len(cfg.urls)
 	if w := portRangeWarning(perTarget); w != "" {
 		res.Warnings = append(res.Warnings, w)

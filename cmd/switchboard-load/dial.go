@@ -31,6 +31,33 @@ type nodes struct {
 	tokens map[string]string // minted before the connect storm (prepare), read-only after
 	http   *http.Client
 	api    []*client.Client // one per base URL, over http: the setup calls of the API
+	// backend is the hooks' backend the run serves (--serve-backend); nil if none.
+	backend *backend
+}
+
+// openNodes gets a run's nodes ready: the backend first, when the run serves one (a node
+// may ask it at once), then the nodes, checked to answer. close releases both.
+func openNodes(ctx context.Context, cfg config, prog *progress) (n *nodes, close func(), err error) {
+	be, err := maybeStartBackend(cfg, prog)
+	if err != nil {
+		return nil, nil, err
+	}
+	closeBackend := func() {
+		if be != nil {
+			be.close()
+		}
+	}
+	if n, err = newNodes(cfg); err != nil {
+		closeBackend()
+		return nil, nil, err
+	}
+	n.backend = be
+	close = func() { n.close(); closeBackend() }
+	if err := n.preflight(ctx); err != nil {
+		close()
+		return nil, nil, err
+	}
+	return n, close, nil
 }
 
 func newNodes(cfg config) (*nodes, error) {

@@ -54,21 +54,11 @@ type dmRun struct {
 // runDM connects the users, sends direct messages by HTTP, and checks every delivery.
 func runDM(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	res := newResult(cfg)
-	be, err := maybeStartBackend(cfg, prog)
+	n, closeNodes, err := openNodes(ctx, cfg, prog)
 	if err != nil {
 		return nil, err
 	}
-	if be != nil {
-		defer be.close()
-	}
-	n, err := newNodes(cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer n.close()
-	if err := n.preflight(ctx); err != nil {
-		return nil, err
-	}
+	defer closeNodes()
 	ids := userIDs(cfg.userPrefix, "u", cfg.users)
 	cr, ok := n.connectForRun(ctx, cfg, prog, res, ids, "users", dmBuffer)
 	if !ok {
@@ -124,7 +114,7 @@ func runDM(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	res.Send = r.send.report(elapsed, cfg.rate)
 	res.Delivery = r.report(start)
 	res.Sessions = r.sess.report()
-	res.Backend = be.report()
+	res.Backend = n.backend.report()
 	res.judge()
 	return res, nil
 }

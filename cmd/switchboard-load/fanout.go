@@ -61,14 +61,11 @@ type fanoutRun struct {
 // runFanout fills a room, connects its members, posts to it and checks every delivery.
 func runFanout(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	res := newResult(cfg)
-	n, err := newNodes(cfg)
+	n, closeNodes, err := openNodes(ctx, cfg, prog)
 	if err != nil {
 		return nil, err
 	}
-	defer n.close()
-	if err := n.preflight(ctx); err != nil {
-		return nil, err
-	}
+	defer closeNodes()
 	ids := userIDs(cfg.userPrefix, "m", cfg.members)
 	prog.printf("adding %d members to room %s", len(ids), cfg.room)
 	if err := changeMembers(ctx, n, true, cfg.room, ids); err != nil {

@@ -58,21 +58,11 @@ type rpcRun struct {
 // runRPC connects, then keeps --in-flight rpc calls waiting on every connection.
 func runRPC(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	res := newResult(cfg)
-	be, err := maybeStartBackend(cfg, prog)
+	n, closeNodes, err := openNodes(ctx, cfg, prog)
 	if err != nil {
 		return nil, err
 	}
-	if be != nil {
-		defer be.close()
-	}
-	n, err := newNodes(cfg)
-	if err != nil {
-		return nil, err
-	}
-	defer n.close()
-	if err := n.preflight(ctx); err != nil {
-		return nil, err
-	}
+	defer closeNodes()
 	ids := userIDs(cfg.userPrefix, "r", cfg.conns)
 	cr, ok := n.connectForRun(ctx, cfg, prog, res, ids, "connections", rpcBuffer)
 	if !ok {
@@ -120,8 +110,8 @@ func runRPC(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	elapsed := time.Duration(r.lastAnswer.Load())
 	res.Interrupted = ctx.Err() != nil
 	procs.fill(res, cfg, r.ok.Load(), 0)
-	res.RPC = r.report(elapsed, be)
-	res.Backend = be.report()
+	res.RPC = r.report(elapsed, n.backend)
+	res.Backend = n.backend.report()
 	res.judge()
 	return res, nil
 }
