@@ -29,11 +29,14 @@ const (
 	defaultRPCConns     = 400
 	defaultInFlight     = 4
 	defaultConnRate     = 45 // frames/s per connection, below a node's limit of 50
-	defaultBackendAddr  = "127.0.0.1:9099"
-	defaultCacheS       = 60
-	defaultCallTimeout  = 10 * time.Second
-	defaultHTTPTimeout  = 10 * time.Second
-	defaultDialTimeout  = 10 * time.Second
+	// defaultHistoryConnRate is --conn-rate's default with --frame history: a node answers
+	// at most 10 history frames a second per connection (burst 20).
+	defaultHistoryConnRate = 9
+	defaultBackendAddr     = "127.0.0.1:9099"
+	defaultCacheS          = 60
+	defaultCallTimeout     = 10 * time.Second
+	defaultHTTPTimeout     = 10 * time.Second
+	defaultDialTimeout     = 10 * time.Second
 	// countOnlyDuration bounds a run given --count without --duration, so that a server that
 	// stops answering cannot keep the tool running forever.
 	countOnlyDuration = 10 * time.Minute
@@ -87,10 +90,12 @@ type config struct {
 	via   string   // dm: "http" (POST /v1/users/{u}/messages) or "ws" (send frames)
 	jwtDM []string // dm claim of the minted tokens (--jwt-dm)
 
-	inFlight    int           // rpc: calls each connection keeps waiting
-	connRate    float64       // rpc: frames per second per connection; 0 = no cap
-	callTimeout time.Duration // rpc: how long a call may wait for its result
-	method      string        // rpc: the method called
+	inFlight     int           // rpc: calls each connection keeps waiting
+	connRate     float64       // rpc: frames per second per connection; 0 = no cap
+	callTimeout  time.Duration // rpc: how long a call may wait for its result
+	method       string        // rpc: the method called
+	frame        string        // rpc: the frame sent, frameRPC or frameHistory
+	historyLimit int           // rpc --frame history: the page size asked for
 
 	backend backendConfig // --serve-backend and its flags (dm, rpc)
 }
@@ -137,12 +142,15 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		fs.IntVar(&c.conns, "conns", defaultRPCConns, "WebSockets, one user each, each keeping --in-flight calls waiting")
 		fs.IntVar(&c.inFlight, "in-flight", defaultInFlight, fmt.Sprintf("rpc calls each connection keeps waiting, 1 to %d (a node's limit)", maxInFlight))
 		fs.Float64Var(&c.rate, "rate", 0, "target calls per second over all connections; 0 = as fast as the calls in flight allow")
-		fs.Float64Var(&c.connRate, "conn-rate", defaultConnRate, "most frames per second one connection sends, under a node's frame limit (50/s); 0 = no cap")
+		fs.Float64Var(&c.connRate, "conn-rate", defaultConnRate, "most frames per second one connection sends, under a node's frame limit (50/s; 10/s for history frames, whose default is 9); 0 = no cap")
 		fs.DurationVar(&c.duration, "duration", defaultDuration, "how long to call; with --count alone, a safety bound of "+countOnlyDuration.String())
 		fs.Int64Var(&c.count, "count", 0, "how many calls to make; 0 = as many as --duration allows")
 		fs.DurationVar(&c.callTimeout, "call-timeout", defaultCallTimeout, "how long a call may wait for its result before it counts as a timeout")
 		fs.IntVar(&c.payloadBytes, "payload-bytes", defaultPayloadBytes, "size of each call's data, padded")
 		fs.StringVar(&c.method, "method", "load.echo", "the rpc method called")
+		fs.StringVar(&c.frame, "frame", frameRPC, `the frame each call sends: "rpc" (to the node's --rpc-url backend) or "history" (a page of --history-limit messages of --room, whose members the connections become; the room is filled first)`)
+		fs.IntVar(&c.historyLimit, "history-limit", 50, "with --frame history: messages per page, 1 to 100")
+		fs.StringVar(&c.room, "room", "", `with --frame history: the room; default "<user-prefix>-room"`)
 		addBackendFlags(fs, &c.backend)
 	case "dm", "fanout":
 		publishers := defaultPublishers
@@ -188,6 +196,9 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q (flags go after the scenario)", fs.Arg(0))
 	}
+	if c.scenario == "rpc" && c.frame == frameHistory && !flagSet(fs, "conn-rate") {
+		c.connRate = defaultHistoryConnRate
+	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if c.count > 0 && !set["duration"] {
@@ -196,7 +207,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	if c.userPrefix == "" {
 		c.userPrefix = "load-" + randomSuffix()
 	}
-	if c.scenario == "fanout" && c.room == "" {
+	if (c.scenario == "fanout" || c.scenario == "rpc") && c.room == "" {
 		c.room = c.userPrefix + "-room"
 	}
 	var err error
@@ -298,6 +309,18 @@ func (c *config) validateRPC() []error {
 	if c.callTimeout <= 0 {
 		checks = append(checks, errors.New("--call-timeout must be positive"))
 	}
+	switch c.frame {
+	case frameRPC:
+	case frameHistory:
+		if c.historyLimit < 1 || c.historyLimit > 100 {
+			checks = append(checks, fmt.Errorf("--history-limit must be from 1 to 100 (a node's page bound), got %d", c.historyLimit))
+		}
+		if !idPattern.MatchString(c.room) {
+			checks = append(checks, fmt.Errorf("--room %q must match ^[A-Za-z0-9._@+-]{1,128}$", c.room))
+		}
+	default:
+		checks = append(checks, fmt.Errorf(`--frame must be "rpc" or "history", got %q`, c.frame))
+	}
 	if c.payloadBytes < 0 || c.payloadBytes > maxPayloadBytes {
 		checks = append(checks, fmt.Errorf("--payload-bytes must be from 0 to %d, got %d", maxPayloadBytes, c.payloadBytes))
 	}
@@ -368,7 +391,9 @@ delivery lost, duplicated or out of order.`,
 for --duration or --count, against a node started with --rpc-url. With --serve-backend the
 tool serves that backend itself (it checks each request's signature and answers at once,
 or after --backend-delay, with the time its handler took). Reports calls/s, the round
-trip, and the overhead: the round trip minus the backend's own time.`,
+trip, and the overhead: the round trip minus the backend's own time. With --frame history
+the calls are history frames instead (pages of --history-limit messages of --room, which
+the tool fills first; no backend): what a client opening a room costs.`,
 	"conns": `conns: open --conns WebSockets, one user each, from --dialers concurrent dialers, as fast
 as possible. Reports connections/s with the welcome received (the subscription confirmed),
 failures, and with --pid the server's RSS per connection; holds them --hold, then closes.`,
@@ -388,4 +413,11 @@ Usage: switchboard-load <scenario> [flags]
 Exit status: 0 pass, 1 a guarantee failed (loss, duplicate, reordering, failed
 connections), 2 bad usage or the run could not be set up.
 `)
+}
+
+// flagSet reports whether the command line set the flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

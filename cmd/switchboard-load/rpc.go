@@ -64,6 +64,13 @@ func runRPC(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	}
 	defer closeNodes()
 	ids := userIDs(cfg.userPrefix, "r", cfg.conns)
+	if cfg.frame == frameHistory {
+		empty, err := prepareHistory(ctx, cfg, n, prog, ids)
+		if err != nil {
+			return nil, err
+		}
+		defer empty()
+	}
 	cr, ok := n.connectForRun(ctx, cfg, prog, res, ids, "connections", rpcBuffer)
 	if !ok {
 		return res, nil
@@ -129,7 +136,7 @@ func (r *rpcRun) read(ctx context.Context, rc *rpcConn) {
 			}
 			return
 		}
-		if f.Type != "result" && f.Type != "error" {
+		if f.Type != "result" && f.Type != "error" && (f.Type != frameHistory || f.Ref == "") {
 			continue
 		}
 		slot, seq, ok := parseRef(f.Ref)
@@ -157,7 +164,11 @@ func (r *rpcRun) callLoop(ctx context.Context, start time.Time, rc *rpcConn, slo
 		if !ok || !rc.throttle(ctx, pace) {
 			return
 		}
-		frame = appendRPCFrame(frame[:0], r.cfg.method, slot, seq, r.cfg.payloadBytes)
+		if r.cfg.frame == frameHistory {
+			frame = appendHistoryFrame(frame[:0], r.cfg.room, r.cfg.historyLimit, slot, seq)
+		} else {
+			frame = appendRPCFrame(frame[:0], r.cfg.method, slot, seq, r.cfg.payloadBytes)
+		}
 		sent := time.Now()
 		r.calls.Add(1)
 		if err := rc.conn.SendRaw(frame); err != nil {
@@ -226,6 +237,15 @@ func (rc *rpcConn) throttle(ctx context.Context, t *time.Timer) bool {
 func (r *rpcRun) record(a rpcAnswer, sent time.Time) {
 	if a.frame.Type == "error" {
 		r.errors.add(errorFrameKey(a.frame))
+		return
+	}
+	if a.frame.Type == frameHistory {
+		if n := pageLength(a.frame); n != r.cfg.historyLimit {
+			r.errors.add(fmt.Sprintf("history page of %d messages, not %d", n, r.cfg.historyLimit))
+			return
+		}
+		r.ok.Add(1)
+		r.latency.Record(int64(a.at.Sub(sent)))
 		return
 	}
 	r.ok.Add(1)
