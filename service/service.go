@@ -254,7 +254,7 @@ func (s *Server) routes() chi.Router {
 	// The API is a group, not a mounted subrouter: its routes sit in the one routing tree,
 	// so a request is routed once (Mount routes twice and copies the request again).
 	r.Group(func(r chi.Router) {
-		r.Use(apiKey)
+		r.Use(s.apiObserver(), apiKey)
 		r.Post("/v1/messages", s.handlePostBatch)
 		r.Post("/v1/users/{user}/messages", s.handlePostUserMessage)
 		r.Get("/v1/users/{user}/messages", s.handleGetUserMessages)
