@@ -218,6 +218,7 @@ func (n *node) buildParts(cfg config) error {
 		FrameBurst:       cfg.FrameBurst,
 		MaxQueueMessages: cfg.MaxQueueMessages,
 		MaxQueueBytes:    cfg.MaxQueueBytes,
+		Compression:      cfg.Compression,
 	})
 	return nil
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"flag"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"reflect"
@@ -197,5 +199,31 @@ func TestRunWiresConnectionTuning(t *testing.T) {
 	var refused *wsclient.ErrRefused
 	if !errors.As(err, &refused) || refused.Status != http.StatusTooManyRequests {
 		t.Fatalf("a second connection with --max-conns-per-user 1: %v, want 429", err)
+	}
+}
+
+// TestRunWiresCompression checks that --compression reaches the WebSocket upgrade: a client
+// offering permessage-deflate gets it with the flag and not without.
+func TestRunWiresCompression(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{{nil, false}, {[]string{"--compression"}, true}} {
+		p := startProcess(t, noEnv, tc.args...)
+		conn, err := net.Dial("tcp", strings.TrimPrefix(p.base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = conn.Write([]byte("GET /ws?user=alice HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		_ = conn.Close()
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade with %q: %v %v", tc.args, resp, err)
+		}
+		got := strings.HasPrefix(resp.Header.Get("Sec-WebSocket-Extensions"), "permessage-deflate")
+		if got != tc.want {
+			t.Fatalf("with %q the server negotiated permessage-deflate: %v, want %v", tc.args, got, tc.want)
+		}
 	}
 }
