@@ -10,32 +10,27 @@ import (
 func TestDefaultsAreWhatSetDefaultsGives(t *testing.T) {
 	var c Config
 	c.setDefaults()
-	want := Config{
-		MaxMessageBytes:  DefaultMaxMessageBytes,
-		PingInterval:     DefaultPingInterval,
-		ReadTimeout:      DefaultReadTimeout(DefaultPingInterval),
-		WriteTimeout:     DefaultWriteTimeout,
-		MaxQueueMessages: DefaultMaxQueueMessages,
-		MaxQueueBytes:    DefaultMaxQueueBytes,
-		MaxConnsPerUser:  DefaultMaxConnsPerUser,
-		FrameRate:        DefaultFrameRate,
-		FrameBurst:       DefaultFrameBurst,
-		ShutdownTimeout:  DefaultShutdownTimeout,
+	for _, tc := range []struct {
+		name      string
+		got, want any
+	}{
+		{"MaxMessageBytes", c.MaxMessageBytes, DefaultMaxMessageBytes},
+		{"PingInterval", c.PingInterval, DefaultPingInterval},
+		{"ReadTimeout", c.ReadTimeout, DefaultReadTimeout(DefaultPingInterval)},
+		{"WriteTimeout", c.WriteTimeout, DefaultWriteTimeout},
+		{"MaxQueueMessages", c.MaxQueueMessages, DefaultMaxQueueMessages},
+		{"MaxQueueBytes", c.MaxQueueBytes, DefaultMaxQueueBytes},
+		{"MaxConnsPerUser", c.MaxConnsPerUser, DefaultMaxConnsPerUser},
+		{"FrameRate", c.FrameRate, float64(DefaultFrameRate)},
+		{"FrameBurst", c.FrameBurst, DefaultFrameBurst},
+		{"ShutdownTimeout", c.ShutdownTimeout, DefaultShutdownTimeout},
+		{"Compression", c.Compression, false},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("setDefaults gives %s %v, the exported default is %v", tc.name, tc.got, tc.want)
+		}
 	}
-	got := Config{
-		MaxMessageBytes: c.MaxMessageBytes, PingInterval: c.PingInterval, ReadTimeout: c.ReadTimeout,
-		WriteTimeout: c.WriteTimeout, MaxQueueMessages: c.MaxQueueMessages, MaxQueueBytes: c.MaxQueueBytes,
-		MaxConnsPerUser: c.MaxConnsPerUser, FrameRate: c.FrameRate, FrameBurst: c.FrameBurst,
-		ShutdownTimeout: c.ShutdownTimeout,
-	}
-	if got.PingInterval != want.PingInterval || got.ReadTimeout != want.ReadTimeout ||
-		got.WriteTimeout != want.WriteTimeout || got.ShutdownTimeout != want.ShutdownTimeout ||
-		got.MaxMessageBytes != want.MaxMessageBytes || got.MaxQueueMessages != want.MaxQueueMessages ||
-		got.MaxQueueBytes != want.MaxQueueBytes || got.MaxConnsPerUser != want.MaxConnsPerUser ||
-		got.FrameRate != want.FrameRate || got.FrameBurst != want.FrameBurst {
-		t.Fatalf("setDefaults gives %+v, the exported defaults say %+v", got, want)
-	}
-	if DefaultReadTimeout(time.Second) != 7*time.Second {
-		t.Fatalf("DefaultReadTimeout(1s) = %v", DefaultReadTimeout(time.Second))
+	if d := DefaultReadTimeout(time.Second); d != 7*time.Second {
+		t.Errorf("DefaultReadTimeout(1s) = %v, want 7s", d)
 	}
 }
