@@ -122,7 +122,7 @@ func (c *config) deliverySettings() []setting {
 		opt("room-history-size", "1000", "messages kept per room stream (room history); 0 keeps none", integer(&c.RoomHistorySize, 0, math.MaxInt64)),
 		opt("max-queue-messages", itoa(service.DefaultMaxQueueMessages), "messages one WebSocket's outgoing queue holds; a client further behind is closed with 1013 (slow consumer) and resumes", integer(&c.MaxQueueMessages, 1, math.MaxInt32)),
 		opt("max-queue-bytes", itoa(service.DefaultMaxQueueBytes), "bytes one WebSocket's outgoing queue holds, at least --max-message-bytes; past it, as --max-queue-messages", integer(&c.MaxQueueBytes, 64<<10, math.MaxInt32)),
-		opt("max-pending", itoa(subscriptions.DefaultMaxPending), "live messages buffered for one connection while it catches up from its stream; past it the buffer is dropped and read back from the stream", integer(&c.MaxPending, 16, math.MaxInt32)),
+		opt("max-pending", itoa(subscriptions.DefaultMaxPending), "live messages buffered for one connection while it catches up from its stream; past it they are read back from the stream instead (a replay) or the connection is closed as a slow consumer (1013)", integer(&c.MaxPending, 16, math.MaxInt32)),
 		opt("replay-bytes", "", "bytes of history one resuming connection may hold in memory at once, read ahead and queued; empty: 1048576", optional(integer(&c.ReplayBytes, 1024, 1<<30))),
 	}
 }
