@@ -34,7 +34,7 @@ import (
 )
 
 // deployEnv is every environment variable the deployment files may set, each read by the
-// binary and listed in README.md, "Configuration". A deployment file that sets a
+// binary and listed in docs/configuration.md. A deployment file that sets a
 // SWITCHBOARD_* name the binary does not read sets nothing, silently.
 var deployEnv = []string{
 	"SWITCHBOARD_ADDR",

@@ -20,11 +20,13 @@ import (
 // callbacks cannot do (continuation frames have no callback). It stays correct if gws is
 // upgraded or fixed.
 //
-// No extension is negotiated (permessage-deflate is off), so every RSV bit must be 0.
-// Frame payloads are neither copied nor unmasked: the guard only skips them.
+// Without an extension every RSV bit must be 0; with permessage-deflate negotiated (deflate),
+// RSV1 marks a compressed message and may be set on a message's first frame only (RFC 7692
+// §6). Frame payloads are neither copied nor unmasked: the guard only skips them.
 type frameGuard struct {
-	r     io.Reader
-	owner frameOwner // nil: frames are checked, not counted
+	r       io.Reader
+	owner   frameOwner // nil: frames are checked, not counted
+	deflate bool       // permessage-deflate was negotiated: RSV1 may mark a compressed message
 	// limit is the largest data message, in payload bytes (0: none). The guard checks it
 	// rather than gws, whose own check (the same limit) would close at once and lose the
 	// close frame to a reset (see linger), and with a reason of its own.
@@ -86,6 +88,7 @@ func protocolViolation(reason string) *frameViolation {
 
 var (
 	errRSV             = protocolViolation("reserved bits set without an extension")
+	errRSV1            = protocolViolation("compressed bit set on a control or continuation frame")
 	errOpcode          = protocolViolation("reserved opcode")
 	errUnmasked        = protocolViolation("client frames must be masked")
 	errControlFragment = protocolViolation("fragmented control frame")
@@ -156,7 +159,7 @@ func (g *frameGuard) scan(b []byte) (*frameViolation, int) {
 		g.have++
 		switch g.have {
 		case 1:
-			if c&0x70 != 0 {
+			if c&g.reservedBits() != 0 {
 				return errRSV, start
 			}
 			switch c & 0x0F {
@@ -216,6 +219,9 @@ func (g *frameGuard) frame() *frameViolation {
 		}
 	default:
 		n = uint64(l)
+	}
+	if g.hdr[0]&rsv1 != 0 && op != opText && op != opBinary {
+		return errRSV1 // a control or continuation frame cannot be the start of a compressed message
 	}
 	switch op {
 	case opContinuation:

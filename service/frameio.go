@@ -16,7 +16,8 @@ type frameWriter struct {
 var frameWriters = sync.Pool{New: func() any { return new(frameWriter) }}
 
 // writeTextFrames writes frames as unmasked, uncompressed WebSocket text frames (what a
-// server sends; gws is configured without compression) in one writev: the headers in one
+// server sends; a connection that negotiated compression writes through compressedWriter
+// instead) in one writev: the headers in one
 // small buffer, the payloads as they are, not copied. Each Write on a socket is whole
 // (Go's netFD holds its write lock for it), so frames never interleave with the control
 // frames gws writes on the same socket.

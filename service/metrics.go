@@ -113,6 +113,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		})),
 	}
 	m.httpDirect = m.messagesIn.WithLabelValues("http", "direct")
+	m.presetSeries()
 	return m
 }
 

@@ -34,6 +34,9 @@ type outbox struct {
 	conn     outboxConn
 	schedule func() // arranges for drain to run once, after any job already scheduled
 	lim      outboxLimits
+	// writeFrames, when set, writes a batch instead of writeTextFrames on conn: a
+	// connection that negotiated compression (compressedWriter). Set before o is shared.
+	writeFrames func(frames [][]byte) error
 
 	wmu           sync.Mutex
 	writeDeadline time.Time // the socket's write deadline drain last set; under wmu
@@ -128,7 +131,7 @@ func (o *outbox) drain() {
 			o.writeDeadline = now.Add(o.lim.writeTimeout)
 			_ = o.conn.SetWriteDeadline(o.writeDeadline)
 		}
-		if err := writeTextFrames(o.conn, batch); err != nil {
+		if err := o.write(batch); err != nil {
 			_ = o.conn.Close()
 		}
 	}
@@ -150,6 +153,14 @@ func (o *outbox) drain() {
 	if resume != nil {
 		resume()
 	}
+}
+
+// write writes a batch of frames to the socket.
+func (o *outbox) write(batch [][]byte) error {
+	if o.writeFrames != nil {
+		return o.writeFrames(batch)
+	}
+	return writeTextFrames(o.conn, batch)
 }
 
 // shut ends the outbox: what is queued is dropped, later pushes are discarded, and no

@@ -88,6 +88,12 @@ type Config struct {
 	// not grant), connect (who a /ws request without a token is) and rpc. Nil, or a hook
 	// without its URL: that hook is off.
 	Hooks *hooks.Client
+	// Compression offers permessage-deflate (RFC 7692) on /ws: a client that asks for it is
+	// sent messages of 512 bytes and more compressed, by gws's compressor without context
+	// takeover (each message on its own, so no window is held per connection), and may send
+	// compressed messages. Default off: compression costs CPU for every message sent to such
+	// a client (see docs/deployment.md, "Compression").
+	Compression bool
 	// DevHosts lists the Host names dev mode (no Tokens) serves besides loopback ones
 	// (localhost, *.localhost, 127.0.0.0/8, [::1]); "*" allows any. Default none: a page on
 	// another name, even one that resolves here (DNS rebinding), is refused.
@@ -191,6 +197,10 @@ func New(hub *subscriptions.Hub, cfg Config) *Server {
 		CheckUtf8Enabled:   true,
 		Recovery:           gws.Recovery,
 		HandshakeTimeout:   5 * time.Second,
+		// Compressed writes go through gws (see compressedWriter), which refuses payloads
+		// over this; room for a largest message's frame sent as base64.
+		WriteMaxPayloadSize: 2 * cfg.maxFramePayload(),
+		PermessageDeflate:   gws.PermessageDeflate{Enabled: cfg.Compression},
 	})
 	s.metrics = newMetrics(cfg.Registerer)
 	// One collector per registry reads the hub and the queue at scrape time; a second
@@ -254,7 +264,7 @@ func (s *Server) routes() chi.Router {
 	// The API is a group, not a mounted subrouter: its routes sit in the one routing tree,
 	// so a request is routed once (Mount routes twice and copies the request again).
 	r.Group(func(r chi.Router) {
-		r.Use(apiKey)
+		r.Use(s.apiObserver(), apiKey)
 		r.Post("/v1/messages", s.handlePostBatch)
 		r.Post("/v1/users/{user}/messages", s.handlePostUserMessage)
 		r.Get("/v1/users/{user}/messages", s.handleGetUserMessages)

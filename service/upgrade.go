@@ -50,7 +50,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	// The guard reads through c.sock, which closes the socket so that close frames reach
 	// the peer (see linger) once the upgrade succeeded.
 	c.sock.conn = netConn
-	c.guard = frameGuard{r: &c.sock, owner: c, limit: uint64(s.cfg.maxFramePayload())}
+	c.guard = frameGuard{r: &c.sock, owner: c, limit: uint64(s.cfg.maxFramePayload()), deflate: s.deflateNegotiated(r)}
 	br := bufio.NewReaderSize(&c.guard, wsReadBufferSize)
 	conn, err := s.upgrader.UpgradeFromConn(&handshakeConn{Conn: netConn, sock: &c.sock}, br, r)
 	if err != nil {
@@ -58,6 +58,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.sock.armed.Store(true)
+	if c.guard.deflate {
+		c.out.writeFrames = compressedWriter(conn)
+	}
 	c.attach(conn)
 	if !s.register(c) {
 		c.Replayed() // OnClose runs only for registered connections

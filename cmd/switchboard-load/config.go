@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -73,6 +74,10 @@ type config struct {
 	pid          int    // the server's pid, for RSS and CPU; 0 = not measured
 	redisPID     int    // redis-server's pid, for CPU; 0 = not measured
 	cpuProfile   string // file for a CPU profile of the tool itself
+	// compression offers permessage-deflate on every WebSocket (--compression); wireIn
+	// counts the bytes the WebSockets read from their sockets, for the bandwidth figure.
+	compression bool
+	wireIn      *atomic.Int64
 
 	// dm and fanout.
 	publishers int
@@ -118,7 +123,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		}
 		return config{}, errHelp
 	}
-	c := config{scenario: args[0]}
+	c := config{scenario: args[0], wireIn: new(atomic.Int64)}
 	fs := flag.NewFlagSet("switchboard-load "+c.scenario, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 
@@ -136,6 +141,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.pid, "pid", 0, "the server's process id: report its RSS and CPU time (Linux /proc)")
 	fs.IntVar(&c.redisPID, "redis-pid", 0, "redis-server's process id: report its CPU time")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the load tool itself to this file")
+	fs.BoolVar(&c.compression, "compression", false, "offer permessage-deflate on every WebSocket (the server compresses only with its own --compression); compare the report's wire bytes and CPU with and without")
 
 	switch c.scenario {
 	case "rpc":

@@ -33,6 +33,9 @@ type nodes struct {
 	api    []*client.Client // one per base URL, over http: the setup calls of the API
 	// backend is the hooks' backend the run serves (--serve-backend); nil if none.
 	backend *backend
+	// compression offers permessage-deflate; wireIn counts what the WebSockets read.
+	compression bool
+	wireIn      *atomic.Int64
 }
 
 // openNodes gets a run's nodes ready: the backend first, when the run serves one (a node
@@ -61,7 +64,7 @@ func openNodes(ctx context.Context, cfg config, prog *progress) (n *nodes, close
 }
 
 func newNodes(cfg config) (*nodes, error) {
-	n := &nodes{base: cfg.urls, apiKey: cfg.apiKey, signer: cfg.signer}
+	n := &nodes{base: cfg.urls, apiKey: cfg.apiKey, signer: cfg.signer, compression: cfg.compression, wireIn: cfg.wireIn}
 	for _, b := range cfg.urls {
 		n.ws = append(n.ws, "ws"+strings.TrimPrefix(b, "http")+"/ws?")
 	}
@@ -186,7 +189,7 @@ func (n *nodes) dial(i int, user, since string, buffer int, timeout time.Duratio
 	if err != nil {
 		return nil, wsclient.Frame{}, fmt.Errorf("mint token: %w", err)
 	}
-	c, err := wsclient.Dial(u, wsclient.Options{Buffer: buffer})
+	c, err := wsclient.Dial(u, wsclient.Options{Buffer: buffer, Compression: n.compression, ReadBytes: n.wireIn})
 	if err != nil {
 		return nil, wsclient.Frame{}, err
 	}

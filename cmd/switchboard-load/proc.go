@@ -198,10 +198,16 @@ func procReport(pid int, before, after procSample, ops int64, conns int) *ProcRe
 
 // procWatch samples the processes a run measures: the server and Redis when their pids
 // were given, and the tool itself.
-type procWatch struct{ server, redis, self procSample }
+type procWatch struct {
+	server, redis, self procSample
+	wireIn              int64 // the WebSockets' bytes read so far
+}
 
 func watchProcs(cfg config) procWatch {
 	w := procWatch{self: sampleSelf()}
+	if cfg.wireIn != nil {
+		w.wireIn = cfg.wireIn.Load()
+	}
 	if cfg.pid > 0 {
 		w.server = sampleProc(cfg.pid)
 	}
@@ -221,6 +227,9 @@ func (w procWatch) fill(res *Result, cfg config, ops int64, conns int) {
 		res.Redis = procReport(cfg.redisPID, w.redis, now.redis, ops, 0)
 	}
 	res.Tool = procReport(os.Getpid(), w.self, now.self, ops, conns)
+	if cfg.wireIn != nil {
+		res.Wire = wireReport(now.wireIn-w.wireIn, ops, cfg.compression)
+	}
 }
 
 func round1(v float64) float64 { return math.Round(v*10) / 10 }

@@ -27,6 +27,7 @@ type Result struct {
 	Server      *ProcReport     `json:"server,omitempty"`
 	Redis       *ProcReport     `json:"redis,omitempty"`
 	Tool        *ProcReport     `json:"load_tool,omitempty"`
+	Wire        *WireReport     `json:"wire,omitempty"`
 	Interrupted bool            `json:"interrupted,omitempty"`
 	Passed      bool            `json:"passed"`
 	Failures    []string        `json:"failures,omitempty"`
@@ -312,6 +313,9 @@ func (r *Result) writeTable(w io.Writer) error {
 		if pr.r != nil {
 			row(fmt.Sprintf("%s (pid %d)", pr.name, pr.r.PID), "%s", fmtProc(pr.r, op))
 		}
+	}
+	if wr := r.Wire; wr != nil {
+		row("websocket bytes in", "%s", fmtWire(wr, op))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -40,7 +40,7 @@ func fakeEnv(kv ...string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
-// documentedDefaults is the configuration README.md's "Configuration" table gives with no
+// documentedDefaults is the configuration docs/configuration.md gives with no
 // flags and no environment. NodeID depends on the machine and is checked on its own.
 var documentedDefaults = config{
 	Addr:            "127.0.0.1:8080",
@@ -65,6 +65,18 @@ var documentedDefaults = config{
 	EventQueueBytes:    256 << 20,
 	EventUserBytes:     1 << 20,
 	EventSystemReserve: 0.25,
+
+	tuning: defaultTuning,
+}
+
+// defaultTuning is what docs/configuration.md gives as the tuning flags' defaults.
+var defaultTuning = tuning{
+	PingInterval: 20 * time.Second, WriteTimeout: 10 * time.Second, ShutdownTimeout: 5 * time.Second,
+	MaxConnsPerUser: 32, FrameRate: 50, FrameBurst: 100,
+	MaxQueueMessages: 4096, MaxQueueBytes: 16 << 20, MaxPending: 4096,
+	RedisHeartbeat: time.Second, RegistryInterval: 2 * time.Second,
+	WebhookTimeout: 10 * time.Second, WebhookRetryMax: 30 * time.Second, EventMaxAge: 24 * time.Hour,
+	HookMaxConcurrent: 256,
 }
 
 // withDefaultLimits gives c the default rate limits and room quotas.
@@ -73,6 +85,7 @@ func withDefaultLimits(c config) config {
 	c.SendLimit, c.JoinLimit, c.EventLimit = d.SendLimit, d.JoinLimit, d.EventLimit
 	c.UserConnLimit, c.IPConnLimit = d.UserConnLimit, d.IPConnLimit
 	c.MaxRoomsPerUser, c.MaxRoomMembers = d.MaxRoomsPerUser, d.MaxRoomMembers
+	c.tuning = d.tuning
 	return c
 }
 

@@ -135,6 +135,9 @@ func (n *node) buildParts(cfg config) error {
 		MaxBytes:      cfg.EventQueueBytes,
 		MaxUserBytes:  cfg.EventUserBytes,
 		SystemReserve: cfg.EventSystemReserve,
+		MaxAge:        cfg.EventMaxAge,
+		Timeout:       cfg.WebhookTimeout,
+		RetryMax:      cfg.WebhookRetryMax,
 	})
 	if err != nil {
 		return err
@@ -155,6 +158,9 @@ func (n *node) buildParts(cfg config) error {
 		MaxResumesPerUser: cfg.MaxResumesPerUser,
 		MaxRoomsPerUser:   cfg.MaxRoomsPerUser,
 		MaxRoomMembers:    cfg.MaxRoomMembers,
+		MaxPending:        cfg.MaxPending,
+		Heartbeat:         cfg.RedisHeartbeat,
+		RegistryInterval:  cfg.RegistryInterval,
 	})
 	if err != nil {
 		return err
@@ -174,14 +180,15 @@ func (n *node) buildParts(cfg config) error {
 		return err
 	}
 	if n.hooks, err = hooks.New(hooks.Config{
-		AuthorizeURL: cfg.AuthorizeURL,
-		ConnectURL:   cfg.ConnectURL,
-		RPCURL:       cfg.RPCURL,
-		Secret:       cfg.WebhookSecret,
-		Timeout:      cfg.HookTimeout,
-		Node:         cfg.NodeID,
-		Logger:       n.log,
-		Registerer:   reg,
+		AuthorizeURL:  cfg.AuthorizeURL,
+		ConnectURL:    cfg.ConnectURL,
+		RPCURL:        cfg.RPCURL,
+		Secret:        cfg.WebhookSecret,
+		Timeout:       cfg.HookTimeout,
+		MaxConcurrent: cfg.HookMaxConcurrent,
+		Node:          cfg.NodeID,
+		Logger:        n.log,
+		Registerer:    reg,
 	}); err != nil {
 		return err
 	}
@@ -201,6 +208,17 @@ func (n *node) buildParts(cfg config) error {
 		DevHosts: cfg.devHosts(),
 
 		Limiter: limiter,
+
+		PingInterval:     cfg.PingInterval,
+		ReadTimeout:      cfg.ReadTimeout, // 0: the service's default for PingInterval
+		WriteTimeout:     cfg.WriteTimeout,
+		ShutdownTimeout:  cfg.ShutdownTimeout,
+		MaxConnsPerUser:  cfg.MaxConnsPerUser,
+		FrameRate:        cfg.FrameRate,
+		FrameBurst:       cfg.FrameBurst,
+		MaxQueueMessages: cfg.MaxQueueMessages,
+		MaxQueueBytes:    cfg.MaxQueueBytes,
+		Compression:      cfg.Compression,
 	})
 	return nil
 }

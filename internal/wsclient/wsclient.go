@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -65,6 +67,37 @@ type Options struct {
 	// Buffer is how many frames may wait unread before the reader blocks (and so stops
 	// reading the socket, as a stalled client would). Default 100000.
 	Buffer int
+	// Compression offers permessage-deflate; a server with it on sends large messages
+	// compressed (and gws's client sends compressed ones too).
+	Compression bool
+	// ReadBytes, when set, is added every byte read from the socket: what crossed the wire,
+	// after compression, headers included — for the load tool's bandwidth figure.
+	ReadBytes *atomic.Int64
+}
+
+// countingDialer dials TCP connections that add the bytes they read to n.
+type countingDialer struct {
+	d net.Dialer
+	n *atomic.Int64
+}
+
+func (c countingDialer) Dial(network, addr string) (net.Conn, error) {
+	conn, err := c.d.Dial(network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: conn, n: c.n}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // ErrRefused is returned by Dial when the server answered the upgrade with an HTTP error.
@@ -81,12 +114,19 @@ func Dial(url string, opts Options) (*Conn, error) {
 		opts.Buffer = 100000
 	}
 	c := &Conn{frames: make(chan Frame, opts.Buffer), done: make(chan struct{}), quit: make(chan struct{})}
-	conn, resp, err := gws.NewClient(&handler{c: c}, &gws.ClientOption{
+	co := &gws.ClientOption{
 		Addr:               url,
 		RequestHeader:      opts.Header,
 		ReadMaxPayloadSize: 32 << 20,
 		HandshakeTimeout:   10 * time.Second,
-	})
+		PermessageDeflate:  gws.PermessageDeflate{Enabled: opts.Compression},
+	}
+	if opts.ReadBytes != nil {
+		co.NewDialer = func() (gws.Dialer, error) {
+			return countingDialer{d: net.Dialer{Timeout: 10 * time.Second}, n: opts.ReadBytes}, nil
+		}
+	}
+	conn, resp, err := gws.NewClient(&handler{c: c}, co)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			var body [512]byte
