@@ -45,8 +45,16 @@ func (s *Server) handlePostUserMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	key, err := idempotencyKey(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	if r.URL.RawQuery != "" {
 		if ephemeral, err := ephemeralQuery(r); err != nil || ephemeral {
+			if err == nil && key != "" {
+				err = errIdempotentEphemeral
+			}
 			if err == nil {
 				err = s.hub.PublishEphemeral(r.Context(), user, env)
 			}
@@ -57,6 +65,10 @@ func (s *Server) handlePostUserMessage(w http.ResponseWriter, r *http.Request) {
 			writeJSONBytes(w, http.StatusAccepted, []byte("{\"ephemeral\":true}\n"))
 			return
 		}
+	}
+	if key != "" {
+		s.postUserIdempotent(w, r, user, env, key)
+		return
 	}
 	id, err := s.hub.Publish(r.Context(), user, env)
 	if err != nil {

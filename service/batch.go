@@ -23,6 +23,11 @@ type batchResult struct {
 // validated before any item is accepted; direct messages share pipelines, so notifying a
 // thousand users costs the backend one round trip and the node a few.
 func (s *Server) handlePostBatch(w http.ResponseWriter, r *http.Request) {
+	key, err := idempotencyKey(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	limit := min(maxBatchItems*(s.cfg.MaxMessageBytes+512)+64<<10, 32<<20)
 	body, err := readBody(w, r, limit)
 	if err != nil {
@@ -33,6 +38,14 @@ func (s *Server) handlePostBatch(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	var idem *subscriptions.Idempotency
+	if key != "" {
+		idem = &subscriptions.Idempotency{Key: key, Fingerprint: fingerprint(r.URL.Path, body)}
+		if err := s.hub.ClaimBatch(r.Context(), *idem); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	results := make([]batchResult, len(items))
 	var directs []subscriptions.Direct
@@ -49,16 +62,34 @@ func (s *Server) handlePostBatch(w http.ResponseWriter, r *http.Request) {
 		results[i].Error = &errorDetail{Code: ae.code, Message: ae.message}
 		failed++
 	}
-	ids, errs := s.hub.PublishMany(r.Context(), directs)
+	sent, errs := s.sendDirects(r, directs, idem)
+	replayed := 0
 	for k, i := range directAt {
 		if errs[k] != nil {
 			fail(i, errs[k])
 			continue
 		}
-		results[i].ID = ids[k].String()
+		results[i].ID = sent[k].ID.String()
+		if sent[k].Replayed {
+			replayed++
+		}
 	}
 	for i, it := range items {
 		if it.Room == "" {
+			continue
+		}
+		if idem != nil {
+			res, again, err := s.batchRoomIdempotent(r, i, it, *idem)
+			if err != nil {
+				fail(i, err)
+				continue
+			}
+			if results[i] = res; res.Error != nil {
+				failed++
+			}
+			if again {
+				replayed++
+			}
 			continue
 		}
 		n, err := s.hub.PublishRoom(r.Context(), it.Room, it.env, false)
@@ -68,11 +99,14 @@ func (s *Server) handlePostBatch(w http.ResponseWriter, r *http.Request) {
 		}
 		results[i].Recipients = &n
 	}
+	if replayed == len(items) {
+		w.Header().Set(replayedHeader, "true")
+	}
 	if failed == len(items) {
 		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: "redis is unavailable; nothing was accepted"})
 		return
 	}
-	s.metrics.messagesIn.WithLabelValues("http", "direct").Add(float64(len(directs) - countErrs(errs)))
+	s.metrics.messagesIn.WithLabelValues("http", "direct").Add(float64(len(directs) - countErrs(errs) - replayed))
 	writeJSON(w, http.StatusAccepted, struct {
 		Results []batchResult `json:"results"`
 	}{results})

@@ -94,6 +94,8 @@ func classify(err error) *apiError {
 		return errBadRequest(codeBadRequest, err.Error())
 	case errors.Is(err, events.ErrQueueFull):
 		return &apiError{status: http.StatusServiceUnavailable, code: codeQueueFull, message: "the backend event queue has no room for this event (the backend is behind); it was not queued, retry later"}
+	case errors.Is(err, subscriptions.ErrIdempotencyConflict), errors.Is(err, subscriptions.ErrIdempotencyPending):
+		return idempotencyRefusal(err)
 	case errors.Is(err, subscriptions.ErrUnavailable), errors.Is(err, subscriptions.ErrClosed), errors.Is(err, events.ErrUnavailable):
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: "redis is unavailable; nothing was accepted"}
 	default:

@@ -103,6 +103,23 @@ func (s *Server) handlePostRoomMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	key, err := idempotencyKey(r)
+	if err == nil && key != "" && ephemeral {
+		err = errIdempotentEphemeral
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if key != "" {
+		s.postRoomIdempotent(w, r, room, env, key)
+		return
+	}
+	s.postRoom(w, r, room, env, ephemeral)
+}
+
+// postRoom fans env out to room and answers.
+func (s *Server) postRoom(w http.ResponseWriter, r *http.Request, room string, env subscriptions.Envelope, ephemeral bool) {
 	res, err := s.hub.PublishRoomMessage(r.Context(), room, env, subscriptions.RoomSend{Ephemeral: ephemeral})
 	if err != nil {
 		writeError(w, err)

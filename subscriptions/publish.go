@@ -58,7 +58,17 @@ type Direct struct {
 // pipelines, one after the other. It returns one id or one error per message, in order;
 // messages to one user are stored in batch order.
 func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []error) {
-	ids := make([]StreamID, len(msgs))
+	sent, errs := h.publishMany(ctx, msgs, nil)
+	ids := make([]StreamID, len(sent))
+	for i := range sent {
+		ids[i] = sent[i].ID
+	}
+	return ids, errs
+}
+
+// publishMany is PublishMany, and with idem PublishManyIdempotent.
+func (h *Hub) publishMany(ctx context.Context, msgs []Direct, idem *Idempotency) ([]Sent, []error) {
+	sent := make([]Sent, len(msgs))
 	errs := make([]error, len(msgs))
 	ds := make([]delivery, len(msgs))
 	var live []*delivery
@@ -69,13 +79,17 @@ func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []err
 		}
 		ds[i] = delivery{stream: h.keys.userStream(m.User), channel: h.keys.userChannel(m.User),
 			bucket: h.groupKey(m.User), tail: m.Envelope.tail()}
+		if idem != nil {
+			ds[i].record = h.keys.idemRecord(m.User, "b"+strconv.Itoa(i), idem.Key)
+			ds[i].fingerprint = idem.Fingerprint
+		}
 		live = append(live, &ds[i])
 	}
 	if err := ctx.Err(); err != nil {
 		for i := range errs {
 			errs[i] = err
 		}
-		return ids, errs
+		return sent, errs
 	}
 	// Its own pipelines, one after the other, rather than the shared batcher: a batch of
 	// it could be split between two of the batcher's, out of the batch's order.
@@ -90,9 +104,10 @@ func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []err
 			errs[i] = ds[i].err
 			continue
 		}
-		ids[i], errs[i] = ParseStreamID(ds[i].id)
+		sent[i].Replayed = ds[i].replayed
+		sent[i].ID, errs[i] = ParseStreamID(ds[i].id)
 	}
-	return ids, errs
+	return sent, errs
 }
 
 // delivery is one append+publish and, once sent, its outcome.
@@ -105,6 +120,10 @@ type delivery struct {
 	// copy, when set, is delivered by the same script call right after this one (the
 	// sender's copy of a direct message; same bucket on a cluster). Its outcome is its own.
 	copy *delivery
+	// record, when set, is the delivery's idempotency record (same slot), fingerprint the
+	// request's, and replayed says the record showed it delivered before (see idempotent.lua).
+	record, fingerprint string
+	replayed            bool
 }
 
 // pairs is how many stream and channel pairs d takes in a script call.
@@ -148,14 +167,20 @@ func newPublisher(rdb redis.UniversalClient, cfg Config, publishCmd string, dead
 
 // publish appends and publishes one message and returns its stream id.
 func (p *publisher) publish(ctx context.Context, d delivery) (string, error) {
+	d, err := p.do(ctx, d)
+	return d.id, err
+}
+
+// do sends one delivery through the shared pipelines and returns it with its outcome.
+func (p *publisher) do(ctx context.Context, d delivery) (delivery, error) {
 	d, err := p.batches.Do(ctx, d)
 	switch {
 	case errors.Is(err, pipeline.ErrClosed):
-		return "", ErrClosed
+		return d, ErrClosed
 	case err != nil:
-		return "", err
+		return d, err
 	}
-	return d.id, d.err
+	return d, d.err
 }
 
 // run sends the queued deliveries with workers until close is called and the queue is empty.
@@ -168,13 +193,22 @@ func (p *publisher) close() { p.batches.Close() }
 // grouped (by bucket on Redis Cluster) into calls of the batch script of up to 64 each, so
 // that a busy node pays one script call, not one per message; order is kept within a group.
 func (p *publisher) exec(ctx context.Context, batch []*delivery) {
-	groups := groupBy(batch, batchGroup, func(d *delivery) int { return d.bucket })
+	groups := groupBy(batch, batchGroup, func(d *delivery) int {
+		if d.record != "" { // the idempotent script's calls are of their own
+			return Buckets + d.bucket
+		}
+		return d.bucket
+	})
 	cmds := make([]*redis.Cmd, len(groups))
 	n := len(batch)
 	scripts := pipeline.Scripts{Client: p.rdb, Observe: func(took time.Duration, err error) {
 		p.obs.ObservePublish(took, n, err)
 	}}
 	_ = scripts.Exec(ctx, len(groups), func(pipe redis.Pipeliner, g int) (redis.Cmder, *redis.Script) {
+		if groups[g][0].record != "" {
+			cmds[g] = p.idempotentCall(ctx, pipe, groups[g])
+			return cmds[g], idempotentScript
+		}
 		keys := make([]string, 0, 4*len(groups[g]))
 		args := make([]any, 0, 4+2*len(groups[g]))
 		args = append(args, p.historySize, p.historyTTL, p.publishCmd, p.deadline())
@@ -211,6 +245,7 @@ func answer(group []*delivery, cmd *redis.Cmd) {
 			x.err = fmt.Errorf("%w: the batch script answered %d ids for %d messages", ErrUnavailable, len(ids), want)
 		default:
 			x.id, x.err = scriptID(ids[k])
+			idempotentID(x)
 		}
 		k++
 	}
@@ -228,7 +263,7 @@ func scriptID(v any) (string, error) {
 	case string:
 		return v, nil
 	case error: // this message was not stored; the others were
-		return "", fmt.Errorf("%w: %w", ErrUnavailable, v)
+		return "", scriptError(v)
 	default:
 		return "", fmt.Errorf("%w: the batch script answered %T", ErrUnavailable, v)
 	}
