@@ -63,7 +63,7 @@ func (s *Server) handlePostBatch(w http.ResponseWriter, r *http.Request) {
 		failed++
 	}
 	sent, errs := s.sendDirects(r, directs, idem)
-	replayed := 0
+	replayed, replayedDirects := 0, 0
 	for k, i := range directAt {
 		if errs[k] != nil {
 			fail(i, errs[k])
@@ -72,6 +72,7 @@ func (s *Server) handlePostBatch(w http.ResponseWriter, r *http.Request) {
 		results[i].ID = sent[k].ID.String()
 		if sent[k].Replayed {
 			replayed++
+			replayedDirects++
 		}
 	}
 	for i, it := range items {
@@ -106,7 +107,7 @@ func (s *Server) handlePostBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: "redis is unavailable; nothing was accepted"})
 		return
 	}
-	s.metrics.messagesIn.WithLabelValues("http", "direct").Add(float64(len(directs) - countErrs(errs) - replayed))
+	s.metrics.messagesIn.WithLabelValues("http", "direct").Add(float64(len(directs) - countErrs(errs) - replayedDirects))
 	writeJSON(w, http.StatusAccepted, struct {
 		Results []batchResult `json:"results"`
 	}{results})
