@@ -29,7 +29,7 @@ const (
 )
 
 // idempotencyKey returns the request's Idempotency-Key, "" without one. A key is 1 to 255
-// characters of letters, digits and ._:~+/=- (UUIDs, ULIDs, base64 all fit); anything else,
+// characters of letters, digits and _.:~+/=- (UUIDs, ULIDs, base64 all fit); anything else,
 // or the header twice, is refused, so that what a retry sends names the same record.
 func idempotencyKey(r *http.Request) (string, error) {
 	vs := r.Header.Values(idempotencyHeader)
@@ -42,7 +42,7 @@ func idempotencyKey(r *http.Request) (string, error) {
 	k := vs[0]
 	if k == "" || len(k) > maxIdempotencyKey || !idempotencyChars(k) {
 		return "", errBadRequest(codeBadIdempotencyKey,
-			"Idempotency-Key must be 1 to 255 characters of A-Z a-z 0-9 and ._:~+/=-")
+			"Idempotency-Key must be 1 to 255 characters of A-Z a-z 0-9 and _.:~+/=-")
 	}
 	return k, nil
 }
@@ -52,7 +52,7 @@ func idempotencyChars(k string) bool {
 		c := k[i]
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("._:~+/=-", c) >= 0:
+		case strings.IndexByte("_.:~+/=-", c) >= 0:
 		default:
 			return false
 		}
