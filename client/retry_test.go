@@ -158,7 +158,10 @@ func TestRedisDownRetriesReadsOnly(t *testing.T) {
 		{"DELETE", func() error { return c.RemoveMember(ctx, "lobby", "bob") }, 4},
 		{"POST", func() error { _, err := c.SendToUser(ctx, "bob", client.Text("x")); return err }, 4},
 		{"POST", func() error { _, err := c.SendToRoom(ctx, "lobby", client.Text("x")); return err }, 4},
-		{"POST", func() error { _, err := c.SendBatch(ctx, []client.BatchItem{{User: "bob", Data: []byte(`1`)}}); return err }, 4},
+		{"POST", func() error {
+			_, err := c.SendBatch(ctx, []client.BatchItem{{User: "bob", Data: []byte(`1`)}})
+			return err
+		}, 4},
 		{"GET", func() error { _, err := c.RoomMessages(ctx, "lobby", client.RoomQuery{}); return err }, 4},
 		{"GET", func() error { _, err := c.RoomPresence(ctx, "lobby"); return err }, 4},
 		{"POST", func() error { _, err := c.SendToUser(ctx, "bob", client.Text("x"), client.Ephemeral()); return err }, 1},
