@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -71,17 +72,12 @@ func (s *Server) handlePostUserMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, err := s.hub.Publish(r.Context(), user, env)
-	if err != nil {
+	if err != nil && !errors.Is(err, subscriptions.ErrNotReplicated) {
 		writeError(w, err)
 		return
 	}
 	s.metrics.httpDirect.Inc()
-	// The hot path of the API: the answer is written by hand (ids need no escaping).
-	b := make([]byte, 0, 48)
-	b = append(b, `{"id":"`...)
-	b = append(b, id.String()...)
-	b = append(b, "\"}\n"...)
-	writeJSONBytes(w, http.StatusAccepted, b)
+	writeJSONBytes(w, http.StatusAccepted, sendAnswer(id, err))
 }
 
 // ephemeralQuery reads ?ephemeral=true|false: a send published only, never stored.

@@ -2,6 +2,7 @@ package service
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -14,8 +15,10 @@ const maxBatchItems = 1000
 // batchResult is one item's answer: an id (direct), a recipient count (room), or an error
 // when Redis failed part way through a batch.
 type batchResult struct {
-	ID         string       `json:"id,omitempty"`
-	Recipients *int         `json:"recipients,omitempty"`
+	ID         string `json:"id,omitempty"`
+	Recipients *int   `json:"recipients,omitempty"`
+	// Replicated is false when the item is stored on the master only (--wait-replicas).
+	Replicated *bool        `json:"replicated,omitempty"`
 	Error      *errorDetail `json:"error,omitempty"`
 }
 
@@ -65,6 +68,9 @@ func (s *Server) handlePostBatch(w http.ResponseWriter, r *http.Request) {
 	sent, errs := s.sendDirects(r, directs, idem)
 	replayed, replayedDirects := 0, 0
 	for k, i := range directAt {
+		if errors.Is(errs[k], subscriptions.ErrNotReplicated) {
+			results[i].Replicated, errs[k] = new(bool), nil
+		}
 		if errs[k] != nil {
 			fail(i, errs[k])
 			continue

@@ -88,7 +88,7 @@ func envelopeFingerprint(r *http.Request, env subscriptions.Envelope) string {
 func (s *Server) postUserIdempotent(w http.ResponseWriter, r *http.Request, user string, env subscriptions.Envelope, key string) {
 	sent, err := s.hub.PublishIdempotent(r.Context(), user, env,
 		subscriptions.Idempotency{Key: key, Fingerprint: envelopeFingerprint(r, env)})
-	if err != nil {
+	if err != nil && !errors.Is(err, subscriptions.ErrNotReplicated) {
 		writeError(w, err)
 		return
 	}
@@ -97,7 +97,7 @@ func (s *Server) postUserIdempotent(w http.ResponseWriter, r *http.Request, user
 	} else {
 		s.metrics.httpDirect.Inc()
 	}
-	writeJSONBytes(w, http.StatusAccepted, []byte(`{"id":"`+sent.ID.String()+"\"}\n"))
+	writeJSONBytes(w, http.StatusAccepted, sendAnswer(sent.ID, err))
 }
 
 // postRoomIdempotent fans a room message out under an idempotency key. A fan-out spans many

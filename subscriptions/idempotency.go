@@ -83,6 +83,9 @@ func (h *Hub) PublishIdempotent(ctx context.Context, user string, env Envelope, 
 		return Sent{}, err
 	}
 	id, err := ParseStreamID(d.id)
+	if err == nil && d.unreplicated {
+		err = ErrNotReplicated
+	}
 	return Sent{ID: id, Replayed: d.replayed}, err
 }
 

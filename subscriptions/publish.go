@@ -39,12 +39,16 @@ func (h *Hub) Publish(ctx context.Context, user string, env Envelope) (StreamID,
 	if err := ctx.Err(); err != nil {
 		return StreamID{}, err
 	}
-	id, err := h.pub.publish(ctx, delivery{stream: h.keys.userStream(user), channel: h.keys.userChannel(user),
+	d, err := h.pub.do(ctx, delivery{stream: h.keys.userStream(user), channel: h.keys.userChannel(user),
 		bucket: h.groupKey(user), tail: env.tail()})
 	if err != nil {
 		return StreamID{}, err
 	}
-	return ParseStreamID(id)
+	id, err := ParseStreamID(d.id)
+	if err == nil && d.unreplicated {
+		err = ErrNotReplicated
+	}
+	return id, err
 }
 
 // Direct is one direct message of a batch.
@@ -106,6 +110,9 @@ func (h *Hub) publishMany(ctx context.Context, msgs []Direct, idem *Idempotency)
 		}
 		sent[i].Replayed = ds[i].replayed
 		sent[i].ID, errs[i] = ParseStreamID(ds[i].id)
+		if errs[i] == nil && ds[i].unreplicated {
+			errs[i] = ErrNotReplicated
+		}
 	}
 	return sent, errs
 }
@@ -124,6 +131,8 @@ type delivery struct {
 	// request's, and replayed says the record showed it delivered before (see idempotent.lua).
 	record, fingerprint string
 	replayed            bool
+	// unreplicated says the master has it but fewer replicas than asked confirmed it.
+	unreplicated bool
 }
 
 // pairs is how many stream and channel pairs d takes in a script call.
@@ -149,6 +158,7 @@ type publisher struct {
 	// roomHistorySize is the room streams' MAXLEN (the delivery script's ARGV[6]).
 	roomHistorySize string
 	batches         *pipeline.Batcher[delivery]
+	replicas        replicaWait
 }
 
 func newPublisher(rdb redis.UniversalClient, cfg Config, publishCmd string, deadline func() string) *publisher {
@@ -160,6 +170,7 @@ func newPublisher(rdb redis.UniversalClient, cfg Config, publishCmd string, dead
 		historySize:     strconv.FormatInt(cfg.HistorySize, 10),
 		historyTTL:      strconv.FormatInt(cfg.HistoryTTL.Milliseconds(), 10),
 		roomHistorySize: strconv.FormatInt(max(cfg.RoomHistorySize, 0), 10),
+		replicas:        newReplicaWait(cfg),
 	}
 	p.batches = pipeline.New(pipeline.Config[delivery]{Send: p.exec, MaxBatch: maxPipeline, MaxQueued: 4 * maxPipeline})
 	return p
@@ -201,7 +212,8 @@ func (p *publisher) exec(ctx context.Context, batch []*delivery) {
 	})
 	cmds := make([]*redis.Cmd, len(groups))
 	n := len(batch)
-	scripts := pipeline.Scripts{Client: p.rdb, Observe: func(took time.Duration, err error) {
+	wait := p.replicas.start(ctx)
+	scripts := pipeline.Scripts{Client: p.rdb, After: wait.queue, Observe: func(took time.Duration, err error) {
 		p.obs.ObservePublish(took, n, err)
 	}}
 	_ = scripts.Exec(ctx, len(groups), func(pipe redis.Pipeliner, g int) (redis.Cmder, *redis.Script) {
@@ -226,6 +238,7 @@ func (p *publisher) exec(ctx context.Context, batch []*delivery) {
 	for g, group := range groups {
 		answer(group, cmds[g])
 	}
+	wait.check(batch)
 }
 
 // answer records the outcome of one call of the batch script for each of its deliveries
