@@ -67,6 +67,11 @@ type config struct {
 	EventQueueBytes    int64
 	EventUserBytes     int64
 	EventSystemReserve float64
+
+	// WaitReplicas and WaitReplicasTimeout: acknowledge a message once that many replicas
+	// have it (subscriptions.Config); 0 does not wait.
+	WaitReplicas        int
+	WaitReplicasTimeout time.Duration
 }
 
 // parseConfig reads flags; each flag's default comes from its environment variable when set,
@@ -153,6 +158,8 @@ func (c *config) settings() []setting {
 		{"trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client IP; empty: the TCP peer is the client", cidrs(&c.TrustedProxies)},
 		{"max-rooms-per-user", "1000", "rooms one user may be in", integer(&c.MaxRoomsPerUser, 1, math.MaxInt)},
 		{"max-room-members", "100000", "members one room may have", integer(&c.MaxRoomMembers, 1, math.MaxInt)},
+		{"wait-replicas", "0", "acknowledge a direct message only once this many Redis replicas have it (WAIT, one per pipeline); 0 does not wait", integer(&c.WaitReplicas, 0, 64)},
+		{"wait-replicas-timeout", "1s", "how long a delivery pipeline waits for --wait-replicas; past it the answer says \"replicated\":false", duration(&c.WaitReplicasTimeout, 10*time.Millisecond, 2*time.Second)},
 	}
 }
 
@@ -163,6 +170,9 @@ func (c *config) check() error {
 	}
 	if c.AdminKey == "" {
 		c.AdminKey = c.APIKey
+	}
+	if c.WaitReplicas > 0 && c.Redis == "" {
+		return errors.New("--wait-replicas needs --redis (a Redis with replicas); on --redis-cluster it is not built yet, and the embedded Redis has no replicas")
 	}
 	if !c.tokenMode() && (c.JWTIssuer != "" || c.JWTAudience != "") {
 		return errors.New("--jwt-issuer and --jwt-audience check tokens: set a token key too (--jwt-secret, --jwt-public-key or --jwt-jwks-url)")

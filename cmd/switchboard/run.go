@@ -155,6 +155,8 @@ func (n *node) buildParts(cfg config) error {
 		MaxResumesPerUser: cfg.MaxResumesPerUser,
 		MaxRoomsPerUser:   cfg.MaxRoomsPerUser,
 		MaxRoomMembers:    cfg.MaxRoomMembers,
+		// Replication (issue 20): 0 does not wait.
+		WaitReplicas: cfg.WaitReplicas, WaitReplicasTimeout: cfg.WaitReplicasTimeout,
 	})
 	if err != nil {
 		return err
