@@ -302,7 +302,7 @@ type backend struct {
 	cluster    []string // a Redis Cluster's seed addresses
 	sentinel   []string // Sentinel addresses, with master the master's name
 	master     string
-	prefix     string   // the key prefix of its nodes
+	prefix     string // the key prefix of its nodes
 	killPubSub func(t *testing.T)
 }
 
