@@ -72,6 +72,9 @@ type config struct {
 	// have it (subscriptions.Config); 0 does not wait.
 	WaitReplicas        int
 	WaitReplicasTimeout time.Duration
+	// RedisSentinel is "<master name>@<sentinel>,..." (sentinel.go), with the sentinels' and
+	// the master's passwords.
+	RedisSentinel, RedisSentinelPassword, RedisPassword string
 }
 
 // parseConfig reads flags; each flag's default comes from its environment variable when set,
@@ -158,6 +161,9 @@ func (c *config) settings() []setting {
 		{"trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client IP; empty: the TCP peer is the client", cidrs(&c.TrustedProxies)},
 		{"max-rooms-per-user", "1000", "rooms one user may be in", integer(&c.MaxRoomsPerUser, 1, math.MaxInt)},
 		{"max-room-members", "100000", "members one room may have", integer(&c.MaxRoomMembers, 1, math.MaxInt)},
+		{"redis-sentinel", "", "a master watched by Redis Sentinel: <master name>@<host:port>,<host:port>,... of the sentinels", text(&c.RedisSentinel)},
+		{"redis-sentinel-password", "", "password of the sentinels (their requirepass), with --redis-sentinel", text(&c.RedisSentinelPassword)},
+		{"redis-password", "", "password of the master and replicas, with --redis-sentinel (--redis and --redis-cluster take it in their URL)", text(&c.RedisPassword)},
 		{"wait-replicas", "0", "acknowledge a direct message only once this many Redis replicas have it (WAIT, one per pipeline); 0 does not wait", integer(&c.WaitReplicas, 0, 64)},
 		{"wait-replicas-timeout", "1s", "how long a delivery pipeline waits for --wait-replicas; past it the answer says \"replicated\":false", duration(&c.WaitReplicasTimeout, 10*time.Millisecond, 2*time.Second)},
 	}
@@ -165,14 +171,17 @@ func (c *config) settings() []setting {
 
 // check refuses combinations of settings and fills in the defaults that depend on others.
 func (c *config) check() error {
-	if c.Redis != "" && c.RedisCluster != "" {
-		return errors.New("--redis and --redis-cluster are exclusive")
+	if n := btoi(c.Redis != "") + btoi(c.RedisCluster != "") + btoi(c.RedisSentinel != ""); n > 1 {
+		return errors.New("--redis, --redis-cluster and --redis-sentinel are exclusive")
+	}
+	if c.RedisSentinel == "" && (c.RedisSentinelPassword != "" || c.RedisPassword != "") {
+		return errors.New("--redis-sentinel-password and --redis-password go with --redis-sentinel")
 	}
 	if c.AdminKey == "" {
 		c.AdminKey = c.APIKey
 	}
-	if c.WaitReplicas > 0 && c.Redis == "" {
-		return errors.New("--wait-replicas needs --redis (a Redis with replicas); on --redis-cluster it is not built yet, and the embedded Redis has no replicas")
+	if c.WaitReplicas > 0 && c.Redis == "" && c.RedisSentinel == "" {
+		return errors.New("--wait-replicas needs --redis or --redis-sentinel (a Redis with replicas); on --redis-cluster it is not built yet, and the embedded Redis has no replicas")
 	}
 	if !c.tokenMode() && (c.JWTIssuer != "" || c.JWTAudience != "") {
 		return errors.New("--jwt-issuer and --jwt-audience check tokens: set a token key too (--jwt-secret, --jwt-public-key or --jwt-jwks-url)")
@@ -330,3 +339,10 @@ func splitList(list string) []string {
 
 // devHosts splits the --dev-hosts list.
 func (c config) devHosts() []string { return splitList(c.DevHosts) }
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -285,6 +285,8 @@ func TestParseConfigRefusesBadValues(t *testing.T) {
 		{"a negative room history size is refused", []string{"--room-history-size", "-1"}, fakeEnv(), []string{"--room-history-size", `"-1"`}},
 		{"a negative replica count is refused", []string{"--wait-replicas", "-1"}, fakeEnv(), []string{"--wait-replicas", `"-1"`}},
 		{"a replica wait over 2s is refused", []string{"--redis", "redis://r:6379/0", "--wait-replicas", "1", "--wait-replicas-timeout", "5s"}, fakeEnv(), []string{"--wait-replicas-timeout", `"5s"`}},
+		{"two Redis modes are refused", []string{"--redis", "redis://r:6379/0", "--redis-sentinel", "m@s:26379"}, fakeEnv(), []string{"are exclusive"}},
+		{"a sentinel password without --redis-sentinel is refused", []string{"--redis-sentinel-password", "x"}, fakeEnv(), []string{"go with --redis-sentinel"}},
 		{"waiting for replicas needs --redis", []string{"--wait-replicas", "1"}, fakeEnv(), []string{"--wait-replicas needs --redis"}},
 		{"waiting for replicas on a cluster is refused", nil, fakeEnv("SWITCHBOARD_REDIS_CLUSTER", "r:7000", "SWITCHBOARD_WAIT_REPLICAS", "2"), []string{"--wait-replicas needs --redis"}},
 		{"a history size of zero is refused", []string{"--history-size", "0"}, fakeEnv(), []string{"--history-size", `"0"`}},

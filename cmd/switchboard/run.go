@@ -296,6 +296,16 @@ func connectRedis(cfg config, log *slog.Logger) (rdb redis.UniversalClient, desc
 		opts.PoolSize = max(opts.PoolSize, 64)
 		return redis.NewClusterClient(opts), "cluster " + strings.Join(opts.Addrs, ","), closeEmbedded, nil
 	}
+	if cfg.RedisSentinel != "" {
+		opts, err := sentinelOptions(cfg)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("--redis-sentinel: %w", err)
+		}
+		opts.MaxRetries = -1
+		opts.ContextTimeoutEnabled = true
+		opts.ClientName = "switchboard-" + cfg.NodeID
+		return redis.NewFailoverClient(opts), "sentinel " + cfg.RedisSentinel, closeEmbedded, nil
+	}
 	redisURL := cfg.Redis
 	if redisURL == "" {
 		mr := miniredis.NewMiniRedis()
