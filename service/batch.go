@@ -100,11 +100,11 @@ func (s *Server) handlePostBatch(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		n, err := s.hub.PublishRoom(r.Context(), it.Room, it.env, false)
-		if err != nil {
+		if err != nil && !errors.Is(err, subscriptions.ErrNotReplicated) {
 			fail(i, err)
 			continue
 		}
-		results[i].Recipients = &n
+		results[i].Recipients, results[i].Replicated = &n, replicated(err)
 	}
 	if replayed == len(items) {
 		w.Header().Set(replayedHeader, "true")

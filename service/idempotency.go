@@ -206,11 +206,11 @@ func (s *Server) batchRoomIdempotent(r *http.Request, i int, it validItem, idem 
 		return res, true, nil
 	}
 	n, err := s.hub.PublishRoom(r.Context(), it.Room, it.env, false)
-	if err != nil {
+	if err != nil && !errors.Is(err, subscriptions.ErrNotReplicated) {
 		ae := classify(err)
 		res.Error = &errorDetail{Code: ae.code, Message: ae.message}
 	} else {
-		res.Recipients = &n
+		res.Recipients, res.Replicated = &n, replicated(err)
 	}
 	b, _ := json.Marshal(res)
 	if err := s.hub.Finish(r.Context(), claim, string(b)); err != nil {

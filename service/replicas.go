@@ -20,3 +20,12 @@ func sendAnswer(id subscriptions.StreamID, err error) []byte {
 	}
 	return append(b, "\"}\n"...)
 }
+
+// replicated is an answer's "replicated": false (a pointer to it) when err says the
+// replicas did not confirm the send in time, nil (the field left out) otherwise.
+func replicated(err error) *bool {
+	if errors.Is(err, subscriptions.ErrNotReplicated) {
+		return new(bool)
+	}
+	return nil
+}

@@ -24,6 +24,7 @@ func TestWaitReplicasAcksOnlyReplicatedMessagesAndSaysWhenNot(t *testing.T) {
 		o.subscriptions.WaitReplicas, o.subscriptions.WaitReplicasTimeout = 1, timeout
 	})
 	bob, _ := connect(t, a, "bob")
+	putMember(t, a, "lobby", "bob")
 	onReplica := replica.Client(t)
 	stream := func(id string) bool {
 		tag, _, _ := strings.Cut(subscriptions.ChannelName("t", "bob"), "}")
@@ -44,6 +45,10 @@ func TestWaitReplicasAcksOnlyReplicatedMessagesAndSaysWhenNot(t *testing.T) {
 	b := post(t, a.base+"/v1/messages", `{"messages":[{"user":"bob","data":"two"}]}`, "")
 	if b.status != http.StatusAccepted || strings.Contains(string(b.body), "replicated") {
 		t.Fatalf("a batch with the replica up: %d %s", b.status, b.body)
+	}
+	next(t, bob, "message")
+	if r := post(t, a.base+"/v1/rooms/lobby/messages", `"hi all"`, ""); r.status != http.StatusAccepted || strings.Contains(string(r.body), "replicated") {
+		t.Fatalf("a room send with the replica up: %d %s", r.status, r.body)
 	}
 	next(t, bob, "message")
 
@@ -77,6 +82,12 @@ func TestWaitReplicasAcksOnlyReplicatedMessagesAndSaysWhenNot(t *testing.T) {
 		}
 	}
 	if m := next(t, bob, "message"); string(m.Data) != `"four"` {
+		t.Fatalf("bob got %s", m.Raw)
+	}
+	if r := post(t, a.base+"/v1/rooms/lobby/messages", `"bye all"`, ""); r.status != http.StatusAccepted || r.json(t)["replicated"] != false {
+		t.Fatalf("a room send with the replica down: %d %s", r.status, r.body)
+	}
+	if m := next(t, bob, "message"); string(m.Data) != `"bye all"` {
 		t.Fatalf("bob got %s", m.Raw)
 	}
 }

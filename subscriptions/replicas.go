@@ -3,6 +3,7 @@ package subscriptions
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -72,4 +73,29 @@ func (p *pendingWait) check(batch []*delivery) {
 			}
 		}
 	}
+}
+
+// shortfallKey carries, through a room send's context, the flag its fan-out calls raise
+// when their wait fell short: a fan-out spans many pipelines, some of them in parallel.
+type shortfallKey struct{}
+
+// watchReplication returns ctx carrying a fresh shortfall flag.
+func watchReplication(ctx context.Context) (context.Context, *atomic.Bool) {
+	short := new(atomic.Bool)
+	return context.WithValue(ctx, shortfallKey{}, short), short
+}
+
+// checkRoom raises the flag of ctx (watchReplication) when the wait of a fan-out call fell
+// short of the replicas asked for, on a call that stored something.
+func (p *pendingWait) checkRoom(ctx context.Context) {
+	short, _ := ctx.Value(shortfallKey{}).(*atomic.Bool)
+	if p.w.n == 0 || short == nil {
+		return
+	}
+	if p.cmd != nil {
+		if n, err := p.cmd.Int64(); err == nil && n >= int64(p.w.n) {
+			return
+		}
+	}
+	short.Store(true)
 }

@@ -237,7 +237,9 @@ func contains(list []string, s string) bool {
 // stream's id is returned.
 func (h *Hub) deliverGroups(ctx context.Context, groups [][]string, tail, historyKey string) (failed int64, historyID string, _ error) {
 	cmds := make([]*redis.Cmd, len(groups))
-	scripts := pipeline.Scripts{Client: h.rdb, Observe: func(took time.Duration, err error) {
+	wait := h.pub.replicas.start(ctx)
+	defer wait.checkRoom(ctx)
+	scripts := pipeline.Scripts{Client: h.rdb, After: wait.queue, Observe: func(took time.Duration, err error) {
 		h.obs.ObservePublish(took, len(groups), err)
 	}}
 	_ = scripts.Exec(ctx, len(groups), func(pipe redis.Pipeliner, i int) (redis.Cmder, *redis.Script) {
