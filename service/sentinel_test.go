@@ -36,11 +36,16 @@ func (l *sendersLog) add(a acked) {
 	l.n.Add(1)
 }
 
-// sendUntilAccepted posts one DM under its own Idempotency-Key, retrying with the same key
-// on a refusal or a network error, as a backend does, until it is accepted or ctx ends.
-func sendUntilAccepted(ctx context.Context, n *node, user, data string) (acked, bool) {
+// sendUntilAccepted posts one message (to a user, or with room set to the room) under its
+// own Idempotency-Key, retrying with the same key on a refusal or a network error, as a
+// backend does, until it is accepted or ctx ends.
+func sendUntilAccepted(ctx context.Context, n *node, user, room, data string) (acked, bool) {
+	path := "/v1/users/" + user + "/messages"
+	if room != "" {
+		path, user = "/v1/rooms/"+room+"/messages", room
+	}
 	for ctx.Err() == nil {
-		r, err := request("POST", n.base+"/v1/users/"+user+"/messages", "application/json",
+		r, err := request("POST", n.base+path, "application/json",
 			strings.NewReader(`"`+data+`"`), "Idempotency-Key", data)
 		if err == nil && r.status == http.StatusAccepted {
 			var ans struct{ Replicated *bool }
@@ -56,7 +61,8 @@ func sendUntilAccepted(ctx context.Context, n *node, user, data string) (acked, 
 }
 
 // TestSentinelFailoverLosesNoAckedMessage: one master, one replica, three sentinels; 8
-// senders post DMs (retrying with their Idempotency-Key) to 4 users who follow on a node
+// senders post DMs and room messages (retrying with their Idempotency-Key) to 4 users who
+// follow on a node
 // with --wait-replicas 1; the master is SIGKILLed mid-stream. After the sentinels promote
 // the replica, the node's Pub/Sub is rebuilt on it and every message acknowledged as
 // replicated reaches its user; none arrives twice.
@@ -74,11 +80,12 @@ func TestSentinelFailoverLosesNoAckedMessage(t *testing.T) {
 	}
 	be := backend{sentinel: addrs, master: "sb", prefix: "t"}
 	a := startNode(t, be, "a", func(o *nodeOptions) {
-		o.subscriptions.WaitReplicas, o.subscriptions.WaitReplicasTimeout = 1, 500*time.Millisecond
+		o.subscriptions.WaitReplicas, o.subscriptions.WaitReplicasTimeout = 1, 250*time.Millisecond
 	})
 	users := []string{"u0", "u1", "u2", "u3"}
 	followers := map[string]*wsclient.Resumer{}
 	for _, u := range users {
+		putMember(t, a, "lobby", u)
 		followers[u] = resumer(t, u, a)
 	}
 
@@ -88,7 +95,11 @@ func TestSentinelFailoverLosesNoAckedMessage(t *testing.T) {
 	for i := range 8 {
 		wg.Go(func() {
 			for n := 0; ctx.Err() == nil; n++ {
-				if ack, ok := sendUntilAccepted(ctx, a, users[(i+n)%len(users)], fmt.Sprintf("s%d-%d", i, n)); ok {
+				room := ""
+				if i < 2 { // two of the eight post to the room all four users are in
+					room = "lobby"
+				}
+				if ack, ok := sendUntilAccepted(ctx, a, users[(i+n)%len(users)], room, fmt.Sprintf("s%d-%d", i, n)); ok {
 					log.add(ack)
 				}
 			}
@@ -102,7 +113,7 @@ func TestSentinelFailoverLosesNoAckedMessage(t *testing.T) {
 		m, err := ss[0].MasterAddr("sb")
 		return err == nil && m == replica.Addr()
 	}, "the sentinels promote the replica")
-	testutil.WaitFor(t, 30*time.Second, func() bool { return log.n.Load() >= killedAt+100 }, "100 sends after the failover")
+	testutil.WaitFor(t, 30*time.Second, func() bool { return log.n.Load() >= killedAt+60 }, "60 sends after the failover")
 	stop()
 	wg.Wait()
 
@@ -120,10 +131,19 @@ func countFailover(t *testing.T, log *sendersLog, followers map[string]*wsclient
 			unreplicated++
 			continue
 		}
-		if want[a.user] == nil {
-			want[a.user] = map[string]bool{}
+		to := []string{a.user}
+		if a.user == "lobby" { // a room message: every member
+			to = nil
+			for u := range followers {
+				to = append(to, u)
+			}
 		}
-		want[a.user][a.data] = true
+		for _, u := range to {
+			if want[u] == nil {
+				want[u] = map[string]bool{}
+			}
+			want[u][a.data] = true
+		}
 	}
 	lost, delivered, duplicated := 0, 0, 0
 	for user, f := range followers {
