@@ -85,26 +85,13 @@ func (s *Server) handlePostBatch(w http.ResponseWriter, r *http.Request) {
 		if it.Room == "" {
 			continue
 		}
-		if idem != nil {
-			res, again, err := s.batchRoomIdempotent(r, i, it, *idem)
-			if err != nil {
-				fail(i, err)
-				continue
-			}
-			if results[i] = res; res.Error != nil {
-				failed++
-			}
-			if again {
-				replayed++
-			}
-			continue
+		res, again := s.sendBatchRoom(r, i, it, idem)
+		if results[i] = res; res.Error != nil {
+			failed++
 		}
-		n, err := s.hub.PublishRoom(r.Context(), it.Room, it.env, false)
-		if err != nil && !errors.Is(err, subscriptions.ErrNotReplicated) {
-			fail(i, err)
-			continue
+		if again {
+			replayed++
 		}
-		results[i].Recipients, results[i].Replicated = &n, replicated(err)
 	}
 	if replayed == len(items) {
 		w.Header().Set(replayedHeader, "true")
@@ -117,6 +104,26 @@ func (s *Server) handlePostBatch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, struct {
 		Results []batchResult `json:"results"`
 	}{results})
+}
+
+// sendBatchRoom sends the room item at index i of a batch, under idem when it is set, and
+// returns its result; again says the result repeats an earlier call's.
+func (s *Server) sendBatchRoom(r *http.Request, i int, it validItem, idem *subscriptions.Idempotency) (res batchResult, again bool) {
+	var err error
+	if idem != nil {
+		res, again, err = s.batchRoomIdempotent(r, i, it, *idem)
+	} else {
+		var n int
+		n, err = s.hub.PublishRoom(r.Context(), it.Room, it.env, false)
+		if err == nil || errors.Is(err, subscriptions.ErrNotReplicated) {
+			res.Recipients, res.Replicated, err = &n, replicated(err), nil
+		}
+	}
+	if err != nil {
+		ae := classify(err)
+		res.Error = &errorDetail{Code: ae.code, Message: ae.message}
+	}
+	return res, again
 }
 
 func countErrs(errs []error) int {

@@ -96,7 +96,7 @@ func (h *Hub) PublishManyIdempotent(ctx context.Context, msgs []Direct, idem Ide
 	return h.publishMany(ctx, msgs, &idem)
 }
 
-// idempotentKeys queues the script call of an idempotent group, its deliveries as triples.
+// idempotentCall queues the script call of an idempotent group, its deliveries as triples.
 func (p *publisher) idempotentCall(ctx context.Context, pipe redis.Pipeliner, group []*delivery) *redis.Cmd {
 	keys := make([]string, 0, 3*len(group))
 	args := make([]any, 0, 5+2*len(group))
