@@ -100,13 +100,23 @@ func sentinelFailover(t *testing.T, waitReplicas int) (lost, duplicated int) {
 	a := startNode(t, be, "a", func(o *nodeOptions) {
 		o.subscriptions.WaitReplicas, o.subscriptions.WaitReplicasTimeout = waitReplicas, 250*time.Millisecond
 	})
-	users := []string{"u0", "u1", "u2", "u3"}
+	return failoverRun(t, a, []string{"u0", "u1", "u2", "u3"}, master.Stop, func() bool {
+		m, err := ss[0].MasterAddr("sb")
+		return err == nil && m == replica.Addr()
+	})
+}
+
+// failoverRun has users follow on node a (and join a room) while 8 senders post to them,
+// 6 DMs and 2 room messages, each retried under its key until accepted; once 100 were
+// accepted it calls kill, waits until recovered says the failover is done and 60 more were
+// accepted, and then counts what the followers got.
+func failoverRun(t *testing.T, a *node, users []string, kill func(), recovered func() bool) (lost, duplicated int) {
+	t.Helper()
 	followers := map[string]*wsclient.Resumer{}
 	for _, u := range users {
 		putMember(t, a, "lobby", u)
 		followers[u] = resumer(t, u, a)
 	}
-
 	var log sendersLog
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -114,7 +124,7 @@ func sentinelFailover(t *testing.T, waitReplicas int) (lost, duplicated int) {
 		wg.Go(func() {
 			for n := 0; ctx.Err() == nil; n++ {
 				room := ""
-				if i < 2 { // two of the eight post to the room all four users are in
+				if i < 2 { // two of the eight post to the room all the users are in
 					room = "lobby"
 				}
 				if ack, ok := sendUntilAccepted(ctx, a, users[(i+n)%len(users)], room, fmt.Sprintf("s%d-%d", i, n)); ok {
@@ -125,16 +135,12 @@ func sentinelFailover(t *testing.T, waitReplicas int) (lost, duplicated int) {
 	}
 	defer func() { stop(); wg.Wait() }()
 	testutil.WaitFor(t, 20*time.Second, func() bool { return log.n.Load() >= 100 }, "100 sends before the kill")
-	master.Stop()
+	kill()
 	killedAt := log.n.Load()
-	testutil.WaitFor(t, 30*time.Second, func() bool {
-		m, err := ss[0].MasterAddr("sb")
-		return err == nil && m == replica.Addr()
-	}, "the sentinels promote the replica")
+	testutil.WaitFor(t, 30*time.Second, recovered, "the failover")
 	testutil.WaitFor(t, 30*time.Second, func() bool { return log.n.Load() >= killedAt+60 }, "60 sends after the failover")
 	stop()
 	wg.Wait()
-
 	return countFailover(t, &log, followers)
 }
 
