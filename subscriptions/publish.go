@@ -213,10 +213,8 @@ func (p *publisher) exec(ctx context.Context, batch []*delivery) {
 	cmds := make([]*redis.Cmd, len(groups))
 	n := len(batch)
 	wait := p.replicas.start(ctx)
-	scripts := pipeline.Scripts{Client: p.rdb, After: wait.queue, Observe: func(took time.Duration, err error) {
-		p.obs.ObservePublish(took, n, err)
-	}}
-	_ = scripts.Exec(ctx, len(groups), func(pipe redis.Pipeliner, g int) (redis.Cmder, *redis.Script) {
+	observe := func(took time.Duration, err error) { p.obs.ObservePublish(took, n, err) }
+	wait.exec(p.rdb, len(groups), func(g int) string { return groups[g][0].stream }, observe, func(pipe redis.Pipeliner, g int) (redis.Cmder, *redis.Script) {
 		if groups[g][0].record != "" {
 			cmds[g] = p.idempotentCall(ctx, pipe, groups[g])
 			return cmds[g], idempotentScript
@@ -238,7 +236,7 @@ func (p *publisher) exec(ctx context.Context, batch []*delivery) {
 	for g, group := range groups {
 		answer(group, cmds[g])
 	}
-	wait.check(batch)
+	wait.check(groups)
 }
 
 // answer records the outcome of one call of the batch script for each of its deliveries

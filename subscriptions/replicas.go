@@ -3,10 +3,13 @@ package subscriptions
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/switchboard-dev/switchboard/internal/pipeline"
 )
 
 // ErrNotReplicated means a message was stored and published on the Redis master, with the
@@ -37,12 +40,15 @@ func cmpOr(d, def time.Duration) time.Duration {
 	return def
 }
 
-// pendingWait is the WAIT of one exec: the last pipeline's, since a WAIT covers every write
-// the server took before it, the first pipeline's included when NOSCRIPT sent a second.
+// pendingWait is the WAIT of one exec: after each pipeline it sends, since a WAIT covers
+// the writes its connection made before it. When NOSCRIPT made pipeline.Scripts send a
+// second pipeline, its WAIT is the one that counts, and covers the first's writes too (the
+// server took them earlier).
 type pendingWait struct {
-	w   replicaWait
-	ctx context.Context
-	cmd *redis.Cmd
+	w     replicaWait
+	ctx   context.Context
+	cmd   *redis.Cmd
+	short []bool // per call, after exec
 }
 
 // start begins the wait of one exec; with no replicas to wait for it does nothing.
@@ -55,21 +61,73 @@ func (p *pendingWait) queue(pipe redis.Pipeliner) {
 	}
 }
 
-// check marks the stored deliveries of batch unreplicated when the WAIT fell short of the
-// replicas asked for, or did not answer.
-func (p *pendingWait) check(batch []*delivery) {
-	if p.w.n == 0 {
-		return
-	}
+// fellShort reports whether the last queued WAIT confirmed fewer replicas than asked.
+func (p *pendingWait) fellShort() bool {
 	if p.cmd != nil {
 		if n, err := p.cmd.Int64(); err == nil && n >= int64(p.w.n) {
-			return
+			return false
 		}
 	}
-	for _, d := range batch {
-		for x := d; x != nil; x = x.copy {
-			if x.err == nil && !x.replayed {
-				x.unreplicated = true
+	return true
+}
+
+// exec sends n script calls as pipeline.Scripts does, each pipeline ending with the WAIT,
+// and records which calls' wait fell short. On Redis Cluster a WAIT answers for its own
+// master only, so the calls are split by master (key(i) is a key of call i) into one
+// pipeline each, sent at once; a redirect (MOVED during a slot migration) is then not
+// followed, and the call fails with nothing stored.
+func (p *pendingWait) exec(rdb redis.UniversalClient, n int, key func(int) string,
+	observe func(time.Duration, error), queue pipeline.Queue) {
+	p.short = make([]bool, n)
+	cc, cluster := rdb.(*redis.ClusterClient)
+	if p.w.n == 0 || !cluster {
+		_ = pipeline.Scripts{Client: rdb, After: p.queue, Observe: observe}.Exec(p.ctx, n, queue)
+		if p.w.n > 0 && p.fellShort() {
+			for i := range p.short {
+				p.short[i] = true
+			}
+		}
+		return
+	}
+	byMaster := map[*redis.Client][]int{}
+	for i := range n {
+		m, err := cc.MasterForKey(p.ctx, key(i))
+		if err != nil {
+			m = nil // sent through the cluster client, unwaited: reported short
+		}
+		byMaster[m] = append(byMaster[m], i)
+	}
+	var wg sync.WaitGroup
+	for m, calls := range byMaster {
+		wg.Go(func() {
+			sub := &pendingWait{w: p.w, ctx: p.ctx}
+			client := redis.UniversalClient(cc)
+			if m != nil {
+				client = m
+			}
+			_ = pipeline.Scripts{Client: client, After: sub.queue, Observe: observe}.Exec(p.ctx, len(calls),
+				func(pipe redis.Pipeliner, j int) (redis.Cmder, *redis.Script) { return queue(pipe, calls[j]) })
+			if m == nil || sub.fellShort() {
+				for _, i := range calls {
+					p.short[i] = true
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// check marks the stored deliveries of the groups whose call's wait fell short.
+func (p *pendingWait) check(groups [][]*delivery) {
+	for g, group := range groups {
+		if !p.short[g] {
+			continue
+		}
+		for _, d := range group {
+			for x := d; x != nil; x = x.copy {
+				if x.err == nil && !x.replayed {
+					x.unreplicated = true
+				}
 			}
 		}
 	}
@@ -86,16 +144,16 @@ func watchReplication(ctx context.Context) (context.Context, *atomic.Bool) {
 }
 
 // checkRoom raises the flag of ctx (watchReplication) when the wait of a fan-out call fell
-// short of the replicas asked for, on a call that stored something.
-func (p *pendingWait) checkRoom(ctx context.Context) {
-	short, _ := ctx.Value(shortfallKey{}).(*atomic.Bool)
-	if p.w.n == 0 || short == nil {
+// short of the replicas asked for.
+func (p *pendingWait) checkRoom() {
+	short, _ := p.ctx.Value(shortfallKey{}).(*atomic.Bool)
+	if short == nil {
 		return
 	}
-	if p.cmd != nil {
-		if n, err := p.cmd.Int64(); err == nil && n >= int64(p.w.n) {
+	for _, s := range p.short {
+		if s {
+			short.Store(true)
 			return
 		}
 	}
-	short.Store(true)
 }
