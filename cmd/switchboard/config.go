@@ -180,8 +180,8 @@ func (c *config) check() error {
 	if c.AdminKey == "" {
 		c.AdminKey = c.APIKey
 	}
-	if c.WaitReplicas > 0 && c.Redis == "" && c.RedisSentinel == "" {
-		return errors.New("--wait-replicas needs --redis or --redis-sentinel (a Redis with replicas); on --redis-cluster it is not built yet, and the embedded Redis has no replicas")
+	if c.WaitReplicas > 0 && c.Redis == "" && c.RedisSentinel == "" && c.RedisCluster == "" {
+		return errors.New("--wait-replicas needs --redis, --redis-sentinel or --redis-cluster (a Redis with replicas): the embedded Redis has none")
 	}
 	if !c.tokenMode() && (c.JWTIssuer != "" || c.JWTAudience != "") {
 		return errors.New("--jwt-issuer and --jwt-audience check tokens: set a token key too (--jwt-secret, --jwt-public-key or --jwt-jwks-url)")

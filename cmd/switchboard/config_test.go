@@ -288,7 +288,6 @@ func TestParseConfigRefusesBadValues(t *testing.T) {
 		{"two Redis modes are refused", []string{"--redis", "redis://r:6379/0", "--redis-sentinel", "m@s:26379"}, fakeEnv(), []string{"are exclusive"}},
 		{"a sentinel password without --redis-sentinel is refused", []string{"--redis-sentinel-password", "x"}, fakeEnv(), []string{"go with --redis-sentinel"}},
 		{"waiting for replicas needs --redis", []string{"--wait-replicas", "1"}, fakeEnv(), []string{"--wait-replicas needs --redis"}},
-		{"waiting for replicas on a cluster is refused", nil, fakeEnv("SWITCHBOARD_REDIS_CLUSTER", "r:7000", "SWITCHBOARD_WAIT_REPLICAS", "2"), []string{"--wait-replicas needs --redis"}},
 		{"a history size of zero is refused", []string{"--history-size", "0"}, fakeEnv(), []string{"--history-size", `"0"`}},
 		{"a negative history size is refused", []string{"--history-size", "-5"}, fakeEnv(), []string{"--history-size", `"-5"`}},
 		{"a history size that is not a number is refused", []string{"--history-size", "lots"}, fakeEnv(), []string{"--history-size", `"lots"`}},

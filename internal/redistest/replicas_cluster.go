@@ -94,3 +94,22 @@ func (s *Server) servesNothingOf(ctx context.Context, port int) error {
 	}
 	return nil
 }
+
+// ReplicaOf returns the node that replicates Node(master), failing the test without one.
+func (c *Cluster) ReplicaOf(t testing.TB, master int) *Server {
+	t.Helper()
+	want := "master_port:" + strconv.Itoa(c.nodes[master].port)
+	for i, n := range c.nodes {
+		if i == master {
+			continue
+		}
+		rdb := redis.NewClient(&redis.Options{Addr: n.Addr()})
+		info, err := rdb.Info(context.Background(), "replication").Result()
+		rdb.Close()
+		if err == nil && strings.Contains(info, want+"\r\n") {
+			return n
+		}
+	}
+	t.Fatalf("redistest: no replica of %s", c.nodes[master].Addr())
+	return nil
+}
