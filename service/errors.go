@@ -96,7 +96,7 @@ func classify(err error) *apiError {
 	case errors.Is(err, events.ErrQueueFull):
 		return &apiError{status: http.StatusServiceUnavailable, code: codeQueueFull, message: "the backend event queue has no room for this event (the backend is behind); it was not queued, retry later"}
 	case errors.Is(err, subscriptions.ErrNotReplicated):
-		// Seen by WebSocket sends only: the HTTP sends answer 202 with "replicated":false.
+		// Seen by WebSocket room sends only: the HTTP sends answer 202 with "replicated":false.
 		return &apiError{status: http.StatusGatewayTimeout, code: codeNotReplicated,
 			message: "delivered and stored on the Redis master, but not confirmed by enough replicas in time; do not resend"}
 	case errors.Is(err, subscriptions.ErrIdempotencyConflict), errors.Is(err, subscriptions.ErrIdempotencyPending):
