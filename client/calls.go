@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -26,6 +28,23 @@ func Ephemeral() SendOption {
 	return func(q url.Values) { q.Set("ephemeral", "true") }
 }
 
+// sendKey is a send's Idempotency-Key: a fresh one, none for an ephemeral send (nothing
+// stores it, so the server takes no key, and a repeat of it is harmless enough).
+func sendKey(q url.Values) string {
+	if q.Get("ephemeral") == "true" {
+		return ""
+	}
+	return newKey()
+}
+
+// newKey returns a random key, 128 bits in base64url: one per logical send, shared by its
+// attempts.
+func newKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
 func sendQuery(opts []SendOption) url.Values {
 	if len(opts) == 0 {
 		return nil
@@ -39,12 +58,14 @@ func sendQuery(opts []SendOption) url.Values {
 
 // SendToUser sends a direct message to user, on every device and node, and returns its id
 // in the user's stream (POST /v1/users/{user}/messages); with Ephemeral, whose message has
-// no id, "". It is never retried.
+// no id, "". It carries a fresh Idempotency-Key, so a retry (a lost answer, 502, 503, 504)
+// delivers it once; an ephemeral send is never retried.
 func (c *Client) SendToUser(ctx context.Context, user string, p Payload, opts ...SendOption) (string, error) {
 	var answer struct {
 		ID string `json:"id"`
 	}
-	err := c.json(ctx, call{method: http.MethodPost, path: "/v1/users/" + seg(user) + "/messages", query: sendQuery(opts), payload: &p}, &answer)
+	q := sendQuery(opts)
+	err := c.json(ctx, call{method: http.MethodPost, path: "/v1/users/" + seg(user) + "/messages", query: q, payload: &p, idemKey: sendKey(q)}, &answer)
 	return answer.ID, err
 }
 
@@ -59,11 +80,12 @@ type RoomSent struct {
 	HistoryID string `json:"history_id"`
 }
 
-// SendToRoom sends a message to every member of room (POST /v1/rooms/{room}/messages). It
-// is never retried.
+// SendToRoom sends a message to every member of room (POST /v1/rooms/{room}/messages),
+// retried under an Idempotency-Key as SendToUser is.
 func (c *Client) SendToRoom(ctx context.Context, room string, p Payload, opts ...SendOption) (RoomSent, error) {
 	var answer RoomSent
-	err := c.json(ctx, call{method: http.MethodPost, path: "/v1/rooms/" + seg(room) + "/messages", query: sendQuery(opts), payload: &p}, &answer)
+	q := sendQuery(opts)
+	err := c.json(ctx, call{method: http.MethodPost, path: "/v1/rooms/" + seg(room) + "/messages", query: q, payload: &p, idemKey: sendKey(q)}, &answer)
 	return answer, err
 }
 
@@ -90,7 +112,8 @@ const MaxBatch = 1000
 
 // SendBatch sends many messages in one round trip (POST /v1/messages) and returns one result
 // per item, in order. The server checks every item before it accepts any: one bad item
-// refuses the whole batch (an *Error whose message names its index). It is never retried.
+// refuses the whole batch (an *Error whose message names its index). It is retried under an
+// Idempotency-Key: a retry delivers each item once.
 func (c *Client) SendBatch(ctx context.Context, items []BatchItem) ([]BatchResult, error) {
 	body, err := json.Marshal(struct {
 		Messages []BatchItem `json:"messages"`
@@ -108,7 +131,7 @@ func (c *Client) SendBatch(ctx context.Context, items []BatchItem) ([]BatchResul
 		} `json:"results"`
 	}
 	p := RawJSON(body)
-	if err := c.json(ctx, call{method: http.MethodPost, path: "/v1/messages", payload: &p}, &answer); err != nil {
+	if err := c.json(ctx, call{method: http.MethodPost, path: "/v1/messages", payload: &p, idemKey: newKey()}, &answer); err != nil {
 		return nil, err
 	}
 	out := make([]BatchResult, len(answer.Results))

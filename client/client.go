@@ -44,7 +44,8 @@ func WithHTTPClient(hc *http.Client) Option {
 
 // WithRetries sets how often an idempotent call is retried (default 2, 0 turns retries off)
 // and the first wait between attempts (default 100ms), which doubles with each retry, with
-// jitter, unless the answer's Retry-After says more. Sends are never retried.
+// jitter, unless the answer's Retry-After says more. Sends are retried too, under the
+// Idempotency-Key each logical send carries, except ephemeral ones.
 func WithRetries(n int, backoff time.Duration) Option {
 	return func(c *Client) { c.retries, c.backoff = max(n, 0), backoff }
 }
@@ -85,6 +86,9 @@ type call struct {
 	query      url.Values
 	payload    *Payload
 	idempotent bool
+	// idemKey, when set, is sent as Idempotency-Key by every attempt: the server answers a
+	// repeat with the first answer and delivers nothing again, so the send is retried too.
+	idemKey string
 }
 
 // do makes the call, retrying it when it is idempotent and the failure is temporary, and
@@ -100,7 +104,7 @@ func (c *Client) do(ctx context.Context, cl call) (int, []byte, error) {
 	wait := c.backoff
 	for attempt := 0; ; attempt++ {
 		status, body, err := c.once(ctx, cl, target)
-		if err == nil || !cl.idempotent || attempt >= c.retries || !retryable(err) || ctx.Err() != nil {
+		if err == nil || !(cl.idempotent || cl.idemKey != "") || attempt >= c.retries || !retryable(err) || ctx.Err() != nil {
 			return status, body, err
 		}
 		d := wait/2 + rand.N(wait)
@@ -127,6 +131,8 @@ func retryable(err error) bool {
 		switch e.Status {
 		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 			return true
+		case http.StatusConflict: // a keyed send still under way: its answer comes later
+			return e.Code == CodeIdempotencyInProgress
 		}
 		return false
 	}
@@ -148,6 +154,9 @@ func (c *Client) once(ctx context.Context, cl call, target string) (int, []byte,
 	}
 	if c.auth != "" {
 		req.Header.Set("Authorization", c.auth)
+	}
+	if cl.idemKey != "" {
+		req.Header.Set("Idempotency-Key", cl.idemKey)
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.agent)

@@ -10,9 +10,10 @@
 //
 // Every call takes a context and is bounded by it. Reads (GET), membership changes (PUT
 // and DELETE of a room member) and disconnects are idempotent and retried on a network
-// error, 502, 503 and 504, with backoff, honouring Retry-After. Sends (POST) are never
-// retried: a send whose answer was lost may have been delivered, and sending it again would
-// deliver it twice. Retried sends wait for the idempotency key of issue 20.
+// error, 502, 503 and 504, with backoff, honouring Retry-After. Sends (POST) are retried
+// the same way: each logical send carries a random Idempotency-Key, the same on every
+// attempt, so a send whose answer was lost is answered with its first answer and delivered
+// once. Ephemeral sends take no key and are never retried.
 //
 // The server's OpenAPI document (GET /v1/openapi.json) describes the same API for other
 // languages.

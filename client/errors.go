@@ -12,21 +12,26 @@ import (
 // Error codes the API answers with (docs/protocol.md, "Errors"). Error.Code holds one of
 // them, or a code this version does not know yet.
 const (
-	CodeBadRequest      = "bad_request"
-	CodeBadJSON         = "bad_json"
-	CodeInvalidID       = "invalid_id"
-	CodeUnauthorized    = "unauthorized"
-	CodeForbidden       = "forbidden"
-	CodeNotFound        = "not_found"
-	CodeNotAllowed      = "method_not_allowed"
-	CodeTooLarge        = "too_large"
-	CodeUnsupported     = "unsupported_media_type"
-	CodeRateLimited     = "rate_limited"
-	CodeQuotaExceeded   = "quota_exceeded"
-	CodeQueueFull       = "queue_full"
-	CodeUnavailable     = "unavailable"
-	CodeInternal        = "internal"
-	codeUnknownResponse = "" // an answer without the API's error body (a proxy's, say)
+	CodeBadRequest    = "bad_request"
+	CodeBadJSON       = "bad_json"
+	CodeInvalidID     = "invalid_id"
+	CodeUnauthorized  = "unauthorized"
+	CodeForbidden     = "forbidden"
+	CodeNotFound      = "not_found"
+	CodeNotAllowed    = "method_not_allowed"
+	CodeTooLarge      = "too_large"
+	CodeUnsupported   = "unsupported_media_type"
+	CodeRateLimited   = "rate_limited"
+	CodeQuotaExceeded = "quota_exceeded"
+	CodeQueueFull     = "queue_full"
+	CodeUnavailable   = "unavailable"
+	CodeInternal      = "internal"
+	// Idempotency-Key refusals: a malformed key, the key reused with another request, and a
+	// send under the key still under way (retried).
+	CodeInvalidIdempotencyKey = "invalid_idempotency_key"
+	CodeIdempotencyConflict   = "idempotency_conflict"
+	CodeIdempotencyInProgress = "idempotency_in_progress"
+	codeUnknownResponse       = "" // an answer without the API's error body (a proxy's, say)
 )
 
 // Error is a refusal by the API: its HTTP status and the code and message of the body

@@ -65,30 +65,81 @@ func TestRetriesOnlyIdempotentCalls(t *testing.T) {
 		t.Fatalf("PUT attempts %v, want 2", n)
 	}
 
-	_, err = c.SendToUser(ctx, "bob", client.Text("once"))
-	var e *client.Error
-	if !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable || e.Code != client.CodeUnavailable || e.RetryAfter != time.Second || !e.Temporary() {
-		t.Fatalf("a POST answered 503: %v", err)
+	// Sends carry an Idempotency-Key, so they are retried too, and delivered once.
+	if _, err := c.SendToUser(ctx, "bob", client.Text("once")); err != nil {
+		t.Fatalf("a DM after one 503: %v", err)
 	}
-	_, err = c.SendToRoom(ctx, "lobby", client.Text("once"))
-	if !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable {
-		t.Fatalf("a room POST answered 503: %v", err)
+	if _, err := c.SendToRoom(ctx, "lobby", client.Text("once")); err != nil {
+		t.Fatalf("a room send after one 503: %v", err)
 	}
-	_, err = c.SendBatch(ctx, []client.BatchItem{{User: "bob", Data: []byte(`1`)}})
-	if !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable {
-		t.Fatalf("a batch answered 503: %v", err)
+	if _, err := c.SendBatch(ctx, []client.BatchItem{{User: "bob", Data: []byte(`1`)}}); err != nil {
+		t.Fatalf("a batch after one 503: %v", err)
 	}
-	if n := tr.take(); n["POST"] != 3 {
-		t.Fatalf("POST attempts %v, want 3: one per send, never retried", n)
+	if n := tr.take(); n["POST"] != 6 {
+		t.Fatalf("POST attempts %v, want 6: each send once refused, once accepted", n)
 	}
 	direct := s.newClient(t)
-	if msgs, err := direct.Messages(ctx, "bob", "", 0); err != nil || len(msgs) != 0 {
-		t.Fatalf("after sends refused by 503: %+v %v", msgs, err)
+	if msgs, err := direct.Messages(ctx, "bob", "", 0); err != nil || len(msgs) != 3 {
+		t.Fatalf("after sends retried once each: %+v %v", msgs, err)
+	}
+	_, err = c.SendToUser(ctx, "carol", client.Text("eph"), client.Ephemeral()) // a path not seen yet: refused once
+	var e *client.Error
+	if !errors.As(err, &e) || e.Status != http.StatusServiceUnavailable || e.Code != client.CodeUnavailable || e.RetryAfter != time.Second || !e.Temporary() {
+		t.Fatalf("an ephemeral POST answered 503: %v", err)
+	}
+	if n := tr.take(); n["POST"] != 1 {
+		t.Fatalf("ephemeral POST attempts %v, want 1: never retried", n)
 	}
 }
 
-// TestRedisDownRetriesReadsOnly: with the node's Redis gone, a read is tried 1+retries times
-// and gives up with 503 unavailable; a send is tried once.
+// loseFirst forwards every request but answers the first POST with a network error after
+// the server handled it: a send whose answer was lost. It keeps each POST's key.
+type loseFirst struct {
+	mu   sync.Mutex
+	keys []string
+}
+
+func (l *loseFirst) RoundTrip(r *http.Request) (*http.Response, error) {
+	res, err := http.DefaultTransport.RoundTrip(r)
+	if r.Method != http.MethodPost {
+		return res, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.keys = append(l.keys, r.Header.Get("Idempotency-Key"))
+	if len(l.keys) == 1 && err == nil {
+		res.Body.Close()
+		return nil, errors.New("connection reset (the test lost the answer)")
+	}
+	return res, err
+}
+
+// TestSendWhoseAnswerWasLostIsDeliveredOnce: the client retries a send whose answer it did
+// not get with the same key, and the server delivers it once and answers the first id.
+func TestSendWhoseAnswerWasLostIsDeliveredOnce(t *testing.T) {
+	s := startServer(t)
+	lose := &loseFirst{}
+	c := s.newClient(t, client.WithHTTPClient(&http.Client{Transport: lose}), client.WithRetries(2, time.Millisecond))
+	ctx := context.Background()
+	id, err := c.SendToUser(ctx, "bob", client.Text("once"))
+	if err != nil {
+		t.Fatalf("a send whose answer was lost: %v", err)
+	}
+	if len(lose.keys) != 2 || lose.keys[0] == "" || lose.keys[0] != lose.keys[1] {
+		t.Fatalf("the attempts' keys: %q, want one key twice", lose.keys)
+	}
+	msgs, err := s.newClient(t).Messages(ctx, "bob", "", 0)
+	if err != nil || len(msgs) != 1 || msgs[0].ID != id {
+		t.Fatalf("bob's stream after a retried send: %+v %v (id %s)", msgs, err, id)
+	}
+	if _, err := c.SendToUser(ctx, "bob", client.Text("twice")); err != nil || len(lose.keys) != 3 || lose.keys[2] == lose.keys[0] {
+		t.Fatalf("a second send: %v, keys %q (want a new key)", err, lose.keys)
+	}
+}
+
+// TestRedisDownRetriesReadsOnly: with the node's Redis gone, a read, and a send under its
+// Idempotency-Key, is tried 1+retries times and gives up with 503 unavailable; an ephemeral
+// send, which takes no key, is tried once.
 func TestRedisDownRetriesReadsOnly(t *testing.T) {
 	s := startServer(t)
 	var tr counter
@@ -105,8 +156,12 @@ func TestRedisDownRetriesReadsOnly(t *testing.T) {
 		{"GET", func() error { _, err := c.Messages(ctx, "bob", "", 0); return err }, 4},
 		{"PUT", func() error { return c.AddMember(ctx, "lobby", "bob") }, 4},
 		{"DELETE", func() error { return c.RemoveMember(ctx, "lobby", "bob") }, 4},
-		{"POST", func() error { _, err := c.SendToUser(ctx, "bob", client.Text("x")); return err }, 1},
-		{"POST", func() error { _, err := c.SendToRoom(ctx, "lobby", client.Text("x")); return err }, 1},
+		{"POST", func() error { _, err := c.SendToUser(ctx, "bob", client.Text("x")); return err }, 4},
+		{"POST", func() error { _, err := c.SendToRoom(ctx, "lobby", client.Text("x")); return err }, 4},
+		{"POST", func() error {
+			_, err := c.SendBatch(ctx, []client.BatchItem{{User: "bob", Data: []byte(`1`)}})
+			return err
+		}, 4},
 		{"GET", func() error { _, err := c.RoomMessages(ctx, "lobby", client.RoomQuery{}); return err }, 4},
 		{"GET", func() error { _, err := c.RoomPresence(ctx, "lobby"); return err }, 4},
 		{"POST", func() error { _, err := c.SendToUser(ctx, "bob", client.Text("x"), client.Ephemeral()); return err }, 1},

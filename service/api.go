@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -45,8 +46,16 @@ func (s *Server) handlePostUserMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	key, err := idempotencyKey(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	if r.URL.RawQuery != "" {
 		if ephemeral, err := ephemeralQuery(r); err != nil || ephemeral {
+			if err == nil && key != "" {
+				err = errIdempotentEphemeral
+			}
 			if err == nil {
 				err = s.hub.PublishEphemeral(r.Context(), user, env)
 			}
@@ -58,18 +67,17 @@ func (s *Server) handlePostUserMessage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if key != "" {
+		s.postUserIdempotent(w, r, user, env, key)
+		return
+	}
 	id, err := s.hub.Publish(r.Context(), user, env)
-	if err != nil {
+	if err != nil && !errors.Is(err, subscriptions.ErrNotReplicated) {
 		writeError(w, err)
 		return
 	}
 	s.metrics.httpDirect.Inc()
-	// The hot path of the API: the answer is written by hand (ids need no escaping).
-	b := make([]byte, 0, 48)
-	b = append(b, `{"id":"`...)
-	b = append(b, id.String()...)
-	b = append(b, "\"}\n"...)
-	writeJSONBytes(w, http.StatusAccepted, b)
+	writeJSONBytes(w, http.StatusAccepted, sendAnswer(id, err))
 }
 
 // ephemeralQuery reads ?ephemeral=true|false: a send published only, never stored.

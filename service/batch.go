@@ -2,6 +2,7 @@ package service
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -14,8 +15,10 @@ const maxBatchItems = 1000
 // batchResult is one item's answer: an id (direct), a recipient count (room), or an error
 // when Redis failed part way through a batch.
 type batchResult struct {
-	ID         string       `json:"id,omitempty"`
-	Recipients *int         `json:"recipients,omitempty"`
+	ID         string `json:"id,omitempty"`
+	Recipients *int   `json:"recipients,omitempty"`
+	// Replicated is false when the item is stored on the master only (--wait-replicas).
+	Replicated *bool        `json:"replicated,omitempty"`
 	Error      *errorDetail `json:"error,omitempty"`
 }
 
@@ -23,6 +26,11 @@ type batchResult struct {
 // validated before any item is accepted; direct messages share pipelines, so notifying a
 // thousand users costs the backend one round trip and the node a few.
 func (s *Server) handlePostBatch(w http.ResponseWriter, r *http.Request) {
+	key, err := idempotencyKey(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	limit := min(maxBatchItems*(s.cfg.MaxMessageBytes+512)+64<<10, 32<<20)
 	body, err := readBody(w, r, limit)
 	if err != nil {
@@ -33,6 +41,14 @@ func (s *Server) handlePostBatch(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	var idem *subscriptions.Idempotency
+	if key != "" {
+		idem = &subscriptions.Idempotency{Key: key, Fingerprint: fingerprint(r.URL.Path, body)}
+		if err := s.hub.ClaimBatch(r.Context(), *idem); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	results := make([]batchResult, len(items))
 	var directs []subscriptions.Direct
@@ -49,33 +65,65 @@ func (s *Server) handlePostBatch(w http.ResponseWriter, r *http.Request) {
 		results[i].Error = &errorDetail{Code: ae.code, Message: ae.message}
 		failed++
 	}
-	ids, errs := s.hub.PublishMany(r.Context(), directs)
+	sent, errs := s.sendDirects(r, directs, idem)
+	replayed, replayedDirects := 0, 0
 	for k, i := range directAt {
+		if errors.Is(errs[k], subscriptions.ErrNotReplicated) {
+			results[i].Replicated, errs[k] = new(bool), nil
+		}
 		if errs[k] != nil {
 			fail(i, errs[k])
 			continue
 		}
-		results[i].ID = ids[k].String()
+		results[i].ID = sent[k].ID.String()
+		if sent[k].Replayed {
+			replayed++
+			replayedDirects++
+		}
 	}
 	for i, it := range items {
 		if it.Room == "" {
 			continue
 		}
-		n, err := s.hub.PublishRoom(r.Context(), it.Room, it.env, false)
-		if err != nil {
-			fail(i, err)
-			continue
+		res, again := s.sendBatchRoom(r, i, it, idem)
+		if results[i] = res; res.Error != nil {
+			failed++
 		}
-		results[i].Recipients = &n
+		if again {
+			replayed++
+		}
+	}
+	if replayed == len(items) {
+		w.Header().Set(replayedHeader, "true")
 	}
 	if failed == len(items) {
 		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: "redis is unavailable; nothing was accepted"})
 		return
 	}
-	s.metrics.messagesIn.WithLabelValues("http", "direct").Add(float64(len(directs) - countErrs(errs)))
+	s.metrics.messagesIn.WithLabelValues("http", "direct").Add(float64(len(directs) - countErrs(errs) - replayedDirects))
 	writeJSON(w, http.StatusAccepted, struct {
 		Results []batchResult `json:"results"`
 	}{results})
+}
+
+// sendBatchRoom sends the room item at index i of a batch, under idem when it is set, and
+// returns its result; again says the result repeats an earlier call's.
+func (s *Server) sendBatchRoom(r *http.Request, i int, it validItem, idem *subscriptions.Idempotency) (res batchResult, again bool) {
+	var err error
+	if idem != nil {
+		res, again, err = s.batchRoomIdempotent(r, i, it, *idem)
+	} else {
+		var n int
+		n, err = s.hub.PublishRoom(r.Context(), it.Room, it.env, false)
+		if err == nil || errors.Is(err, subscriptions.ErrNotReplicated) {
+			res.Recipients, res.Replicated, err = &n, replicated(err), nil
+		}
+	}
+	if err != nil {
+		ae := classify(err)
+		res.Error = &errorDetail{Code: ae.code, Message: ae.message}
+	}
+	return res, again
 }
 
 func countErrs(errs []error) int {

@@ -300,7 +300,9 @@ func must(t *testing.T, err error) {
 type backend struct {
 	url        string   // a redis-server's URL; empty on a Redis Cluster
 	cluster    []string // a Redis Cluster's seed addresses
-	prefix     string   // the key prefix of its nodes
+	sentinel   []string // Sentinel addresses, with master the master's name
+	master     string
+	prefix     string // the key prefix of its nodes
 	killPubSub func(t *testing.T)
 }
 
@@ -331,6 +333,10 @@ func (be backend) open(t testing.TB, node bool) redis.UniversalClient {
 	var timeout time.Duration
 	if node {
 		timeout = 2 * time.Second
+	}
+	if be.sentinel != nil {
+		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: be.master, SentinelAddrs: be.sentinel,
+			MaxRetries: -1, ContextTimeoutEnabled: node, ReadTimeout: timeout})
 	}
 	if be.url == "" {
 		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: be.cluster,

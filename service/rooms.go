@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/switchboard-dev/switchboard/events"
@@ -103,8 +104,25 @@ func (s *Server) handlePostRoomMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	res, err := s.hub.PublishRoomMessage(r.Context(), room, env, subscriptions.RoomSend{Ephemeral: ephemeral})
+	key, err := idempotencyKey(r)
+	if err == nil && key != "" && ephemeral {
+		err = errIdempotentEphemeral
+	}
 	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if key != "" {
+		s.postRoomIdempotent(w, r, room, env, key)
+		return
+	}
+	s.postRoom(w, r, room, env, ephemeral)
+}
+
+// postRoom fans env out to room and answers.
+func (s *Server) postRoom(w http.ResponseWriter, r *http.Request, room string, env subscriptions.Envelope, ephemeral bool) {
+	res, err := s.hub.PublishRoomMessage(r.Context(), room, env, subscriptions.RoomSend{Ephemeral: ephemeral})
+	if err != nil && !errors.Is(err, subscriptions.ErrNotReplicated) {
 		writeError(w, err)
 		return
 	}
@@ -115,7 +133,8 @@ func (s *Server) handlePostRoomMessage(w http.ResponseWriter, r *http.Request) {
 		Recipients int    `json:"recipients"`
 		HistoryID  string `json:"history_id,omitempty"`
 		Ephemeral  bool   `json:"ephemeral,omitempty"`
-	}{res.Recipients, historyID(res.HistoryID), ephemeral})
+		Replicated *bool  `json:"replicated,omitempty"` // false only: see sendAnswer
+	}{res.Recipients, historyID(res.HistoryID), ephemeral, replicated(err)})
 }
 
 // historyID is a room message's id in the room's history, "" when it has none.

@@ -46,6 +46,7 @@ func suite() []func(*testing.T, backend) {
 		testLargeRoomHistoryIDReachesEveryMember,
 		testEphemeralSendsArePublishedNeverStored,
 		testRoomPresenceListsMembersOnlineOnAnyNode,
+		testIdempotencyKeysDeliverEachSendOnce,
 	}
 }
 

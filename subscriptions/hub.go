@@ -54,6 +54,12 @@ var (
 type Config struct {
 	// Node names this node in logs and admin views. Default "node".
 	Node string
+	// WaitReplicas, when above 0, acknowledges a direct message only once that many
+	// replicas have it (WAIT, one per pipeline of deliveries, not per message), waiting at
+	// most WaitReplicasTimeout (default 1s); a message they did not confirm in time is
+	// stored on the master only and its send fails with ErrNotReplicated. See replicas.go.
+	WaitReplicas        int
+	WaitReplicasTimeout time.Duration
 	// Prefix starts every Redis key and channel. Default "sb".
 	Prefix string
 	// HistorySize is how many messages each user's stream keeps. Default 1000.

@@ -39,12 +39,16 @@ func (h *Hub) Publish(ctx context.Context, user string, env Envelope) (StreamID,
 	if err := ctx.Err(); err != nil {
 		return StreamID{}, err
 	}
-	id, err := h.pub.publish(ctx, delivery{stream: h.keys.userStream(user), channel: h.keys.userChannel(user),
+	d, err := h.pub.do(ctx, delivery{stream: h.keys.userStream(user), channel: h.keys.userChannel(user),
 		bucket: h.groupKey(user), tail: env.tail()})
 	if err != nil {
 		return StreamID{}, err
 	}
-	return ParseStreamID(id)
+	id, err := ParseStreamID(d.id)
+	if err == nil && d.unreplicated {
+		err = ErrNotReplicated
+	}
+	return id, err
 }
 
 // Direct is one direct message of a batch.
@@ -58,7 +62,17 @@ type Direct struct {
 // pipelines, one after the other. It returns one id or one error per message, in order;
 // messages to one user are stored in batch order.
 func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []error) {
-	ids := make([]StreamID, len(msgs))
+	sent, errs := h.publishMany(ctx, msgs, nil)
+	ids := make([]StreamID, len(sent))
+	for i := range sent {
+		ids[i] = sent[i].ID
+	}
+	return ids, errs
+}
+
+// publishMany is PublishMany, and with idem PublishManyIdempotent.
+func (h *Hub) publishMany(ctx context.Context, msgs []Direct, idem *Idempotency) ([]Sent, []error) {
+	sent := make([]Sent, len(msgs))
 	errs := make([]error, len(msgs))
 	ds := make([]delivery, len(msgs))
 	var live []*delivery
@@ -69,13 +83,17 @@ func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []err
 		}
 		ds[i] = delivery{stream: h.keys.userStream(m.User), channel: h.keys.userChannel(m.User),
 			bucket: h.groupKey(m.User), tail: m.Envelope.tail()}
+		if idem != nil {
+			ds[i].record = h.keys.idemRecord(m.User, "b"+strconv.Itoa(i), idem.Key)
+			ds[i].fingerprint = idem.Fingerprint
+		}
 		live = append(live, &ds[i])
 	}
 	if err := ctx.Err(); err != nil {
 		for i := range errs {
 			errs[i] = err
 		}
-		return ids, errs
+		return sent, errs
 	}
 	// Its own pipelines, one after the other, rather than the shared batcher: a batch of
 	// it could be split between two of the batcher's, out of the batch's order.
@@ -90,9 +108,13 @@ func (h *Hub) PublishMany(ctx context.Context, msgs []Direct) ([]StreamID, []err
 			errs[i] = ds[i].err
 			continue
 		}
-		ids[i], errs[i] = ParseStreamID(ds[i].id)
+		sent[i].Replayed = ds[i].replayed
+		sent[i].ID, errs[i] = ParseStreamID(ds[i].id)
+		if errs[i] == nil && ds[i].unreplicated {
+			errs[i] = ErrNotReplicated
+		}
 	}
-	return ids, errs
+	return sent, errs
 }
 
 // delivery is one append+publish and, once sent, its outcome.
@@ -105,6 +127,12 @@ type delivery struct {
 	// copy, when set, is delivered by the same script call right after this one (the
 	// sender's copy of a direct message; same bucket on a cluster). Its outcome is its own.
 	copy *delivery
+	// record, when set, is the delivery's idempotency record (same slot), fingerprint the
+	// request's, and replayed says the record showed it delivered before (see idempotent.lua).
+	record, fingerprint string
+	replayed            bool
+	// unreplicated says the master has it but fewer replicas than asked confirmed it.
+	unreplicated bool
 }
 
 // pairs is how many stream and channel pairs d takes in a script call.
@@ -130,6 +158,7 @@ type publisher struct {
 	// roomHistorySize is the room streams' MAXLEN (the delivery script's ARGV[6]).
 	roomHistorySize string
 	batches         *pipeline.Batcher[delivery]
+	replicas        replicaWait
 }
 
 func newPublisher(rdb redis.UniversalClient, cfg Config, publishCmd string, deadline func() string) *publisher {
@@ -141,6 +170,7 @@ func newPublisher(rdb redis.UniversalClient, cfg Config, publishCmd string, dead
 		historySize:     strconv.FormatInt(cfg.HistorySize, 10),
 		historyTTL:      strconv.FormatInt(cfg.HistoryTTL.Milliseconds(), 10),
 		roomHistorySize: strconv.FormatInt(max(cfg.RoomHistorySize, 0), 10),
+		replicas:        newReplicaWait(cfg),
 	}
 	p.batches = pipeline.New(pipeline.Config[delivery]{Send: p.exec, MaxBatch: maxPipeline, MaxQueued: 4 * maxPipeline})
 	return p
@@ -148,14 +178,20 @@ func newPublisher(rdb redis.UniversalClient, cfg Config, publishCmd string, dead
 
 // publish appends and publishes one message and returns its stream id.
 func (p *publisher) publish(ctx context.Context, d delivery) (string, error) {
+	d, err := p.do(ctx, d)
+	return d.id, err
+}
+
+// do sends one delivery through the shared pipelines and returns it with its outcome.
+func (p *publisher) do(ctx context.Context, d delivery) (delivery, error) {
 	d, err := p.batches.Do(ctx, d)
 	switch {
 	case errors.Is(err, pipeline.ErrClosed):
-		return "", ErrClosed
+		return d, ErrClosed
 	case err != nil:
-		return "", err
+		return d, err
 	}
-	return d.id, d.err
+	return d, d.err
 }
 
 // run sends the queued deliveries with workers until close is called and the queue is empty.
@@ -168,13 +204,21 @@ func (p *publisher) close() { p.batches.Close() }
 // grouped (by bucket on Redis Cluster) into calls of the batch script of up to 64 each, so
 // that a busy node pays one script call, not one per message; order is kept within a group.
 func (p *publisher) exec(ctx context.Context, batch []*delivery) {
-	groups := groupBy(batch, batchGroup, func(d *delivery) int { return d.bucket })
+	groups := groupBy(batch, batchGroup, func(d *delivery) int {
+		if d.record != "" { // the idempotent script's calls are of their own
+			return Buckets + d.bucket
+		}
+		return d.bucket
+	})
 	cmds := make([]*redis.Cmd, len(groups))
 	n := len(batch)
-	scripts := pipeline.Scripts{Client: p.rdb, Observe: func(took time.Duration, err error) {
-		p.obs.ObservePublish(took, n, err)
-	}}
-	_ = scripts.Exec(ctx, len(groups), func(pipe redis.Pipeliner, g int) (redis.Cmder, *redis.Script) {
+	wait := p.replicas.start(ctx)
+	observe := func(took time.Duration, err error) { p.obs.ObservePublish(took, n, err) }
+	wait.exec(p.rdb, len(groups), func(g int) string { return groups[g][0].stream }, observe, func(pipe redis.Pipeliner, g int) (redis.Cmder, *redis.Script) {
+		if groups[g][0].record != "" {
+			cmds[g] = p.idempotentCall(ctx, pipe, groups[g])
+			return cmds[g], idempotentScript
+		}
 		keys := make([]string, 0, 4*len(groups[g]))
 		args := make([]any, 0, 4+2*len(groups[g]))
 		args = append(args, p.historySize, p.historyTTL, p.publishCmd, p.deadline())
@@ -192,6 +236,7 @@ func (p *publisher) exec(ctx context.Context, batch []*delivery) {
 	for g, group := range groups {
 		answer(group, cmds[g])
 	}
+	wait.check(groups)
 }
 
 // answer records the outcome of one call of the batch script for each of its deliveries
@@ -211,6 +256,7 @@ func answer(group []*delivery, cmd *redis.Cmd) {
 			x.err = fmt.Errorf("%w: the batch script answered %d ids for %d messages", ErrUnavailable, len(ids), want)
 		default:
 			x.id, x.err = scriptID(ids[k])
+			idempotentID(x)
 		}
 		k++
 	}
@@ -228,7 +274,7 @@ func scriptID(v any) (string, error) {
 	case string:
 		return v, nil
 	case error: // this message was not stored; the others were
-		return "", fmt.Errorf("%w: %w", ErrUnavailable, v)
+		return "", scriptError(v)
 	default:
 		return "", fmt.Errorf("%w: the batch script answered %T", ErrUnavailable, v)
 	}

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/switchboard-dev/switchboard/internal/pipeline"
 )
 
 // ErrNotMember is returned when a user posts to a room it is not in.
@@ -237,10 +235,16 @@ func contains(list []string, s string) bool {
 // stream's id is returned.
 func (h *Hub) deliverGroups(ctx context.Context, groups [][]string, tail, historyKey string) (failed int64, historyID string, _ error) {
 	cmds := make([]*redis.Cmd, len(groups))
-	scripts := pipeline.Scripts{Client: h.rdb, Observe: func(took time.Duration, err error) {
-		h.obs.ObservePublish(took, len(groups), err)
-	}}
-	_ = scripts.Exec(ctx, len(groups), func(pipe redis.Pipeliner, i int) (redis.Cmder, *redis.Script) {
+	wait := h.pub.replicas.start(ctx)
+	defer wait.checkRoom()
+	observe := func(took time.Duration, err error) { h.obs.ObservePublish(took, len(groups), err) }
+	key := func(i int) string { // a key of call i: its slot's
+		if len(groups[i]) == 0 {
+			return historyKey
+		}
+		return h.keys.userStream(groups[i][0])
+	}
+	wait.exec(h.rdb, len(groups), key, observe, func(pipe redis.Pipeliner, i int) (redis.Cmder, *redis.Script) {
 		keys := make([]string, 0, 2*len(groups[i])+1)
 		for _, u := range groups[i] {
 			keys = append(keys, h.keys.userStream(u), h.keys.userChannel(u))

@@ -41,7 +41,10 @@ type RoomResult struct {
 // single Redis, for a room of one group, in the same script call as the fan-out; otherwise
 // (a larger room, or Redis Cluster, where the room's stream lives in the room's own slot)
 // by a call of its own just before, and a failure there stores and delivers nothing.
-func (h *Hub) PublishRoomMessage(ctx context.Context, room string, env Envelope, how RoomSend) (RoomResult, error) {
+//
+// With Config.WaitReplicas, a fan-out whose replicas did not all confirm it in time returns
+// its result with ErrNotReplicated: delivered, stored on the master only.
+func (h *Hub) PublishRoomMessage(ctx context.Context, room string, env Envelope, how RoomSend) (_ RoomResult, err error) {
 	if !ValidID(room) || !env.validIDs() {
 		return RoomResult{}, ErrInvalidID
 	}
@@ -49,6 +52,12 @@ func (h *Hub) PublishRoomMessage(ctx context.Context, room string, env Envelope,
 	if how.Ephemeral {
 		return h.publishRoomEphemeral(ctx, room, env, how)
 	}
+	ctx, short := watchReplication(ctx)
+	defer func() {
+		if err == nil && short.Load() {
+			err = ErrNotReplicated
+		}
+	}()
 	unlock, err := h.lockRoom(ctx, room)
 	if err != nil {
 		return RoomResult{}, err

@@ -62,6 +62,14 @@ type config struct {
 	EventUserBytes     int64
 	EventSystemReserve float64
 
+	// WaitReplicas and WaitReplicasTimeout: acknowledge a message once that many replicas
+	// have it (subscriptions.Config); 0 does not wait.
+	WaitReplicas        int
+	WaitReplicasTimeout time.Duration
+	// RedisSentinel is "<master name>@<sentinel>,..." (sentinel.go), with the sentinels' and
+	// the master's passwords.
+	RedisSentinel, RedisSentinelPassword, RedisPassword string
+
 	tuning
 }
 
@@ -152,11 +160,17 @@ func (c *config) check() error {
 	if c.MaxQueueBytes < c.MaxMessageBytes {
 		return fmt.Errorf("--max-queue-bytes %d is under --max-message-bytes %d: a connection could not be sent a message of the largest size", c.MaxQueueBytes, c.MaxMessageBytes)
 	}
-	if c.Redis != "" && c.RedisCluster != "" {
-		return errors.New("--redis and --redis-cluster are exclusive")
+	if n := btoi(c.Redis != "") + btoi(c.RedisCluster != "") + btoi(c.RedisSentinel != ""); n > 1 {
+		return errors.New("--redis, --redis-cluster and --redis-sentinel are exclusive")
+	}
+	if c.RedisSentinel == "" && (c.RedisSentinelPassword != "" || c.RedisPassword != "") {
+		return errors.New("--redis-sentinel-password and --redis-password go with --redis-sentinel")
 	}
 	if c.AdminKey == "" {
 		c.AdminKey = c.APIKey
+	}
+	if c.WaitReplicas > 0 && c.Redis == "" && c.RedisSentinel == "" && c.RedisCluster == "" {
+		return errors.New("--wait-replicas needs --redis, --redis-sentinel or --redis-cluster (a Redis with replicas): the embedded Redis has none")
 	}
 	if !c.tokenMode() && (c.JWTIssuer != "" || c.JWTAudience != "") {
 		return errors.New("--jwt-issuer and --jwt-audience check tokens: set a token key too (--jwt-secret, --jwt-public-key or --jwt-jwks-url)")
@@ -224,3 +238,10 @@ func splitList(list string) []string {
 
 // devHosts splits the --dev-hosts list.
 func (c config) devHosts() []string { return splitList(c.DevHosts) }
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

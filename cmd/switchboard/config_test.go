@@ -51,6 +51,8 @@ var documentedDefaults = config{
 	LogLevel:        "info",
 	// Room history (docs/protocol.md, "Room history").
 	RoomHistorySize: 1000,
+	// Replication: no wait (docs/redis-cluster.md).
+	WaitReplicasTimeout: time.Second,
 	// A day: a token's lifetime cap and how long a revocation is kept (docs/security.md).
 	MaxTokenLifetime: 24 * time.Hour,
 
@@ -130,7 +132,10 @@ func TestParseConfig(t *testing.T) {
 			"--connect-url", "https://backend.example/connect",
 			"--rpc-url", "http://127.0.0.1:9090/rpc",
 			"--hook-timeout", "750ms",
+			"--wait-replicas", "1",
+			"--wait-replicas-timeout", "250ms",
 		}, fakeEnv(), withDefaultLimits(config{
+			WaitReplicas: 1, WaitReplicasTimeout: 250 * time.Millisecond,
 			AuthorizeURL: "https://backend.example/authorize", ConnectURL: "https://backend.example/connect",
 			RPCURL: "http://127.0.0.1:9090/rpc", HookTimeout: 750 * time.Millisecond,
 			Addr: "0.0.0.0:9000", Redis: "redis://r:6379/2", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
@@ -169,8 +174,10 @@ func TestParseConfig(t *testing.T) {
 			"SWITCHBOARD_CONNECT_URL", "https://backend.example/connect",
 			"SWITCHBOARD_RPC_URL", "https://backend.example/rpc",
 			"SWITCHBOARD_HOOK_TIMEOUT", "5s",
+			"SWITCHBOARD_WAIT_REPLICAS_TIMEOUT", "2s",
 		), withDefaultLimits(config{
-			AuthorizeURL: "https://backend.example/authorize", ConnectURL: "https://backend.example/connect",
+			WaitReplicasTimeout: 2 * time.Second,
+			AuthorizeURL:        "https://backend.example/authorize", ConnectURL: "https://backend.example/connect",
 			RPCURL: "https://backend.example/rpc", HookTimeout: 5 * time.Second,
 			Addr: "0.0.0.0:9000", RedisCluster: "r1:7000,r2:7000", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
 			JWTPublicKey: "/keys/idp.pem", JWTJWKSURL: "https://id.example/jwks",
@@ -289,6 +296,11 @@ func TestParseConfigRefusesBadValues(t *testing.T) {
 		{"a replay budget that is not a number is refused", nil, fakeEnv("SWITCHBOARD_REPLAY_BYTES", "1MB"), []string{"--replay-bytes", `"1MB"`}},
 		{"zero resumes per user is refused", []string{"--max-resumes-per-user", "0"}, fakeEnv(), []string{"--max-resumes-per-user", `"0"`}},
 		{"a negative room history size is refused", []string{"--room-history-size", "-1"}, fakeEnv(), []string{"--room-history-size", `"-1"`}},
+		{"a negative replica count is refused", []string{"--wait-replicas", "-1"}, fakeEnv(), []string{"--wait-replicas", `"-1"`}},
+		{"a replica wait over 2s is refused", []string{"--redis", "redis://r:6379/0", "--wait-replicas", "1", "--wait-replicas-timeout", "5s"}, fakeEnv(), []string{"--wait-replicas-timeout", `"5s"`}},
+		{"two Redis modes are refused", []string{"--redis", "redis://r:6379/0", "--redis-sentinel", "m@s:26379"}, fakeEnv(), []string{"are exclusive"}},
+		{"a sentinel password without --redis-sentinel is refused", []string{"--redis-sentinel-password", "x"}, fakeEnv(), []string{"go with --redis-sentinel"}},
+		{"waiting for replicas needs --redis", []string{"--wait-replicas", "1"}, fakeEnv(), []string{"--wait-replicas needs --redis"}},
 		{"a history size of zero is refused", []string{"--history-size", "0"}, fakeEnv(), []string{"--history-size", `"0"`}},
 		{"a negative history size is refused", []string{"--history-size", "-5"}, fakeEnv(), []string{"--history-size", `"-5"`}},
 		{"a history size that is not a number is refused", []string{"--history-size", "lots"}, fakeEnv(), []string{"--history-size", `"lots"`}},

@@ -161,6 +161,8 @@ func (n *node) buildParts(cfg config) error {
 		MaxPending:        cfg.MaxPending,
 		Heartbeat:         cfg.RedisHeartbeat,
 		RegistryInterval:  cfg.RegistryInterval,
+		// Replication (issue 20): 0 does not wait.
+		WaitReplicas: cfg.WaitReplicas, WaitReplicasTimeout: cfg.WaitReplicasTimeout,
 	})
 	if err != nil {
 		return err
@@ -311,6 +313,16 @@ func connectRedis(cfg config, log *slog.Logger) (rdb redis.UniversalClient, desc
 		opts.ClientName = "switchboard-" + cfg.NodeID
 		opts.PoolSize = max(opts.PoolSize, 64)
 		return redis.NewClusterClient(opts), "cluster " + strings.Join(opts.Addrs, ","), closeEmbedded, nil
+	}
+	if cfg.RedisSentinel != "" {
+		opts, err := sentinelOptions(cfg)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("--redis-sentinel: %w", err)
+		}
+		opts.MaxRetries = -1
+		opts.ContextTimeoutEnabled = true
+		opts.ClientName = "switchboard-" + cfg.NodeID
+		return redis.NewFailoverClient(opts), "sentinel " + cfg.RedisSentinel, closeEmbedded, nil
 	}
 	redisURL := cfg.Redis
 	if redisURL == "" {

@@ -66,6 +66,11 @@ func (c *config) settings() []setting {
 	all = append(all, in("Redis",
 		opt("redis", "", "redis://host:port/db URL of a single Redis; empty starts an embedded one (a laptop, not load)", text(&c.Redis)),
 		opt("redis-cluster", "", "comma-separated seed addresses of a Redis Cluster (sharded Pub/Sub), or rediss://user:pass@host1:6379?addr=host2:6379 with credentials and TLS", text(&c.RedisCluster)),
+		opt("redis-sentinel", "", "a master watched by Redis Sentinel: <master name>@<host:port>,<host:port>,... of the sentinels", text(&c.RedisSentinel)),
+		opt("redis-sentinel-password", "", "password of the sentinels (their requirepass), with --redis-sentinel", text(&c.RedisSentinelPassword)),
+		opt("redis-password", "", "password of the master and replicas, with --redis-sentinel (--redis and --redis-cluster take it in their URL)", text(&c.RedisPassword)),
+		opt("wait-replicas", "0", "acknowledge a message only once this many Redis replicas have it (WAIT, one per pipeline); 0 does not wait", integer(&c.WaitReplicas, 0, 64)),
+		opt("wait-replicas-timeout", "1s", "how long a delivery pipeline waits for --wait-replicas; past it the answer says \"replicated\":false", duration(&c.WaitReplicasTimeout, 10*time.Millisecond, 2*time.Second)),
 		opt("redis-heartbeat", subscriptions.DefaultHeartbeat.String(), "how often the node pings itself through its Pub/Sub connection; one quiet for three heartbeats is rebuilt and its users caught up", duration(&c.RedisHeartbeat, 100*time.Millisecond, time.Minute)),
 		opt("registry-interval", subscriptions.DefaultRegistryInterval.String(), "how often the node announces itself in Redis; a node silent for three intervals counts as gone and its presence is cleared", duration(&c.RegistryInterval, 500*time.Millisecond, time.Minute)),
 	)...)

@@ -24,6 +24,9 @@ type Scripts struct {
 	Client redis.UniversalClient
 	// Observe, when set, is told each round trip's duration and error.
 	Observe func(took time.Duration, err error)
+	// After, when set, queues commands at the end of every pipeline Exec sends (a WAIT
+	// for replicas, which covers the writes before it on its connection).
+	After func(p redis.Pipeliner)
 }
 
 // Exec sends n commands, queued by queue, as one pipeline, then the NOSCRIPT failures again
@@ -81,6 +84,9 @@ func (s Scripts) send(ctx context.Context, cmds []queued, only []int, queue Queu
 		for _, i := range only {
 			cmds[i].cmd, cmds[i].script = queue(pipe, i)
 		}
+	}
+	if s.After != nil {
+		s.After(pipe)
 	}
 	start := time.Now()
 	_, err := pipe.Exec(ctx)

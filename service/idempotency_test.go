@@ -1,0 +1,193 @@
+package service_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/wsclient"
+	"github.com/switchboard-dev/switchboard/subscriptions"
+)
+
+// post sends a JSON POST with an Idempotency-Key (none when key is "").
+func post(t *testing.T, u, body, key string) response {
+	t.Helper()
+	if key == "" {
+		return do(t, "POST", u, "application/json", strings.NewReader(body))
+	}
+	return do(t, "POST", u, "application/json", strings.NewReader(body), "Idempotency-Key", key)
+}
+
+// sameAnswer fails unless a retry answered what the first call did, marked as a replay.
+func sameAnswer(t *testing.T, first, retry response) {
+	t.Helper()
+	if retry.status != first.status || string(retry.body) != string(first.body) {
+		t.Fatalf("retry answered %d %s, first %d %s", retry.status, retry.body, first.status, first.body)
+	}
+	if retry.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("a replayed answer lacks Idempotent-Replayed: %v", retry.header)
+	}
+}
+
+// framesUntil reads c's messages until one with data marker and returns the data of those
+// before it: what the connection got, each delivery counted.
+func framesUntil(t *testing.T, c *wsclient.Conn, marker string) []string {
+	t.Helper()
+	var got []string
+	for {
+		m := next(t, c, "message")
+		if string(m.Data) == marker {
+			return got
+		}
+		got = append(got, string(m.Data))
+	}
+}
+
+func testIdempotencyKeysDeliverEachSendOnce(t *testing.T, be backend) {
+	a := startNode(t, be, "a")
+	b := startNode(t, be, "b")
+	bob, _ := connect(t, b, "bob")
+	carol, _ := connect(t, a, "carol")
+	putMember(t, a, "lobby", "bob")
+	putMember(t, a, "lobby", "carol")
+	dm := func(n *node) string { return n.base + "/v1/users/bob/messages?from=ops" }
+	room := func(n *node) string { return n.base + "/v1/rooms/lobby/messages" }
+
+	first := post(t, dm(a), `{"n":1}`, "dm-1")
+	if first.status != http.StatusAccepted || first.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("first send: %d %s", first.status, first.body)
+	}
+	sameAnswer(t, first, post(t, dm(b), `{"n":1}`, "dm-1"))
+	if r := post(t, dm(a), `{"n":2}`, "dm-1"); r.status != http.StatusConflict || r.errorCode(t) != "idempotency_conflict" {
+		t.Fatalf("another body under the key: %d %s", r.status, r.body)
+	}
+	concurrently(t, 8, func(i int) (response, error) {
+		return request("POST", dm([]*node{a, b}[i%2]), "application/json", strings.NewReader(`{"n":3}`), "Idempotency-Key", "dm-2")
+	}, func(rs []response) {
+		for _, r := range rs[1:] {
+			if r.status != http.StatusAccepted || string(r.body) != string(rs[0].body) {
+				t.Fatalf("concurrent retries answered %d %s and %d %s", rs[0].status, rs[0].body, r.status, r.body)
+			}
+		}
+	})
+
+	rfirst := post(t, room(b), `"hello"`, "room-1")
+	if rfirst.status != http.StatusAccepted || !strings.Contains(string(rfirst.body), `"recipients":2`) {
+		t.Fatalf("room send: %d %s", rfirst.status, rfirst.body)
+	}
+	sameAnswer(t, rfirst, post(t, room(a), `"hello"`, "room-1"))
+	if r := post(t, room(a), `"bye"`, "room-1"); r.status != http.StatusConflict || r.errorCode(t) != "idempotency_conflict" {
+		t.Fatalf("another room body under the key: %d %s", r.status, r.body)
+	}
+	concurrently(t, 6, func(i int) (response, error) {
+		return request("POST", room([]*node{a, b}[i%2]), "application/json", strings.NewReader(`"again"`), "Idempotency-Key", "room-2")
+	}, func(rs []response) {
+		var ok []response
+		for _, r := range rs {
+			switch {
+			case r.status == http.StatusAccepted:
+				ok = append(ok, r)
+			case r.status == http.StatusConflict && strings.Contains(string(r.body), "idempotency_in_progress") && r.header.Get("Retry-After") != "":
+			default:
+				t.Fatalf("a concurrent room retry answered %d %s", r.status, r.body)
+			}
+		}
+		if len(ok) == 0 || string(ok[len(ok)-1].body) != string(ok[0].body) {
+			t.Fatalf("concurrent room retries: %v", rs)
+		}
+	})
+
+	batch := `{"messages":[{"user":"bob","data":"b1"},{"room":"lobby","data":"b2"},{"user":"carol","data":"b3"}]}`
+	bfirst := post(t, a.base+"/v1/messages", batch, "batch-1")
+	if bfirst.status != http.StatusAccepted || strings.Contains(string(bfirst.body), "error") {
+		t.Fatalf("batch: %d %s", bfirst.status, bfirst.body)
+	}
+	sameAnswer(t, bfirst, post(t, b.base+"/v1/messages", batch, "batch-1"))
+	other := strings.Replace(batch, "b3", "b4", 1)
+	if r := post(t, a.base+"/v1/messages", other, "batch-1"); r.status != http.StatusConflict || r.errorCode(t) != "idempotency_conflict" {
+		t.Fatalf("another batch under the key: %d %s", r.status, r.body)
+	}
+
+	// What each connection got, each delivery counted, up to a marker sent last.
+	post(t, dm(a), `"end"`, "")
+	post(t, a.base+"/v1/users/carol/messages", `"end"`, "")
+	if got := strings.Join(framesUntil(t, bob, `"end"`), " "); got != `{"n":1} {"n":3} "hello" "again" "b1" "b2"` {
+		t.Fatalf("bob got %s", got)
+	}
+	// A batch sends its direct messages first, then its room items.
+	if got := strings.Join(framesUntil(t, carol, `"end"`), " "); got != `"hello" "again" "b3" "b2"` {
+		t.Fatalf("carol got %s", got)
+	}
+	checkIdempotencyTTL(t, be)
+}
+
+// checkIdempotencyTTL checks that a direct message's record is kept 24 hours.
+func checkIdempotencyTTL(t *testing.T, be backend) {
+	t.Helper()
+	rdb := be.open(t, false)
+	defer rdb.Close()
+	tag, _, _ := strings.Cut(subscriptions.ChannelName(be.prefix, "bob"), "}")
+	ttl, err := rdb.PTTL(context.Background(), tag+"}:idem:u:bob:dm-1").Result()
+	must(t, err)
+	if ttl < 23*time.Hour || ttl > 24*time.Hour {
+		t.Fatalf("the record's TTL is %v, want 24h", ttl)
+	}
+}
+
+// concurrently makes n requests at once and checks their answers together.
+func concurrently(t *testing.T, n int, req func(i int) (response, error), check func([]response)) {
+	t.Helper()
+	rs := make([]response, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { rs[i], errs[i] = req(i) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		must(t, err)
+	}
+	check(rs)
+}
+
+func TestIdempotencyKeyRefusals(t *testing.T) {
+	be := singleRedis(t)
+	a := startNode(t, be, "a")
+	bob, _ := connect(t, a, "bob")
+	u := a.base + "/v1/users/bob/messages"
+	for _, key := range []string{strings.Repeat("k", 256), "has space", "br{ace}", "é", "semi;colon"} {
+		for _, path := range []string{u, a.base + "/v1/rooms/lobby/messages", a.base + "/v1/messages"} {
+			r := post(t, path, `{"messages":[{"user":"bob","data":1}]}`, key)
+			if r.status != http.StatusBadRequest || r.errorCode(t) != "invalid_idempotency_key" {
+				t.Fatalf("key %q on %s: %d %s", key, path, r.status, r.body)
+			}
+		}
+	}
+	req, _ := http.NewRequest("POST", u, strings.NewReader(`1`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Add("Idempotency-Key", "one")
+	req.Header.Add("Idempotency-Key", "two")
+	res, err := http.DefaultClient.Do(req)
+	must(t, err)
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("two keys: %d", res.StatusCode)
+	}
+	if r := post(t, u+"?ephemeral=true", `1`, "eph"); r.status != http.StatusBadRequest || r.errorCode(t) != "invalid_idempotency_key" {
+		t.Fatalf("a key on an ephemeral send: %d %s", r.status, r.body)
+	}
+	if r := post(t, u, `1`, strings.Repeat("k", 255)); r.status != http.StatusAccepted {
+		t.Fatalf("a 255-character key: %d %s", r.status, r.body)
+	}
+	// Nothing refused was delivered: the first message bob gets is the accepted one.
+	if m := next(t, bob, "message"); string(m.Data) != "1" {
+		t.Fatalf("bob got %s", m.Raw)
+	}
+	post(t, u, `"end"`, "")
+	if got := framesUntil(t, bob, `"end"`); len(got) != 0 {
+		t.Fatalf("bob got more: %v", got)
+	}
+}

@@ -1,0 +1,93 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/internal/redistest"
+	"github.com/switchboard-dev/switchboard/internal/testutil"
+	"github.com/switchboard-dev/switchboard/subscriptions"
+)
+
+// TestWaitReplicasAcksOnlyReplicatedMessagesAndSaysWhenNot: with --wait-replicas 1 an
+// accepted message is on the replica when the answer comes; with the replica gone the
+// message is still delivered, and the answer says "replicated":false after the timeout.
+func TestWaitReplicasAcksOnlyReplicatedMessagesAndSaysWhenNot(t *testing.T) {
+	master := redistest.Start(t)
+	replica := redistest.StartReplica(t, master)
+	const timeout = 300 * time.Millisecond
+	a := startNode(t, onRedis(master), "a", func(o *nodeOptions) {
+		o.subscriptions.WaitReplicas, o.subscriptions.WaitReplicasTimeout = 1, timeout
+	})
+	bob, _ := connect(t, a, "bob")
+	putMember(t, a, "lobby", "bob")
+	onReplica := replica.Client(t)
+	stream := func(id string) bool {
+		tag, _, _ := strings.Cut(subscriptions.ChannelName("t", "bob"), "}")
+		msgs, err := onReplica.XRange(context.Background(), tag+"}:stream:bob", id, id).Result()
+		must(t, err)
+		return len(msgs) == 1
+	}
+
+	r := post(t, a.base+"/v1/users/bob/messages", `"one"`, "")
+	if r.status != http.StatusAccepted || strings.Contains(string(r.body), "replicated") {
+		t.Fatalf("with the replica up: %d %s", r.status, r.body)
+	}
+	id := r.json(t)["id"].(string)
+	if !stream(id) { // no waiting: the answer came after the replica had it
+		t.Fatalf("message %s answered but not on the replica", id)
+	}
+	next(t, bob, "message")
+	b := post(t, a.base+"/v1/messages", `{"messages":[{"user":"bob","data":"two"}]}`, "")
+	if b.status != http.StatusAccepted || strings.Contains(string(b.body), "replicated") {
+		t.Fatalf("a batch with the replica up: %d %s", b.status, b.body)
+	}
+	next(t, bob, "message")
+	if r := post(t, a.base+"/v1/rooms/lobby/messages", `"hi all"`, ""); r.status != http.StatusAccepted || strings.Contains(string(r.body), "replicated") {
+		t.Fatalf("a room send with the replica up: %d %s", r.status, r.body)
+	}
+	next(t, bob, "message")
+
+	replica.Stop()
+	testutil.WaitFor(t, 10*time.Second, func() bool { return master.OnlineReplicas(t) == 0 }, "the master sees its replica gone")
+	start := time.Now()
+	r = post(t, a.base+"/v1/users/bob/messages", `"three"`, "")
+	if r.status != http.StatusAccepted || r.json(t)["replicated"] != false || r.json(t)["id"] == nil {
+		t.Fatalf("with the replica down: %d %s", r.status, r.body)
+	}
+	if took := time.Since(start); took < timeout {
+		t.Fatalf("answered in %v, before the wait's %v timeout", took, timeout)
+	}
+	if m := next(t, bob, "message"); string(m.Data) != `"three"` || m.ID != r.json(t)["id"] {
+		t.Fatalf("bob got %s", m.Raw)
+	}
+	b = post(t, a.base+"/v1/messages", `{"messages":[{"user":"bob","data":"four"},{"user":"carol","data":"five"}]}`, "")
+	var ans struct {
+		Results []struct {
+			ID         string
+			Replicated *bool
+		}
+	}
+	must(t, json.Unmarshal(b.body, &ans))
+	if b.status != http.StatusAccepted || len(ans.Results) != 2 {
+		t.Fatalf("a batch with the replica down: %d %s", b.status, b.body)
+	}
+	for _, res := range ans.Results {
+		if res.ID == "" || res.Replicated == nil || *res.Replicated {
+			t.Fatalf("a batch item with the replica down: %s", b.body)
+		}
+	}
+	if m := next(t, bob, "message"); string(m.Data) != `"four"` {
+		t.Fatalf("bob got %s", m.Raw)
+	}
+	if r := post(t, a.base+"/v1/rooms/lobby/messages", `"bye all"`, ""); r.status != http.StatusAccepted || r.json(t)["replicated"] != false {
+		t.Fatalf("a room send with the replica down: %d %s", r.status, r.body)
+	}
+	if m := next(t, bob, "message"); string(m.Data) != `"bye all"` {
+		t.Fatalf("bob got %s", m.Raw)
+	}
+}
