@@ -95,6 +95,10 @@ type Config struct {
 	// QuotaError. It bounds the room's member set (about 30 bytes a member) and what one room
 	// send fans out to. Default 100000.
 	MaxRoomMembers int
+	// BigRoomThreshold is the member count from which a room is delivered by fan-out on
+	// read (docs/design.md, "Big rooms"); a big room turns small again below half of it.
+	// Zero means DefaultBigRoomThreshold; negative keeps every room small.
+	BigRoomThreshold int
 	// Observer receives measurements for metrics. Default: none.
 	Observer Observer
 	// Logger receives the hub's logs. Default slog.Default().
@@ -135,6 +139,9 @@ func (c *Config) setDefaults() {
 	if c.MaxRoomMembers <= 0 {
 		c.MaxRoomMembers = 100000
 	}
+	if c.BigRoomThreshold == 0 {
+		c.BigRoomThreshold = DefaultBigRoomThreshold
+	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
@@ -163,6 +170,7 @@ type Hub struct {
 	// mu guards the table of links; each link guards its own channels with link.mu.
 	mu        sync.Mutex
 	links     map[int]*link // by bucket; -1 is the one link on a single Redis
+	roomLinks map[string]*link // on a cluster, a link per big room delivered here (its slot)
 	unstarted []*link       // created, not yet run: Run starts them
 	linkAdded chan struct{} // wakes Run to start the unstarted links
 
@@ -180,6 +188,7 @@ type Hub struct {
 	started     atomic.Bool // Run was called
 	running     atomic.Bool // between Run's start and its stop: subscriptions are taken
 	catchups    *catchupQueue
+	roomReads   *roomReadQueue
 	resumeMu    sync.Mutex
 	resumes     map[string]int // replays under way by user, for MaxResumesPerUser
 	roomLocks   roomLocks
@@ -221,6 +230,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Hub, error) {
 	h.pub = newPublisher(rdb, cfg, publishCmd, h.scriptDeadline)
 	h.obs = cfg.Observer
 	h.catchups = newCatchupQueue(h)
+	h.roomReads = newRoomReadQueue(h)
 	return h, nil
 }
 
@@ -287,6 +297,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	wg.Go(func() { h.watchdog(ctx) })
 	wg.Go(func() { h.healthLoop(ctx) })
 	wg.Go(func() { h.catchups.run(ctx, 4) })
+	wg.Go(func() { h.roomReads.run(ctx, 2) })
 	wg.Go(func() { h.registryLoop(ctx) })
 	for range 2 {
 		wg.Go(func() { h.topReader(ctx) })
@@ -349,6 +360,32 @@ func (h *Hub) linkFor(user string) *link {
 	return h.link(-1)
 }
 
+// linkForRoom returns the link that carries room's channel: the one link on a single
+// Redis; on a cluster, the room's own (a cluster link holds one slot, and a room's keys are
+// in the room's slot), created and started if needed.
+func (h *Hub) linkForRoom(room string) *link {
+	if !h.cluster {
+		return h.link(-1)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if l := h.roomLinks[room]; l != nil {
+		return l
+	}
+	l := h.newLink(-2)
+	l.sentinel = h.keys.roomTag(room) + ":node:" + h.cfg.Node
+	if h.roomLinks == nil {
+		h.roomLinks = make(map[string]*link)
+	}
+	h.roomLinks[room] = l
+	h.unstarted = append(h.unstarted, l)
+	select {
+	case h.linkAdded <- struct{}{}:
+	default:
+	}
+	return l
+}
+
 // existingLinkFor returns the link that carries user's channel, or nil.
 func (h *Hub) existingLinkFor(user string) *link {
 	b := -1
@@ -364,8 +401,11 @@ func (h *Hub) existingLinkFor(user string) *link {
 func (h *Hub) allLinks() []*link {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	links := make([]*link, 0, len(h.links))
+	links := make([]*link, 0, len(h.links)+len(h.roomLinks))
 	for _, l := range h.links {
+		links = append(links, l)
+	}
+	for _, l := range h.roomLinks {
 		links = append(links, l)
 	}
 	return links
