@@ -2,8 +2,8 @@ package subscriptions
 
 import (
 	"context"
-	_ "embed"
 	crand "crypto/rand"
+	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"

@@ -169,10 +169,10 @@ type Hub struct {
 
 	// mu guards the table of links; each link guards its own channels with link.mu.
 	mu        sync.Mutex
-	links     map[int]*link // by bucket; -1 is the one link on a single Redis
+	links     map[int]*link    // by bucket; -1 is the one link on a single Redis
 	roomLinks map[string]*link // on a cluster, a link per big room delivered here (its slot)
-	unstarted []*link       // created, not yet run: Run starts them
-	linkAdded chan struct{} // wakes Run to start the unstarted links
+	unstarted []*link          // created, not yet run: Run starts them
+	linkAdded chan struct{}    // wakes Run to start the unstarted links
 
 	redisOK atomic.Bool // the last round trip on the command client succeeded
 	// Counters for operators: Pub/Sub connections built after the first, and messages
