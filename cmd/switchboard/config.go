@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/events"
 	"github.com/switchboard-dev/switchboard/service"
+	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
 // config is everything the flags and their environment variables set.
@@ -39,6 +40,9 @@ type config struct {
 	NodeID                           string
 	HistorySize                      int64
 	HistoryTTL                       time.Duration
+	// BigRoomThreshold is the member count from which a room is big; 0 keeps every room
+	// small.
+	BigRoomThreshold int
 	// RoomHistorySize is how many messages each room's own stream keeps; 0 keeps none.
 	RoomHistorySize int64
 	MaxMessageBytes int
@@ -153,6 +157,7 @@ func (c *config) settings() []setting {
 		{"trusted-proxies", "", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For names the client IP; empty: the TCP peer is the client", cidrs(&c.TrustedProxies)},
 		{"max-rooms-per-user", "1000", "rooms one user may be in", integer(&c.MaxRoomsPerUser, 1, math.MaxInt)},
 		{"max-room-members", "100000", "members one room may have", integer(&c.MaxRoomMembers, 1, math.MaxInt)},
+		{"big-room-threshold", strconv.Itoa(subscriptions.DefaultBigRoomThreshold), "members from which a room is delivered by fan-out on read (one stored copy per message); 0 or off keeps every room per-member", offInteger(&c.BigRoomThreshold)},
 	}
 }
 
@@ -202,6 +207,21 @@ func httpURL(dst *string) func(string) error {
 }
 
 // integer parses a whole number from lo to hi into dst.
+// offInteger parses a count where "off" means 0 (the feature is off).
+func offInteger(dst *int) func(string) error {
+	parse := integer(dst, 0, math.MaxInt32)
+	return func(s string) error {
+		if s == "off" {
+			*dst = 0
+			return nil
+		}
+		if err := parse(s); err != nil {
+			return errors.New("must be an integer of at least 0, or off")
+		}
+		return nil
+	}
+}
+
 func integer[T int | int64](dst *T, lo, hi int64) func(string) error {
 	return func(s string) error {
 		n, err := strconv.ParseInt(s, 10, 64)

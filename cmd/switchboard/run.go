@@ -155,6 +155,8 @@ func (n *node) buildParts(cfg config) error {
 		MaxResumesPerUser: cfg.MaxResumesPerUser,
 		MaxRoomsPerUser:   cfg.MaxRoomsPerUser,
 		MaxRoomMembers:    cfg.MaxRoomMembers,
+		// The hub reads 0 as its default and a negative threshold as off.
+		BigRoomThreshold: cmp.Or(cfg.BigRoomThreshold, -1),
 	})
 	if err != nil {
 		return err
