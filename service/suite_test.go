@@ -46,6 +46,11 @@ func suite() []func(*testing.T, backend) {
 		testLargeRoomHistoryIDReachesEveryMember,
 		testEphemeralSendsArePublishedNeverStored,
 		testRoomPresenceListsMembersOnlineOnAnyNode,
+		testBigRoomIsOneCopyDeliveredToEveryMemberOnEveryNode,
+		testBigRoomLosesNothingWhenThePubSubLinkIsCut,
+		testBigRoomResumesFromItsPosition,
+		testBigRoomMembershipChangesReachTheUsersNodeAtOnce,
+		testRoomGrowingAndShrinkingKeepsOneOrderAndLosesNothing,
 	}
 }
 
