@@ -262,6 +262,16 @@ func testRoomGrowingAndShrinkingKeepsOneOrderAndLosesNothing(t *testing.T, be ba
 	if got := roomData(alice.Messages(), "r"); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("alice got %v, want %v", got, want)
 	}
+	// The room was small, big, small and big again, as the member counts say.
+	var modes strings.Builder
+	for _, m := range alice.Messages() {
+		if m.Room == "r" {
+			modes.WriteString(map[bool]string{true: "B", false: "s"}[m.Big])
+		}
+	}
+	if want := strings.Repeat("s", 10) + strings.Repeat("B", 20) + strings.Repeat("s", 10) + strings.Repeat("B", 10); modes.String() != want {
+		t.Fatalf("modes %s, want %s", modes.String(), want)
+	}
 	var bobGot []string
 	for len(bobGot) < 30 {
 		f, err := bob.NextWithin(10 * time.Second)
@@ -275,4 +285,99 @@ func testRoomGrowingAndShrinkingKeepsOneOrderAndLosesNothing(t *testing.T, be ba
 	if strings.Join(bobGot, ",") != strings.Join(numbers(0, 30), ",") {
 		t.Fatalf("bob got %v", bobGot)
 	}
+}
+
+func testRoomFlippingUnderConcurrentSendsKeepsOneOrderForEveryMember(t *testing.T, be backend) {
+	a := startNode(t, be, "a", bigThreshold(6))
+	b := startNode(t, be, "b", bigThreshold(6))
+	putMember(t, a, "r", "alice")
+	putMember(t, a, "r", "zed")
+	alice := roomResumer(t, "alice", a, b)
+	zed := roomResumer(t, "zed", b, a)
+	const senders, each = 4, 60
+	posted := make(chan string, senders*each)
+	errs := make(chan error, senders)
+	for s := range senders {
+		go func() {
+			for i := range each {
+				id, err := postRoomErr([]*node{a, b}[s%2], "r", fmt.Sprintf(`"%d-%d"`, s, i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				posted <- id
+			}
+			errs <- nil
+		}()
+	}
+	toggled := []string{"m1", "m2", "m3", "m4"}
+	for flip := 0; flip < 6; flip++ {
+		for _, u := range toggled {
+			if flip%2 == 0 {
+				putMember(t, b, "r", u)
+			} else if r := do(t, "DELETE", a.base+"/v1/rooms/r/members/"+u, "", nil); r.status != http.StatusNoContent {
+				t.Fatalf("DELETE %s: %d", u, r.status)
+			}
+		}
+		if flip == 3 {
+			be.killPubSub(t)
+		}
+	}
+	for range senders {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(posted)
+	want := map[string]bool{}
+	for id := range posted {
+		want[id] = true
+	}
+	for name, r := range map[string]*wsclient.Resumer{"alice": alice, "zed": zed} {
+		waitResumer(t, r, func(r *wsclient.Resumer) bool { return len(roomHistoryIDs(r.Messages())) >= len(want) }, name+"'s messages")
+		got := roomHistoryIDs(r.Messages())
+		t.Logf("%s: %d messages, the mode changed %d times between them", name, len(got), modeChanges(r.Messages()))
+		if len(got) != len(want) {
+			t.Fatalf("%s got %d messages, want %d", name, len(got), len(want))
+		}
+		for i, id := range got {
+			if !want[id] {
+				t.Fatalf("%s got %s, never posted", name, id)
+			}
+			if i > 0 && !idBefore(got[i-1], id) {
+				t.Fatalf("%s: %s after %s: out of the room's order (or twice)", name, id, got[i-1])
+			}
+		}
+	}
+}
+
+// roomHistoryIDs returns the room stream ids of the room messages, in arrival order.
+func roomHistoryIDs(msgs []wsclient.Frame) []string {
+	var out []string
+	for _, m := range msgs {
+		if m.Room != "" {
+			out = append(out, m.HistoryID)
+		}
+	}
+	return out
+}
+
+// idBefore reports whether stream id x is older than y.
+func idBefore(x, y string) bool {
+	var xm, xs, ym, ys uint64
+	fmt.Sscanf(x, "%d-%d", &xm, &xs)
+	fmt.Sscanf(y, "%d-%d", &ym, &ys)
+	return xm < ym || xm == ym && xs < ys
+}
+
+// modeChanges counts the changes between big and per-member delivery along msgs.
+func modeChanges(msgs []wsclient.Frame) int {
+	n, last := 0, false
+	for i, m := range msgs {
+		if i > 0 && m.Big != last {
+			n++
+		}
+		last = m.Big
+	}
+	return n
 }

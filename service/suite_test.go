@@ -51,6 +51,7 @@ func suite() []func(*testing.T, backend) {
 		testBigRoomResumesFromItsPosition,
 		testBigRoomMembershipChangesReachTheUsersNodeAtOnce,
 		testRoomGrowingAndShrinkingKeepsOneOrderAndLosesNothing,
+		testRoomFlippingUnderConcurrentSendsKeepsOneOrderForEveryMember,
 	}
 }
 
