@@ -51,6 +51,8 @@ var documentedDefaults = config{
 	LogLevel:        "info",
 	// Room history (docs/protocol.md, "Room history").
 	RoomHistorySize: 1000,
+	// Big rooms (docs/design.md, "Big rooms: fan-out on read").
+	BigRoomThreshold: 500,
 	// A day: a token's lifetime cap and how long a revocation is kept (docs/security.md).
 	MaxTokenLifetime: 24 * time.Hour,
 
@@ -117,6 +119,7 @@ func TestParseConfig(t *testing.T) {
 			"--connect-url", "https://backend.example/connect",
 			"--rpc-url", "http://127.0.0.1:9090/rpc",
 			"--hook-timeout", "750ms",
+			"--big-room-threshold", "off",
 		}, fakeEnv(), withDefaultLimits(config{
 			AuthorizeURL: "https://backend.example/authorize", ConnectURL: "https://backend.example/connect",
 			RPCURL: "http://127.0.0.1:9090/rpc", HookTimeout: 750 * time.Millisecond,
@@ -156,6 +159,7 @@ func TestParseConfig(t *testing.T) {
 			"SWITCHBOARD_CONNECT_URL", "https://backend.example/connect",
 			"SWITCHBOARD_RPC_URL", "https://backend.example/rpc",
 			"SWITCHBOARD_HOOK_TIMEOUT", "5s",
+			"SWITCHBOARD_BIG_ROOM_THRESHOLD", "2000",
 		), withDefaultLimits(config{
 			AuthorizeURL: "https://backend.example/authorize", ConnectURL: "https://backend.example/connect",
 			RPCURL: "https://backend.example/rpc", HookTimeout: 5 * time.Second,
@@ -166,6 +170,7 @@ func TestParseConfig(t *testing.T) {
 			HistoryTTL: time.Hour, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
 			WebhookSecret: "hook", LogLevel: "warn", MaxTokenLifetime: 15 * time.Minute, DevHosts: "switchboard",
 			EventQueueBytes: 64 << 20, EventUserBytes: 64 << 10, EventSystemReserve: 0.5,
+			BigRoomThreshold: 2000,
 		})},
 		{"the redis URL comes from the environment", nil, fakeEnv("SWITCHBOARD_REDIS", "redis://r:6379/0"),
 			with(func(c *config) { c.Redis = "redis://r:6379/0" })},
@@ -276,6 +281,8 @@ func TestParseConfigRefusesBadValues(t *testing.T) {
 		{"a replay budget that is not a number is refused", nil, fakeEnv("SWITCHBOARD_REPLAY_BYTES", "1MB"), []string{"--replay-bytes", `"1MB"`}},
 		{"zero resumes per user is refused", []string{"--max-resumes-per-user", "0"}, fakeEnv(), []string{"--max-resumes-per-user", `"0"`}},
 		{"a negative room history size is refused", []string{"--room-history-size", "-1"}, fakeEnv(), []string{"--room-history-size", `"-1"`}},
+		{"a negative big room threshold is refused", []string{"--big-room-threshold", "-1"}, fakeEnv(), []string{"--big-room-threshold", `"-1"`}},
+		{"a big room threshold that is not a number or off is refused", nil, fakeEnv("SWITCHBOARD_BIG_ROOM_THRESHOLD", "never"), []string{"--big-room-threshold", `"never"`}},
 		{"a history size of zero is refused", []string{"--history-size", "0"}, fakeEnv(), []string{"--history-size", `"0"`}},
 		{"a negative history size is refused", []string{"--history-size", "-5"}, fakeEnv(), []string{"--history-size", `"-5"`}},
 		{"a history size that is not a number is refused", []string{"--history-size", "lots"}, fakeEnv(), []string{"--history-size", `"lots"`}},
@@ -347,7 +354,7 @@ func TestParseConfigHelpListsEveryFlagWithItsVariable(t *testing.T) {
 		"history-size", "room-history-size", "history-ttl", "max-message-bytes", "webhook-url", "webhook-secret",
 		"max-token-lifetime", "dev-hosts",
 		"user-send-limit", "user-join-limit", "user-event-limit", "user-connect-limit", "ip-connect-limit",
-		"trusted-proxies", "max-rooms-per-user", "max-room-members",
+		"trusted-proxies", "max-rooms-per-user", "max-room-members", "big-room-threshold",
 		"event-queue-bytes", "event-user-bytes", "event-system-reserve",
 	} {
 		v := "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))

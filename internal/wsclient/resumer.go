@@ -14,7 +14,7 @@ import (
 type Resumer struct {
 	// URL returns the WebSocket URL of the attempt-th connection, resuming after since ("" on
 	// the first connection that has seen nothing). Rotating nodes here moves the client.
-	URL     func(attempt int, since string) string
+	URL func(attempt int, since string) string
 	// RoomURL, when set, is used instead of URL, with the big rooms' positions as the
 	// room_since parameter wants them ("" for none).
 	RoomURL func(attempt int, since, roomSince string) string

@@ -46,7 +46,7 @@ type Frame struct {
 	Big bool `json:"big,omitempty"`
 	// BigRooms, on a welcome, are the user's big rooms and where each starts.
 	BigRooms []BigRoom `json:"big_rooms,omitempty"`
-	Raw        []byte          `json:"-"`
+	Raw      []byte    `json:"-"`
 }
 
 // BigRoom is one of a welcome's big rooms.
