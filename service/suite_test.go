@@ -52,6 +52,8 @@ func suite() []func(*testing.T, backend) {
 		testBigRoomMembershipChangesReachTheUsersNodeAtOnce,
 		testRoomGrowingAndShrinkingKeepsOneOrderAndLosesNothing,
 		testRoomFlippingUnderConcurrentSendsKeepsOneOrderForEveryMember,
+		testBigRoomStalledReaderIsClosedWith1013AndResumesWithoutLoss,
+		testBigRoomDrainingNodeClosesWith1012AndClientsResumeElsewhere,
 	}
 }
 
