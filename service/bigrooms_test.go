@@ -124,8 +124,8 @@ func testBigRoomIsOneCopyDeliveredToEveryMemberOnEveryNode(t *testing.T, be back
 	}
 	// A non-member's send is refused, over the WebSocket too.
 	r := do(t, "POST", a.base+"/v1/rooms/big/messages?from=eve", "application/json", strings.NewReader(`1`))
-	if r.status != http.StatusAccepted {
-		t.Fatalf("a backend post: %d %s", r.status, r.body)
+	if r.status != http.StatusAccepted || r.json(t)["recipients"] != float64(3) || r.json(t)["history_id"] == nil {
+		t.Fatalf("a backend post: %d %s, want 3 recipients and a history id", r.status, r.body)
 	}
 	must(t, eve.SendRaw([]byte(`{"type":"send","room":"big","data":1,"ref":"x"}`)))
 	if f := next(t, eve, "error"); f.Code != "not_member" {

@@ -58,12 +58,12 @@ func (h *Hub) bigStreamSize() int64 {
 }
 
 // sendBig runs the big-room script once.
-func (h *Hub) sendBig(ctx context.Context, room string, env Envelope, how RoomSend) (bigOutcome, string, error) {
+func (h *Hub) sendBig(ctx context.Context, room string, env Envelope, how RoomSend) (out bigOutcome, id string, members int, _ error) {
 	sender := ""
 	if how.RequireMember {
 		sender = env.From
 	}
-	below := 0
+	below := 0 // never
 	if h.bigRoomsOn() {
 		below = max(1, h.cfg.BigRoomThreshold/2)
 	} else {
@@ -77,20 +77,21 @@ func (h *Hub) sendBig(ctx context.Context, room string, env Envelope, how RoomSe
 	v, err := bigRoomScript.Run(ctx, h.rdb, keys, sender, h.bigStreamSize(),
 		h.cfg.HistoryTTL.Milliseconds(), env.tail(), h.pub.publishCmd, h.scriptDeadline(), below, eph).Slice()
 	if err != nil {
-		return 0, "", fmt.Errorf("%w: send to %s: %w", ErrUnavailable, room, err)
+		return 0, "", 0, fmt.Errorf("%w: send to %s: %w", ErrUnavailable, room, err)
 	}
 	kind, _ := v[0].(int64)
-	id := ""
-	if len(v) > 1 {
+	if len(v) > 2 {
 		id, _ = v[1].(string)
+		n, _ := v[2].(int64)
+		members = int(n)
 	}
-	return bigOutcome(kind), id, nil
+	return bigOutcome(kind), id, members, nil
 }
 
 // publishBig sends to room when it is big. It reports handled false when the room is small
 // (or was just turned small), and the caller takes the per-member path.
 func (h *Hub) publishBig(ctx context.Context, room string, env Envelope, how RoomSend) (res RoomResult, handled bool, err error) {
-	out, id, err := h.sendBig(ctx, room, env, how)
+	out, id, members, err := h.sendBig(ctx, room, env, how)
 	if err != nil {
 		return RoomResult{}, true, err
 	}
@@ -108,11 +109,7 @@ func (h *Hub) publishBig(ctx context.Context, room string, env Envelope, how Roo
 		}
 		return RoomResult{}, false, nil
 	case bigSent:
-		n, err := h.rdb.SCard(ctx, h.keys.roomMembers(room)).Result()
-		if err != nil {
-			n = 0 // sent all the same; the count is only informative
-		}
-		res.Recipients = int(n)
+		res.Recipients = members
 		if id != "" {
 			if res.HistoryID, err = ParseStreamID(id); err != nil {
 				return RoomResult{}, true, fmt.Errorf("%w: room stream id: %w", ErrUnavailable, err)

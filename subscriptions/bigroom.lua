@@ -8,7 +8,7 @@
 -- below which the room turns small (0: never), ARGV[8] "1" for an ephemeral message.
 -- Returns {0} when the room is small (nothing done), {-1} when the sender is not a member,
 -- {1} when the room has shrunk below ARGV[7] (nothing done: the caller turns it small),
--- {2, id} once sent ('' as the id of an ephemeral message).
+-- {2, id, members} once sent ('' as the id of an ephemeral message).
 local now = redis.call('TIME')
 if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(ARGV[6]) then
   return redis.error_reply('DEADLINE the caller gave up before Redis ran the delivery')
@@ -19,15 +19,15 @@ end
 if ARGV[1] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then
   return {-1}
 end
-local below = tonumber(ARGV[7])
-if below > 0 and redis.call('SCARD', KEYS[2]) < below then
+local members = redis.call('SCARD', KEYS[2])
+if members < tonumber(ARGV[7]) then
   return {1}
 end
 if ARGV[8] == '1' then
   redis.call(ARGV[5], KEYS[4], '{"type":"message","ephemeral":true' .. ARGV[4])
-  return {2, ''}
+  return {2, '', members}
 end
 local id = redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[2], '*', 'e', ARGV[4])
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 redis.call(ARGV[5], KEYS[4], '{"type":"message","id":"' .. id .. '","big":true,"history_id":"' .. id .. '"' .. ARGV[4])
-return {2, id}
+return {2, id, members}
