@@ -381,3 +381,41 @@ func modeChanges(msgs []wsclient.Frame) int {
 	}
 	return n
 }
+
+func TestAThousandMemberRoomIsBigByDefaultUnlessTurnedOff(t *testing.T) {
+	be := singleRedis(t)
+	on := startNode(t, be, "on")
+	off := startNode(t, be, "off", bigThreshold(-1)) // what --big-room-threshold off gives
+	join := func(room string) {
+		g := make(chan error, 8)
+		for w := range 8 {
+			go func() {
+				for i := w; i < 1000; i += 8 {
+					if _, err := on.hub.Join(context.Background(), room, fmt.Sprintf("m%d", i)); err != nil {
+						g <- err
+						return
+					}
+				}
+				g <- nil
+			}()
+		}
+		for range 8 {
+			must(t, <-g)
+		}
+	}
+	join("thousand")
+	m0, _ := connect(t, on, "m0")
+	id := postRoom(t, on, "thousand", `"hello"`)
+	next(t, m0, "room_mode")
+	if m := next(t, m0, "message"); !m.Big || m.ID != id {
+		t.Fatalf("got %s, want a big message %s", m.Raw, id)
+	}
+	// Turned off, a node sends per member, and the room turns small at its next send.
+	id = postRoom(t, off, "thousand", `"small again"`)
+	if f := next(t, m0, "room_mode"); f.Big {
+		t.Fatalf("want the room turning small, got %s", f.Raw)
+	}
+	if m := next(t, m0, "message"); m.Big || m.HistoryID != id {
+		t.Fatalf("got %s, want a per-member message with history id %s", m.Raw, id)
+	}
+}

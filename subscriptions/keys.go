@@ -93,15 +93,6 @@ func (k keys) roomMode(room string) string { return k.roomTag(room) + ":mode" }
 // slot.
 func (k keys) roomChannel(room string) string { return k.roomTag(room) + ":channel" }
 
-// roomFromChannel returns the room a channel name belongs to, or false.
-func (k keys) roomFromChannel(ch string) (string, bool) {
-	pre, suf := "{"+k.prefix+":room:", "}:channel"
-	if len(ch) <= len(pre)+len(suf) || ch[:len(pre)] != pre || ch[len(ch)-len(suf):] != suf {
-		return "", false
-	}
-	return ch[len(pre) : len(ch)-len(suf)], true
-}
-
 // roomLock serializes a room's fan-outs across nodes, so that every member sees the room's
 // messages in the same relative order.
 func (k keys) roomLock(room string) string { return k.roomTag(room) + ":lock" }

@@ -150,7 +150,7 @@ func (h *Hub) joined(n int) (bool, error) {
 }
 
 // leaveLua removes a member from a room's member set and, when that leaves the room empty,
-// deletes the room's history too (both in the room's slot). It answers SREM's count.
+// deletes the room's history and mode too (all in the room's slot). It answers SREM's count.
 const leaveLua = `local n = redis.call('SREM', KEYS[1], ARGV[1])
 if n == 1 and redis.call('SCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[2], KEYS[3]) end
 return n`
