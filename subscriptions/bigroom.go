@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
@@ -33,6 +34,37 @@ var roomModeScript = redis.NewScript(roomModeLua)
 // Config.BigRoomThreshold is zero: well below the 1,000 members at which the per-member
 // fan-out saturates a Redis core at about 90 messages/s (docs/benchmarks.md).
 const DefaultBigRoomThreshold = 500
+
+// roomHints remembers which rooms this node last found big, so that a small room's send
+// does not pay a big-room call first and a big room's does not take the fan-out lock. A
+// wrong hint costs one call and is corrected; the mode in Redis decides.
+type roomHints struct {
+	mu  sync.Mutex
+	big map[string]bool
+}
+
+// maxRoomHints bounds the hints kept; past it they are forgotten (a room is then tried as
+// small first, and found big by the per-member path's read of the mode).
+const maxRoomHints = 10000
+
+func (r *roomHints) isBig(room string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.big[room]
+}
+
+func (r *roomHints) set(room string, big bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !big {
+		delete(r.big, room)
+		return
+	}
+	if r.big == nil || len(r.big) >= maxRoomHints {
+		r.big = make(map[string]bool)
+	}
+	r.big[room] = true
+}
 
 // bigOutcome is what the big-room script answered.
 type bigOutcome int

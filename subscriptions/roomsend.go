@@ -50,17 +50,28 @@ func (h *Hub) PublishRoomMessage(ctx context.Context, room string, env Envelope,
 	env.Room, env.To = room, ""
 	// A big room is sent without the lock; a small one (or one that just turned small)
 	// takes the per-member path, which may turn it big and send it big (docs/design.md,
-	// "Big rooms"). A mode changes at most twice in a row under heavy churn.
+	// "Big rooms"). Which to try first is what this node saw last of the room: either
+	// finds out when the room is the other. An ephemeral send tries big first, since the
+	// per-member path would publish once per member of a room that may be big.
+	tryBig := how.Ephemeral || h.roomHints.isBig(room)
 	for range 4 {
-		if res, handled, err := h.publishBig(ctx, room, env, how); handled {
-			return res, err
+		if tryBig {
+			res, handled, err := h.publishBig(ctx, room, env, how)
+			if handled {
+				h.roomHints.set(room, err == nil || !errors.Is(err, ErrUnavailable))
+				return res, err
+			}
+			h.roomHints.set(room, false)
 		}
 		if how.Ephemeral {
 			return h.publishRoomEphemeral(ctx, room, env, how)
 		}
-		if res, again, err := h.publishSmall(ctx, room, env, how); !again {
+		res, again, err := h.publishSmall(ctx, room, env, how)
+		if !again {
 			return res, err
 		}
+		h.roomHints.set(room, true)
+		tryBig = true
 	}
 	return RoomResult{}, fmt.Errorf("%w: room %s kept changing mode", ErrUnavailable, room)
 }
