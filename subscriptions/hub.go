@@ -195,6 +195,7 @@ type Hub struct {
 	roomHints   roomHints
 	tops        *topReads     // newest-id reads of new connections, batched
 	roomsReads  *roomsReads   // users' room sets for the welcome, batched
+	modesReads  *modesReads   // their rooms' modes, batched
 	done        chan struct{} // closed when Run has returned
 }
 
@@ -232,6 +233,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Hub, error) {
 	h.obs = cfg.Observer
 	h.catchups = newCatchupQueue(h)
 	h.roomReads = newRoomReadQueue(h)
+	h.modesReads = newModesReads(h)
 	return h, nil
 }
 

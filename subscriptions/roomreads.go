@@ -2,6 +2,7 @@ package subscriptions
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 
@@ -105,25 +106,70 @@ type roomMode struct {
 	recovered bool     // the position is still in the stream (or not older than its newest)
 }
 
-// readRoomModes reads, in one pipeline, each room's mode and newest id, and whether each
-// given position is still in the room's stream.
-func (h *Hub) readRoomModes(ctx context.Context, rooms []string, positions map[string]StreamID) ([]roomMode, error) {
-	modes := make([]*redis.SliceCmd, len(rooms))
-	tops := make([]*redis.XMessageSliceCmd, len(rooms))
-	found := make([]*redis.XMessageSliceCmd, len(rooms))
+// modesRead is one connection's read of its rooms' modes, and its answer.
+type modesRead struct {
+	rooms     []string
+	positions map[string]StreamID
+	modes     []*redis.SliceCmd
+	tops      []*redis.XMessageSliceCmd
+	found     []*redis.XMessageSliceCmd
+	out       []roomMode
+	err       error
+}
+
+// modesReads batches the room mode reads of new connections: in a connect storm they share
+// round trips, as the room sets read for the welcome do (roomsets.go).
+type modesReads = pipeline.Batcher[modesRead]
+
+func newModesReads(h *Hub) *modesReads {
+	return pipeline.New(pipeline.Config[modesRead]{MaxBatch: 64, CallersLead: true,
+		Send: func(ctx context.Context, batch []*modesRead) { h.sendModeReads(ctx, batch) }})
+}
+
+// sendModeReads reads, in one pipeline, each room's mode and newest id, and whether each
+// given position is still in the room's stream, for every read of the batch.
+func (h *Hub) sendModeReads(ctx context.Context, batch []*modesRead) {
 	_, err := h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, room := range rooms {
-			modes[i] = p.HMGet(ctx, h.keys.roomMode(room), "big", "from")
-			tops[i] = p.XRevRangeN(ctx, h.keys.roomHistory(room), "+", "-", 1)
-			if pos, ok := positions[room]; ok && !pos.IsZero() {
-				found[i] = p.XRangeN(ctx, h.keys.roomHistory(room), pos.String(), pos.String(), 1)
+		for _, r := range batch {
+			r.modes = make([]*redis.SliceCmd, len(r.rooms))
+			r.tops = make([]*redis.XMessageSliceCmd, len(r.rooms))
+			r.found = make([]*redis.XMessageSliceCmd, len(r.rooms))
+			for i, room := range r.rooms {
+				r.modes[i] = p.HMGet(ctx, h.keys.roomMode(room), "big", "from")
+				r.tops[i] = p.XRevRangeN(ctx, h.keys.roomHistory(room), "+", "-", 1)
+				if pos, ok := r.positions[room]; ok && !pos.IsZero() {
+					r.found[i] = p.XRangeN(ctx, h.keys.roomHistory(room), pos.String(), pos.String(), 1)
+				}
 			}
 		}
 		return nil
 	})
-	if err != nil && err != redis.Nil {
+	for _, r := range batch {
+		if err != nil && err != redis.Nil {
+			r.err = fmt.Errorf("%w: read room modes: %w", ErrUnavailable, err)
+			continue
+		}
+		r.out = r.decode()
+		r.modes, r.tops, r.found = nil, nil, nil
+	}
+}
+
+// readRoomModes reads each of rooms' mode and newest id, and whether each given position
+// is still in the room's stream, through the batched reads.
+func (h *Hub) readRoomModes(ctx context.Context, rooms []string, positions map[string]StreamID) ([]roomMode, error) {
+	r, err := h.modesReads.Do(ctx, modesRead{rooms: rooms, positions: positions})
+	switch {
+	case errors.Is(err, pipeline.ErrClosed):
+		return nil, ErrClosed
+	case err != nil:
 		return nil, fmt.Errorf("%w: read room modes: %w", ErrUnavailable, err)
 	}
+	return r.out, r.err
+}
+
+// decode turns the read's answers into roomModes.
+func (r *modesRead) decode() []roomMode {
+	rooms, positions, modes, tops, found := r.rooms, r.positions, r.modes, r.tops, r.found
 	out := make([]roomMode, len(rooms))
 	for i, room := range rooms {
 		m := roomMode{room: room}
@@ -150,5 +196,5 @@ func (h *Hub) readRoomModes(ctx context.Context, rooms []string, positions map[s
 		}
 		out[i] = m
 	}
-	return out, nil
+	return out
 }
