@@ -89,18 +89,22 @@ func (h *Hub) bigStreamSize() int64 {
 	return h.cfg.HistorySize
 }
 
+// shrinkBelow is the member count a big room turns small under: half the threshold, or,
+// with big rooms off, any count, so that every big room turns small at its next send.
+func (h *Hub) shrinkBelow() int {
+	if h.bigRoomsOn() {
+		return max(1, h.cfg.BigRoomThreshold/2)
+	}
+	return 1 << 30
+}
+
 // sendBig runs the big-room script once.
 func (h *Hub) sendBig(ctx context.Context, room string, env Envelope, how RoomSend) (out bigOutcome, id string, members int, _ error) {
 	sender := ""
 	if how.RequireMember {
 		sender = env.From
 	}
-	below := 0 // never
-	if h.bigRoomsOn() {
-		below = max(1, h.cfg.BigRoomThreshold/2)
-	} else {
-		below = 1 << 30 // off: every big room turns small at its next send
-	}
+	below := h.shrinkBelow()
 	eph := "0"
 	if how.Ephemeral {
 		eph = "1"
@@ -172,7 +176,10 @@ func (h *Hub) changeMode(ctx context.Context, room string, big bool) error {
 		mode = "big"
 	}
 	keys := []string{h.keys.roomMode(room), h.keys.roomMembers(room), h.keys.roomHistory(room)}
-	v, err := roomModeScript.Run(ctx, h.rdb, keys, mode).Slice()
+	v, err := roomModeScript.Run(ctx, h.rdb, keys, mode, h.shrinkBelow()).Slice()
+	if err == nil && len(v) == 0 {
+		return nil // turned or grown meanwhile by another send
+	}
 	if err != nil || len(v) != 2 {
 		return fmt.Errorf("%w: turn %s %s: %v %w", ErrUnavailable, room, mode, v, err)
 	}
