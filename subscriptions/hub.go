@@ -363,32 +363,6 @@ func (h *Hub) linkFor(user string) *link {
 	return h.link(-1)
 }
 
-// linkForRoom returns the link that carries room's channel: the one link on a single
-// Redis; on a cluster, the room's own (a cluster link holds one slot, and a room's keys are
-// in the room's slot), created and started if needed.
-func (h *Hub) linkForRoom(room string) *link {
-	if !h.cluster {
-		return h.link(-1)
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if l := h.roomLinks[room]; l != nil {
-		return l
-	}
-	l := h.newLink(-2)
-	l.sentinel = h.keys.roomTag(room) + ":node:" + h.cfg.Node
-	if h.roomLinks == nil {
-		h.roomLinks = make(map[string]*link)
-	}
-	h.roomLinks[room] = l
-	h.unstarted = append(h.unstarted, l)
-	select {
-	case h.linkAdded <- struct{}{}:
-	default:
-	}
-	return l
-}
-
 // existingLinkFor returns the link that carries user's channel, or nil.
 func (h *Hub) existingLinkFor(user string) *link {
 	b := -1
