@@ -286,4 +286,3 @@ func testRoomGrowingAndShrinkingKeepsOneOrderAndLosesNothing(t *testing.T, be ba
 		t.Fatalf("bob got %v", bobGot)
 	}
 }
-
