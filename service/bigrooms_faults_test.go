@@ -92,3 +92,59 @@ func testBigRoomDrainingNodeClosesWith1012AndClientsResumeElsewhere(t *testing.T
 		t.Fatalf("closes %v, want [1012]", closes)
 	}
 }
+
+func testBigRoomClientSendsLeavesAndEphemeralsOverTheWebSocket(t *testing.T, be backend) {
+	a := startNode(t, be, "a", bigThreshold(2))
+	b := startNode(t, be, "b", bigThreshold(2))
+	alice, _ := connect(t, a, "alice")
+	bob, _ := connect(t, b, "bob")
+	ack(t, alice, `{"type":"join","room":"big","ref":"j"}`)
+	ack(t, bob, `{"type":"join","room":"big","ref":"j"}`)
+	// The first send turns the room big; the sender gets its own message, as a member.
+	must(t, alice.SendRaw([]byte(`{"type":"send","room":"big","data":"hi","ref":"s"}`)))
+	var acked, got wsclient.Frame
+	for acked.Type == "" || got.Type == "" {
+		switch f := nextFrame(t, alice); f.Type {
+		case "ack":
+			acked = f
+		case "message":
+			got = f
+		case "room_mode":
+		default:
+			t.Fatalf("alice got %s", f.Raw)
+		}
+	}
+	if acked.HistoryID == "" || acked.Recipients == nil || *acked.Recipients != 2 || got.ID != acked.HistoryID || !got.Big {
+		t.Fatalf("ack %s and message %s: want 2 recipients and the big message's id", acked.Raw, got.Raw)
+	}
+	next(t, bob, "room_mode")
+	if m := next(t, bob, "message"); m.ID != acked.HistoryID || m.From != "alice" {
+		t.Fatalf("bob got %s", m.Raw)
+	}
+	// An ephemeral send reaches the members that are connected, once, and is not kept.
+	must(t, bob.SendRaw([]byte(`{"type":"send","room":"big","data":{"typing":true},"ephemeral":true,"ref":"e"}`)))
+	ephemeral(t, "alice", nextFrame(t, alice), "bob", "big", `{"typing":true}`)
+	for seen := 0; seen < 2; seen++ { // bob's ack, and bob's own copy as a member, in any order
+		if f := nextFrame(t, bob); f.Type != "ack" && !f.Ephemeral {
+			t.Fatalf("bob got %s", f.Raw)
+		}
+	}
+	if got := history(t, a, "/v1/rooms/big/messages"); len(got) != 1 {
+		t.Fatalf("room history %+v: the ephemeral message was kept", got)
+	}
+	// A leave over the WebSocket stops the room at once, on the node that holds the user.
+	ack(t, bob, `{"type":"leave","room":"big","ref":"l"}`)
+	postRoom(t, a, "big", `"bob is gone"`)
+	if m := next(t, alice, "message"); string(m.Data) != `"bob is gone"` {
+		t.Fatalf("alice got %s", m.Raw)
+	}
+	for {
+		f, err := bob.NextWithin(300 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		if f.Type == "message" {
+			t.Fatalf("bob got %s after leaving", f.Raw)
+		}
+	}
+}

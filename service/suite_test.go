@@ -54,6 +54,7 @@ func suite() []func(*testing.T, backend) {
 		testRoomFlippingUnderConcurrentSendsKeepsOneOrderForEveryMember,
 		testBigRoomStalledReaderIsClosedWith1013AndResumesWithoutLoss,
 		testBigRoomDrainingNodeClosesWith1012AndClientsResumeElsewhere,
+		testBigRoomClientSendsLeavesAndEphemeralsOverTheWebSocket,
 	}
 }
 
