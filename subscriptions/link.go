@@ -132,6 +132,10 @@ func (l *link) receive(ctx context.Context, ps *redis.PubSub) (up bool) {
 			for _, s := range c.catchup {
 				s.requestCatchup()
 			}
+			if len(c.catchup) > 0 && h.bigRoomsOn() {
+				subs := c.catchup
+				l.tasks.Go(func() { h.resyncRooms(ctx, subs) })
+			}
 			for _, rs := range c.rooms {
 				rs.channelLive()
 			}

@@ -46,7 +46,7 @@ func (s *Subscription) roomOpLocked(op roomOp) (reads []*roomSub, detach []*room
 		if rs == nil {
 			return nil, nil
 		}
-		s.sink.Deliver(Message{Payload: roomModeFrame(op.room, true, op.pos)})
+		s.sink.Deliver(Message{Payload: roomModeFrame(op.room, true, rs.last)})
 		if rs.requestReadLocked() {
 			reads = append(reads, rs)
 		}
@@ -212,4 +212,43 @@ func (h *Hub) linkForRoom(room string) *link {
 	default:
 	}
 	return l
+}
+
+// resyncRooms runs after user channels were subscribed again on a new Pub/Sub connection:
+// the room controls published while the old one was down are lost (they are not stored).
+// It reads each user's rooms and their modes, and starts the big rooms a lost control (a
+// turn to big, a join) would have started, from where the room turned big or from the last
+// id the connection delivered of it, whichever is later. The big rooms being delivered
+// catch up from their streams, where membership and the mode are read again (applyMode),
+// which stops a room that turned small or that the user left meanwhile.
+func (h *Hub) resyncRooms(ctx context.Context, subs []*Subscription) {
+	for _, s := range subs {
+		rooms, err := h.roomSet(ctx, h.keys.userRooms(s.user))
+		var modes []roomMode
+		if err == nil {
+			modes, err = h.readRoomModes(ctx, rooms, nil)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				h.log.Warn("resyncing big rooms after a Pub/Sub reconnect failed; they resync when the client reconnects", "user", s.user, "err", err)
+			}
+			continue
+		}
+		for _, m := range modes {
+			if m.big {
+				s.roomControl(roomOp{mode: "big", room: m.room, pos: m.from})
+			}
+		}
+		s.mu.Lock()
+		var reads []*roomSub
+		for _, rs := range s.rooms {
+			if rs.requestReadLocked() {
+				reads = append(reads, rs)
+			}
+		}
+		s.mu.Unlock()
+		for _, rs := range reads {
+			h.roomReads.push(rs)
+		}
+	}
 }

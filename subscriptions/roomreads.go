@@ -46,6 +46,7 @@ func (q *roomReadQueue) read(ctx context.Context, batch []*roomRead) {
 		r.rs.s.mu.Unlock()
 	}
 	cmds := make([]*redis.Cmd, len(batch))
+	modes := make([]*redis.SliceCmd, len(batch))
 	scripts := pipeline.Scripts{Client: h.rdb}
 	err := scripts.Exec(ctx, len(batch), func(pipe redis.Pipeliner, i int) (redis.Cmder, *redis.Script) {
 		r := batch[i]
@@ -56,6 +57,10 @@ func (q *roomReadQueue) read(ctx context.Context, batch []*roomRead) {
 		keys := []string{h.keys.roomHistory(r.rs.room), h.keys.roomMembers(r.rs.room)}
 		cmds[i] = pipe.EvalSha(ctx, roomHistoryScript.Hash(), keys, "fwd", from, historyPage+1,
 			max(1, h.cfg.ReplayBytes/2), r.user)
+		if modes[i] == nil {
+			// After the page: a change of mode it cannot see is one its entries precede.
+			modes[i] = pipe.HMGet(ctx, h.keys.roomMode(r.rs.room), "big", "from", "until")
+		}
 		return cmds[i], roomHistoryScript
 	})
 	if err != nil {
@@ -67,8 +72,29 @@ func (q *roomReadQueue) read(ctx context.Context, batch []*roomRead) {
 			continue
 		}
 		msgs, more, notMember, perr := parseRoomPage(cmds[i].Val())
+		if perr == nil && !notMember {
+			r.rs.applyMode(parseModeHash(modes[i].Val()))
+		}
 		r.rs.pageRead(r.from, msgs, more, notMember, perr)
 	}
+}
+
+// modeHash is a room's mode as its hash holds it.
+type modeHash struct {
+	big         bool
+	from, until StreamID
+}
+
+func parseModeHash(v []any) modeHash {
+	var m modeHash
+	if len(v) != 3 {
+		return m
+	}
+	s := func(x any) string { str, _ := x.(string); return str }
+	m.big = s(v[0]) == "1"
+	m.from, _ = ParseStreamID(s(v[1]))
+	m.until, _ = ParseStreamID(s(v[2]))
+	return m
 }
 
 // parseRoomPage decodes roomhistory.lua's answer into big room envelopes.
@@ -102,6 +128,7 @@ type roomMode struct {
 	room      string
 	big       bool
 	start     StreamID // where the connection starts the room
+	from      StreamID // where the room last turned big
 	given     bool     // the client gave a position
 	recovered bool     // the position is still in the stream (or not older than its newest)
 }
@@ -179,6 +206,7 @@ func (r *modesRead) decode() []roomMode {
 			m.big = big == "1"
 			fromS, _ := v[1].(string)
 			from, _ := ParseStreamID(fromS)
+			m.from = from
 			var top StreamID
 			if t := tops[i].Val(); len(t) > 0 {
 				top, _ = ParseStreamID(t[0].ID)

@@ -32,6 +32,8 @@ type roomSub struct {
 	anchor    bool     // the next read must find readFrom, or messages were trimmed
 	finishing bool     // the room turned small: deliver up to until, then stop
 	until     StreamID
+	skipAfter StreamID // with skipTo, a small period whose turns rs missed (see applyMode)
+	skipTo    StreamID
 	inFlight  bool      // a read is queued or under way
 	again     bool      // read again once the current page is delivered
 	more      bool      // the stream may hold more after the page
@@ -56,6 +58,9 @@ type BigRoom struct {
 func (s *Subscription) addRoomLocked(room string, pos StreamID, anchor bool) *roomSub {
 	if s.state == stateClosed || s.rooms[room] != nil {
 		return nil
+	}
+	if last, ok := s.roomLast[room]; ok && pos.Less(last) {
+		pos = last
 	}
 	rs := &roomSub{s: s, room: room, last: pos, readFrom: pos, anchor: anchor && !pos.IsZero()}
 	if s.rooms == nil {
@@ -114,6 +119,10 @@ func (rs *roomSub) closeLocked() {
 	rs.replay, rs.pending = nil, nil
 	if rs.s.rooms[rs.room] == rs {
 		delete(rs.s.rooms, rs.room)
+		if rs.s.roomLast == nil {
+			rs.s.roomLast = make(map[string]StreamID)
+		}
+		rs.s.roomLast[rs.room] = rs.last // a room started again never goes back before it
 	}
 }
 
@@ -237,7 +246,7 @@ func (rs *roomSub) pageRead(from StreamID, msgs []Message, more, notMember bool,
 		rs.more = more
 		for _, m := range msgs {
 			rs.readFrom = m.ID
-			if rs.last.Less(m.ID) {
+			if rs.last.Less(m.ID) && !rs.skipped(m.ID) {
 				rs.replay = append(rs.replay, m)
 			}
 		}
@@ -318,4 +327,28 @@ func (s *Subscription) resumeRooms() {
 		}
 	}
 	s.mu.Unlock()
+}
+
+// applyMode reconciles rs with the room's mode read after a page, for when a control on the
+// user's channel was lost with a Pub/Sub connection: a room that turned small is delivered
+// up to its turn and then stops; entries of a small period that rs did not see (after a
+// turn to small, up to the next turn to big) are skipped, since the members' own streams
+// had them.
+func (rs *roomSub) applyMode(m modeHash) {
+	s := rs.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case !m.big:
+		if !rs.finishing || m.until.Less(rs.until) {
+			rs.finishing, rs.until = true, m.until
+		}
+	case rs.last.Less(m.from) && m.until.Less(m.from):
+		rs.skipAfter, rs.skipTo = m.until, m.from
+	}
+}
+
+// skipped reports whether id is in a small period rs missed the turns around.
+func (rs *roomSub) skipped(id StreamID) bool {
+	return rs.skipAfter.Less(id) && !rs.skipTo.Less(id)
 }

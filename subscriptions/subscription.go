@@ -76,9 +76,10 @@ type Subscription struct {
 	queued       bool // in the catch-up queue
 	// rooms are the connection's big rooms (roomsub.go); roomOps the room controls that
 	// wait for the connection to be live; holder the room, turning small, that holds it.
-	rooms   map[string]*roomSub
-	roomOps []roomOp
-	holder  *roomSub
+	rooms    map[string]*roomSub
+	roomOps  []roomOp
+	holder   *roomSub
+	roomLast map[string]StreamID // the last id delivered of each big room stopped
 }
 
 // Subscribe subscribes a new connection of user. It returns once Redis has confirmed the
