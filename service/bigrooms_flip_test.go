@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 )
@@ -59,7 +61,21 @@ func testRoomFlippingUnderConcurrentSendsKeepsOneOrderForEveryMember(t *testing.
 		want[id] = true
 	}
 	for name, r := range map[string]*wsclient.Resumer{"alice": alice, "zed": zed} {
-		waitResumer(t, r, func(r *wsclient.Resumer) bool { return len(roomHistoryIDs(r.Messages())) >= len(want) }, name+"'s messages")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := r.WaitFor(ctx, func(r *wsclient.Resumer) bool { return len(roomHistoryIDs(r.Messages())) >= len(want) })
+		cancel()
+		if err != nil {
+			got := map[string]bool{}
+			for _, id := range roomHistoryIDs(r.Messages()) {
+				got[id] = true
+			}
+			for id := range want {
+				if !got[id] {
+					t.Errorf("%s is missing %s", name, id)
+				}
+			}
+			t.Fatalf("%s got %d of %d messages (closes %v), in modes %s", name, len(got), len(want), r.Closes(), modeString(r.Messages()))
+		}
 		got := roomHistoryIDs(r.Messages())
 		t.Logf("%s: %d messages, the mode changed %d times between them", name, len(got), modeChanges(r.Messages()))
 		if len(got) != len(want) {
@@ -143,4 +159,15 @@ func TestAThousandMemberRoomIsBigByDefaultUnlessTurnedOff(t *testing.T) {
 	if m := next(t, m0, "message"); m.Big || m.HistoryID != id {
 		t.Fatalf("got %s, want a per-member message with history id %s", m.Raw, id)
 	}
+}
+
+// modeString shows how msgs arrived, in order: s per member, B big, with the history ids.
+func modeString(msgs []wsclient.Frame) string {
+	var b strings.Builder
+	for _, m := range msgs {
+		if m.Room != "" {
+			fmt.Fprintf(&b, " %s:%s", map[bool]string{true: "B", false: "s"}[m.Big], m.HistoryID)
+		}
+	}
+	return b.String()
 }

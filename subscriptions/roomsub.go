@@ -308,7 +308,7 @@ func (rs *roomSub) pumpAndUnlock() {
 // finishAndUnlock releases the connection a finishing roomSub held (see shrinkLocked).
 func (rs *roomSub) finishAndUnlock() {
 	s := rs.s
-	if s.holder != rs {
+	if s.holder != rs || s.state == stateClosed {
 		s.mu.Unlock()
 		return
 	}
