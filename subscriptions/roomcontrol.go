@@ -111,10 +111,8 @@ func (s *Subscription) roomControl(op roomOp) {
 			rs.closeLocked()
 			detach = append(detach, rs)
 			if s.holder == rs {
-				s.holder = nil
-				s.queued = false
 				s.roomOps = append(s.roomOps, op)
-				s.goLiveAndUnlock(true)
+				s.releaseHoldAndUnlock()
 				detachAll(detach)
 				return
 			}

@@ -312,7 +312,20 @@ func (rs *roomSub) finishAndUnlock() {
 		s.mu.Unlock()
 		return
 	}
+	s.releaseHoldAndUnlock()
+}
+
+// releaseHoldAndUnlock ends a hold (s is syncing, its catch-up slot taken): s goes live
+// with what was buffered, or, when a catch-up was asked for meanwhile (the Pub/Sub
+// connection was rebuilt), catches up first, since what was buffered may lie after a gap.
+func (s *Subscription) releaseHoldAndUnlock() {
 	s.holder = nil
+	if s.catchup {
+		s.catchup = false // s stays syncing and queued: the catch-up delivers, then the buffer
+		s.mu.Unlock()
+		s.hub.catchups.push(s)
+		return
+	}
 	s.queued = false
 	s.goLiveAndUnlock(true)
 }
