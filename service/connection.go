@@ -45,8 +45,10 @@ type client struct {
 	// rooms are the user's rooms for the welcome, read before the upgrade: on the request's
 	// goroutine, whose stack ends with it, not on the long-lived read loop's.
 	rooms []string
-	sub   *subscriptions.Subscription // set in OnOpen, read in OnClose: same goroutine
-	id    string                      // this connection's id in presence counts
+	// roomSince are the positions the client resumes its big rooms from (room_since).
+	roomSince map[string]subscriptions.StreamID
+	sub       *subscriptions.Subscription // set in OnOpen, read in OnClose: same goroutine
+	id        string                      // this connection's id in presence counts
 	// counted is set once presence counted the connection, so that only a counted
 	// connection is uncounted; OnOpen and OnClose run on the same goroutine.
 	counted bool
@@ -263,6 +265,12 @@ func (h *wsHandler) OnOpen(conn *gws.Conn) {
 		return
 	}
 	c.sub = sub
+	big, err := s.hub.SubscribeRooms(ctx, sub, c.rooms, c.roomSince)
+	if err != nil {
+		s.log.Warn("subscribing big rooms failed", "user", c.user, "err", err)
+		c.close(disconnectFor(err))
+		return
+	}
 	// Counted before the welcome, so that user.online precedes anything the client does.
 	if q := s.cfg.Events; q != nil {
 		c.id = s.hub.Node() + "-" + strconv.FormatInt(s.connSeq.Add(1), 10)
@@ -272,8 +280,8 @@ func (h *wsHandler) OnOpen(conn *gws.Conn) {
 			c.counted = true
 		}
 	}
-	c.send(encodeFrame(welcomeFrame{Type: "welcome", User: c.user, Node: s.hub.Node(), Recovered: w.Recovered, LastID: w.Position.String(), Rooms: c.rooms}))
-	c.rooms = nil
+	c.send(encodeFrame(welcomeFrame{Type: "welcome", User: c.user, Node: s.hub.Node(), Recovered: w.Recovered, LastID: w.Position.String(), Rooms: c.rooms, BigRooms: big}))
+	c.rooms, c.roomSince = nil, nil
 	// After the welcome, which is always the first frame: an expiring frame may be due at
 	// once.
 	c.scheduleExpiry(c.exp, c.grace)

@@ -337,6 +337,9 @@ type welcomeFrame struct {
 	LastID    string `json:"last_id"`
 	// Rooms are the user's rooms, so that a client with a token alone can list them.
 	Rooms []string `json:"rooms"`
+	// BigRooms are the user's big rooms and where each starts (docs/protocol.md, "Big
+	// rooms"); absent when none.
+	BigRooms []subscriptions.BigRoom `json:"big_rooms,omitempty"`
 }
 
 // expiringFrame warns that the connection's token expires in In seconds: the client

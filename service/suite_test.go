@@ -47,6 +47,15 @@ func suite() []func(*testing.T, backend) {
 		testEphemeralSendsArePublishedNeverStored,
 		testRoomPresenceListsMembersOnlineOnAnyNode,
 		testIdempotencyKeysDeliverEachSendOnce,
+		testBigRoomIsOneCopyDeliveredToEveryMemberOnEveryNode,
+		testBigRoomLosesNothingWhenThePubSubLinkIsCut,
+		testBigRoomResumesFromItsPosition,
+		testBigRoomMembershipChangesReachTheUsersNodeAtOnce,
+		testRoomGrowingAndShrinkingKeepsOneOrderAndLosesNothing,
+		testRoomFlippingUnderConcurrentSendsKeepsOneOrderForEveryMember,
+		testBigRoomStalledReaderIsClosedWith1013AndResumesWithoutLoss,
+		testBigRoomDrainingNodeClosesWith1012AndClientsResumeElsewhere,
+		testBigRoomClientSendsLeavesAndEphemeralsOverTheWebSocket,
 	}
 }
 

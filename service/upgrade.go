@@ -21,8 +21,9 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	roomSince, _ := parseRoomSince(r.URL.Query().Get("room_since")) // checked by admit
 	c := &client{s: s, user: user, since: since, tokens: float64(s.cfg.FrameBurst),
-		perm: s.permOf(id), exp: id.exp, grace: id.grace, rooms: rooms}
+		perm: s.permOf(id), exp: id.exp, grace: id.grace, rooms: rooms, roomSince: roomSince}
 	if since != "" {
 		// A replay costs the node reads and memory for as long as its client takes to read
 		// it: a user gets a few at once, and a plain connect is never refused for it.
@@ -106,6 +107,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (id *identity, si
 			writeError(w, errBadRequest(codeBadRequest, "since must be a message id <ms>-<seq>"))
 			return nil, "", false
 		}
+	}
+	if _, err := parseRoomSince(r.URL.Query().Get("room_since")); err != nil {
+		writeError(w, errBadRequest(codeBadRequest, err.Error()))
+		return nil, "", false
 	}
 	user := id.user
 	if s.hub.LocalConnections(user) >= s.cfg.MaxConnsPerUser {

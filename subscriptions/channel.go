@@ -86,6 +86,7 @@ type channel struct {
 	name, user string
 	link       *link
 	subs       []*Subscription
+	rsubs      []*roomSub // on a big room's channel: the connections it is delivered to
 	state      chanState
 	readyCh    chan struct{} // closed while state is live, for subscribers waiting on Redis
 	queued     bool          // in link.dirty

@@ -74,7 +74,17 @@ func (h *Hub) Disconnect(ctx context.Context, user string) (int, error) {
 // link.run, under ctx.
 func (l *link) control(ctx context.Context, m *redis.Message) {
 	var cm controlMessage
-	if json.Unmarshal([]byte(m.Payload), &cm) != nil || cm.Op != "disconnect" || cm.Reply == "" {
+	if json.Unmarshal([]byte(m.Payload), &cm) != nil {
+		return
+	}
+	if cm.Op == "room" {
+		var rm roomModeControl
+		if json.Unmarshal([]byte(m.Payload), &rm) == nil && ValidID(rm.Room) {
+			l.roomControl(ctx, &rm, m.Channel)
+		}
+		return
+	}
+	if cm.Op != "disconnect" || cm.Reply == "" {
 		return
 	}
 	h := l.hub

@@ -87,13 +87,19 @@ func (l *link) dispatchEphemeral(m *redis.Message) bool {
 	l.mu.Lock()
 	if c := l.channels[m.Channel]; c != nil {
 		l.offering = append(l.offering[:0], c.subs...)
+		l.roomOffs = append(l.roomOffs[:0], c.rsubs...)
 	}
 	l.mu.Unlock()
 	for _, s := range l.offering {
 		s.offerEphemeral(msg)
 	}
+	for _, rs := range l.roomOffs {
+		rs.offerEphemeral(msg)
+	}
 	clear(l.offering)
 	l.offering = l.offering[:0]
+	clear(l.roomOffs)
+	l.roomOffs = l.roomOffs[:0]
 	return true
 }
 

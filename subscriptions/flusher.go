@@ -15,6 +15,7 @@ type confirmation struct {
 	up      bool            // the sentinel was confirmed: the connection is up
 	rebuild bool            // Redis acted on its own: close the connection and build a new one
 	catchup []*Subscription // subscribers of a recovered channel, to catch up from their streams
+	rooms   []*roomSub      // roomSubs of a room channel confirmed: they start or catch up
 }
 
 // confirm applies a subscribe or unsubscribe confirmation read from ps.
@@ -88,8 +89,11 @@ func (l *link) confirmChannelLocked(c *channel, subscribe bool) confirmation {
 		// meanwhile is only in their streams.
 		out.catchup = append(out.catchup, c.subs...)
 	}
+	if subscribe {
+		out.rooms = append(out.rooms, c.rsubs...)
+	}
 	c.apply(evConfirmed)
-	if c.state == chanIdle && len(c.subs) == 0 {
+	if c.state == chanIdle && len(c.subs) == 0 && len(c.rsubs) == 0 {
 		delete(l.channels, c.name)
 	}
 	return out
@@ -154,7 +158,7 @@ func (l *link) planFlush() (ps *redis.PubSub, subs, unsubs []string) {
 	var later []*channel
 	for _, c := range l.dirty {
 		c.queued = false
-		want := len(c.subs) > 0
+		want := len(c.subs) > 0 || len(c.rsubs) > 0
 		switch {
 		case c.state.inFlight():
 			later = append(later, c) // decided once Redis has confirmed what is in flight

@@ -101,6 +101,10 @@ type Config struct {
 	// QuotaError. It bounds the room's member set (about 30 bytes a member) and what one room
 	// send fans out to. Default 100000.
 	MaxRoomMembers int
+	// BigRoomThreshold is the member count from which a room is delivered by fan-out on
+	// read (docs/design.md, "Big rooms"); a big room turns small again below half of it.
+	// Zero means DefaultBigRoomThreshold; negative keeps every room small.
+	BigRoomThreshold int
 	// Observer receives measurements for metrics. Default: none.
 	Observer Observer
 	// Logger receives the hub's logs. Default slog.Default().
@@ -141,6 +145,9 @@ func (c *Config) setDefaults() {
 	if c.MaxRoomMembers <= 0 {
 		c.MaxRoomMembers = 100000
 	}
+	if c.BigRoomThreshold == 0 {
+		c.BigRoomThreshold = DefaultBigRoomThreshold
+	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
@@ -168,9 +175,10 @@ type Hub struct {
 
 	// mu guards the table of links; each link guards its own channels with link.mu.
 	mu        sync.Mutex
-	links     map[int]*link // by bucket; -1 is the one link on a single Redis
-	unstarted []*link       // created, not yet run: Run starts them
-	linkAdded chan struct{} // wakes Run to start the unstarted links
+	links     map[int]*link    // by bucket; -1 is the one link on a single Redis
+	roomLinks map[string]*link // on a cluster, a link per big room delivered here (its slot)
+	unstarted []*link          // created, not yet run: Run starts them
+	linkAdded chan struct{}    // wakes Run to start the unstarted links
 
 	redisOK atomic.Bool // the last round trip on the command client succeeded
 	// Counters for operators: Pub/Sub connections built after the first, and messages
@@ -186,11 +194,14 @@ type Hub struct {
 	started     atomic.Bool // Run was called
 	running     atomic.Bool // between Run's start and its stop: subscriptions are taken
 	catchups    *catchupQueue
+	roomReads   *roomReadQueue
 	resumeMu    sync.Mutex
 	resumes     map[string]int // replays under way by user, for MaxResumesPerUser
 	roomLocks   roomLocks
+	roomHints   roomHints
 	tops        *topReads     // newest-id reads of new connections, batched
 	roomsReads  *roomsReads   // users' room sets for the welcome, batched
+	modesReads  *modesReads   // their rooms' modes, batched
 	done        chan struct{} // closed when Run has returned
 }
 
@@ -227,6 +238,8 @@ func New(rdb redis.UniversalClient, cfg Config) (*Hub, error) {
 	h.pub = newPublisher(rdb, cfg, publishCmd, h.scriptDeadline)
 	h.obs = cfg.Observer
 	h.catchups = newCatchupQueue(h)
+	h.roomReads = newRoomReadQueue(h)
+	h.modesReads = newModesReads(h)
 	return h, nil
 }
 
@@ -293,6 +306,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	wg.Go(func() { h.watchdog(ctx) })
 	wg.Go(func() { h.healthLoop(ctx) })
 	wg.Go(func() { h.catchups.run(ctx, 4) })
+	wg.Go(func() { h.roomReads.run(ctx, 2) })
 	wg.Go(func() { h.registryLoop(ctx) })
 	for range 2 {
 		wg.Go(func() { h.topReader(ctx) })
@@ -370,8 +384,11 @@ func (h *Hub) existingLinkFor(user string) *link {
 func (h *Hub) allLinks() []*link {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	links := make([]*link, 0, len(h.links))
+	links := make([]*link, 0, len(h.links)+len(h.roomLinks))
 	for _, l := range h.links {
+		links = append(links, l)
+	}
+	for _, l := range h.roomLinks {
 		links = append(links, l)
 	}
 	return links

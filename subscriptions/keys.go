@@ -85,6 +85,14 @@ func (k keys) roomMembers(room string) string { return k.roomTag(room) + ":membe
 // slot.
 func (k keys) roomHistory(room string) string { return k.roomTag(room) + ":history" }
 
+// roomMode says whether a room is big (hash field big = "1"), and where in its stream it
+// last turned big (from) or small (until).
+func (k keys) roomMode(room string) string { return k.roomTag(room) + ":mode" }
+
+// roomChannel is the Pub/Sub channel a big room's messages are published on, in the room's
+// slot.
+func (k keys) roomChannel(room string) string { return k.roomTag(room) + ":channel" }
+
 // roomLock serializes a room's fan-outs across nodes, so that every member sees the room's
 // messages in the same relative order.
 func (k keys) roomLock(room string) string { return k.roomTag(room) + ":lock" }

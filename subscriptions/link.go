@@ -43,6 +43,7 @@ type link struct {
 	unconfirmed int        // confirmations due for the last flush; none is written before
 
 	offering []*Subscription // dispatch's copy of a channel's subscribers; reader only
+	roomOffs []*roomSub      // and of a room channel's roomSubs
 	tasks    sync.WaitGroup  // the flusher and control replies, joined by run
 	flush    chan struct{}
 	lastRecv atomic.Int64 // unix nanos of the last thing read from ps
@@ -130,6 +131,13 @@ func (l *link) receive(ctx context.Context, ps *redis.PubSub) (up bool) {
 			up = up || c.up
 			for _, s := range c.catchup {
 				s.requestCatchup()
+			}
+			if len(c.catchup) > 0 && h.bigRoomsOn() {
+				subs := c.catchup
+				l.tasks.Go(func() { h.resyncRooms(ctx, subs) })
+			}
+			for _, rs := range c.rooms {
+				rs.channelLive()
 			}
 			if c.rebuild {
 				// The next Receive fails, and the loop builds a new connection.
@@ -225,13 +233,19 @@ func (l *link) dispatch(m *redis.Message) bool {
 	l.mu.Lock()
 	if c := l.channels[m.Channel]; c != nil {
 		l.offering = append(l.offering[:0], c.subs...)
+		l.roomOffs = append(l.roomOffs[:0], c.rsubs...)
 	}
 	l.mu.Unlock()
 	for _, s := range l.offering {
 		s.offer(msg)
 	}
+	for _, rs := range l.roomOffs {
+		rs.offer(msg)
+	}
 	clear(l.offering) // keep no closed subscription reachable
 	l.offering = l.offering[:0]
+	clear(l.roomOffs)
+	l.roomOffs = l.roomOffs[:0]
 	return true
 }
 

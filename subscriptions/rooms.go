@@ -86,6 +86,25 @@ func (h *Hub) Join(ctx context.Context, room, user string) (bool, error) {
 	if !ValidID(room) || !ValidID(user) {
 		return false, ErrInvalidID
 	}
+	if !h.bigRoomsOn() {
+		return h.join(ctx, room, user)
+	}
+	// Read before the join: the user's nodes deliver the room from there, which may be a
+	// message early but never one late.
+	_, top, err := h.roomModeOf(ctx, room)
+	if err != nil {
+		return false, err
+	}
+	added, err := h.join(ctx, room, user)
+	if err != nil {
+		return false, err
+	}
+	// Also on a re-join: a client repeats a join that got no answer.
+	return added, h.joinedBig(ctx, room, user, top)
+}
+
+// join is Join's change of the two sets.
+func (h *Hub) join(ctx context.Context, room, user string) (bool, error) {
 	userRooms, members := h.keys.userRooms(user), h.keys.roomMembers(room)
 	if !h.cluster {
 		n, err := joinScript.Run(ctx, h.rdb, []string{userRooms, members},
@@ -129,9 +148,9 @@ func (h *Hub) joined(n int) (bool, error) {
 }
 
 // leaveLua removes a member from a room's member set and, when that leaves the room empty,
-// deletes the room's history too (both in the room's slot). It answers SREM's count.
+// deletes the room's history and mode too (all in the room's slot). It answers SREM's count.
 const leaveLua = `local n = redis.call('SREM', KEYS[1], ARGV[1])
-if n == 1 and redis.call('SCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[2]) end
+if n == 1 and redis.call('SCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[2], KEYS[3]) end
 return n`
 
 // Leave removes user from room. It reports whether the user was a member. A room whose last
@@ -142,11 +161,28 @@ func (h *Hub) Leave(ctx context.Context, room, user string) (bool, error) {
 	if !ValidID(room) || !ValidID(user) {
 		return false, ErrInvalidID
 	}
+	big := false
+	if h.bigRoomsOn() {
+		var err error
+		if big, _, err = h.roomModeOf(ctx, room); err != nil {
+			return false, err
+		}
+	}
+	left, err := h.leave(ctx, room, user)
+	if err != nil || !big {
+		return left, err
+	}
+	// Also when the user was not a member: a client repeats a leave that got no answer.
+	return left, h.leftBig(ctx, room, user)
+}
+
+// leave is Leave's change of the two sets.
+func (h *Hub) leave(ctx context.Context, room, user string) (bool, error) {
 	var changed *redis.Cmd
 	change := func(p redis.Pipeliner) error {
 		// EVAL, not EVALSHA: in a pipeline nothing would load a script Redis lost, and a
 		// leave is rare enough to send the source.
-		changed = p.Eval(ctx, leaveLua, []string{h.keys.roomMembers(room), h.keys.roomHistory(room)}, user)
+		changed = p.Eval(ctx, leaveLua, []string{h.keys.roomMembers(room), h.keys.roomHistory(room), h.keys.roomMode(room)}, user)
 		p.SRem(ctx, h.keys.userRooms(user), room)
 		return nil
 	}

@@ -2,9 +2,11 @@ package subscriptions
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -49,27 +51,75 @@ func (h *Hub) PublishRoomMessage(ctx context.Context, room string, env Envelope,
 		return RoomResult{}, ErrInvalidID
 	}
 	env.Room, env.To = room, ""
-	if how.Ephemeral {
-		return h.publishRoomEphemeral(ctx, room, env, how)
-	}
+	// A big room is sent without the lock; a small one (or one that just turned small)
+	// takes the per-member path, which may turn it big and send it big (docs/design.md,
+	// "Big rooms"). Which to try first is what this node saw last of the room: either
+	// finds out when the room is the other. An ephemeral send tries big first, since the
+	// per-member path would publish once per member of a room that may be big.
 	ctx, short := watchReplication(ctx)
 	defer func() {
 		if err == nil && short.Load() {
 			err = ErrNotReplicated
 		}
 	}()
+	tryBig := how.Ephemeral || h.roomHints.isBig(room)
+	for range 4 {
+		if tryBig {
+			res, handled, err := h.publishBig(ctx, room, env, how)
+			if handled {
+				h.roomHints.set(room, err == nil || !errors.Is(err, ErrUnavailable))
+				return res, err
+			}
+			h.roomHints.set(room, false)
+		}
+		if how.Ephemeral {
+			return h.publishRoomEphemeral(ctx, room, env, how)
+		}
+		res, again, err := h.publishSmall(ctx, room, env, how)
+		if !again {
+			return res, err
+		}
+		h.roomHints.set(room, true)
+		tryBig = true
+	}
+	return RoomResult{}, fmt.Errorf("%w: room %s kept changing mode", ErrUnavailable, room)
+}
+
+// publishSmall is the per-member path of PublishRoomMessage, under the room's fan-out
+// lock. It reports again when the room is big (it turned big meanwhile, or this send
+// turned it big): the caller sends it big.
+func (h *Hub) publishSmall(ctx context.Context, room string, env Envelope, how RoomSend) (_ RoomResult, again bool, _ error) {
 	unlock, err := h.lockRoom(ctx, room)
 	if err != nil {
-		return RoomResult{}, err
+		return RoomResult{}, false, err
 	}
 	defer unlock()
-	members, err := h.rdb.SMembers(ctx, h.keys.roomMembers(room)).Result()
-	if err != nil {
-		return RoomResult{}, fmt.Errorf("%w: read members of %s: %w", ErrUnavailable, room, err)
+	var membersCmd *redis.StringSliceCmd
+	var modeCmd *redis.StringCmd
+	_, err = h.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		membersCmd = p.SMembers(ctx, h.keys.roomMembers(room))
+		modeCmd = p.HGet(ctx, h.keys.roomMode(room), "big")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return RoomResult{}, false, fmt.Errorf("%w: read members of %s: %w", ErrUnavailable, room, err)
 	}
+	members := membersCmd.Val()
 	if how.RequireMember && !contains(members, env.From) {
-		return RoomResult{}, ErrNotMember
+		return RoomResult{}, false, ErrNotMember
 	}
+	if modeCmd.Val() == "1" {
+		return RoomResult{}, true, nil
+	}
+	if h.bigRoomsOn() && len(members) >= h.cfg.BigRoomThreshold {
+		return RoomResult{}, true, h.changeMode(ctx, room, true)
+	}
+	res, err := h.fanoutRoom(ctx, room, env, members)
+	return res, false, err
+}
+
+// fanoutRoom delivers env to each of members: today's per-member path.
+func (h *Hub) fanoutRoom(ctx context.Context, room string, env Envelope, members []string) (RoomResult, error) {
 	tail := env.tail()
 	groups := h.fanoutGroups(members)
 	var res RoomResult

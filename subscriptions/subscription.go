@@ -74,6 +74,12 @@ type Subscription struct {
 	pendingBytes int
 	catchup      bool // a catch-up is wanted once the current phase ends
 	queued       bool // in the catch-up queue
+	// rooms are the connection's big rooms (roomsub.go); roomOps the room controls that
+	// wait for the connection to be live; holder the room, turning small, that holds it.
+	rooms    map[string]*roomSub
+	roomOps  []roomOp
+	holder   *roomSub
+	roomLast map[string]StreamID // the last id delivered of each big room stopped
 }
 
 // Subscribe subscribes a new connection of user. It returns once Redis has confirmed the
@@ -265,9 +271,14 @@ func (s *Subscription) goLiveAndUnlock(ok bool) {
 	}
 	wasSetup := s.state == stateSetup
 	s.state = stateLive
+	reads, detach := s.applyRoomOpsLocked()
 	again := s.catchup
 	s.catchup = false
 	s.mu.Unlock()
+	detachAll(detach)
+	for _, rs := range reads {
+		s.hub.roomReads.push(rs)
+	}
 	if paced, ok := s.sink.(PacedSink); ok && wasSetup {
 		paced.Replayed()
 	}
@@ -285,8 +296,10 @@ func (s *Subscription) Close() {
 	s.mu.Lock()
 	s.state = stateClosed
 	s.replay, s.pending = nil, nil
+	rooms := s.closeRoomsLocked()
 	s.mu.Unlock()
 	s.detach()
+	detachAll(rooms)
 }
 
 // offer takes a live message from the dispatcher. It never blocks on the client.
@@ -339,7 +352,9 @@ func (s *Subscription) dropAndUnlock(reason error) {
 	}
 	s.state = stateClosed
 	s.replay, s.pending = nil, nil
+	rooms := s.closeRoomsLocked()
 	s.mu.Unlock()
+	detachAll(rooms)
 	s.sink.Drop(reason)
 }
 

@@ -99,7 +99,7 @@ func (n *nodes) close() { n.http.CloseIdleConnections() }
 
 // wsURL returns the WebSocket URL for user on node i (modulo the number of nodes),
 // resuming after since when it is not empty.
-func (n *nodes) wsURL(i int, user, since string) (string, error) {
+func (n *nodes) wsURL(i int, user, since, roomSince string) (string, error) {
 	q := url.Values{}
 	if n.signer != nil {
 		tok := n.tokens[user]
@@ -115,6 +115,9 @@ func (n *nodes) wsURL(i int, user, since string) (string, error) {
 	}
 	if since != "" {
 		q.Set("since", since)
+	}
+	if roomSince != "" {
+		q.Set("room_since", roomSince) // big rooms' positions (docs/protocol.md, "Big rooms")
 	}
 	return n.ws[i%len(n.ws)] + q.Encode(), nil
 }
@@ -185,7 +188,12 @@ func (n *nodes) preflight(ctx context.Context) error {
 // dial opens a WebSocket for user on node i and waits for its welcome, which the server
 // sends only once Redis has confirmed the user's subscription.
 func (n *nodes) dial(i int, user, since string, buffer int, timeout time.Duration) (*wsclient.Conn, wsclient.Frame, error) {
-	u, err := n.wsURL(i, user, since)
+	return n.dialRooms(i, user, since, "", buffer, timeout)
+}
+
+// dialRooms is dial resuming big rooms too, from roomSince (room_since's form).
+func (n *nodes) dialRooms(i int, user, since, roomSince string, buffer int, timeout time.Duration) (*wsclient.Conn, wsclient.Frame, error) {
+	u, err := n.wsURL(i, user, since, roomSince)
 	if err != nil {
 		return nil, wsclient.Frame{}, fmt.Errorf("mint token: %w", err)
 	}

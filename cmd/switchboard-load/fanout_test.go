@@ -6,12 +6,21 @@ import (
 	"testing"
 
 	"github.com/switchboard-dev/switchboard/service"
+	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
 // The fanout scenario: every post reaches every member once, in order, and the room is
 // left empty afterwards.
 func TestFanoutReachesEveryMemberOnce(t *testing.T) {
-	base := startNode(t, service.Config{})
+	testFanoutReachesEveryMemberOnce(t, startNode(t, service.Config{}))
+}
+
+// A room of 20 members with a threshold of 5 is big: one copy per post, fanned out on read.
+func TestFanoutToABigRoomReachesEveryMemberOnce(t *testing.T) {
+	testFanoutReachesEveryMemberOnce(t, startNodeHub(t, service.Config{}, subscriptions.Config{BigRoomThreshold: 5}))
+}
+
+func testFanoutReachesEveryMemberOnce(t *testing.T, base string) {
 
 	code, res := runTool(t, "fanout", "--url", base, "--members", "20", "--count", "30",
 		"--publishers", "2", "--room", "lobby", "--pid", strconv.Itoa(os.Getpid()))

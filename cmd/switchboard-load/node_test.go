@@ -26,6 +26,12 @@ import (
 // test ends.
 func startNode(t *testing.T, cfg service.Config) string {
 	t.Helper()
+	return startNodeHub(t, cfg, subscriptions.Config{})
+}
+
+// startNodeHub is startNode with a hub configuration (its Node and Logger are set here).
+func startNodeHub(t *testing.T, cfg service.Config, hubCfg subscriptions.Config) string {
+	t.Helper()
 	rs := redistest.Start(t)
 	opts, err := redis.ParseURL(rs.URL())
 	if err != nil {
@@ -35,7 +41,8 @@ func startNode(t *testing.T, cfg service.Config) string {
 	opts.ContextTimeoutEnabled = true
 	rdb := redis.NewClient(opts)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	hub, err := subscriptions.New(rdb, subscriptions.Config{Node: "load-test", Logger: log})
+	hubCfg.Node, hubCfg.Logger = "load-test", log
+	hub, err := subscriptions.New(rdb, hubCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -79,6 +81,9 @@ type session struct {
 	live atomic.Pointer[wsclient.Conn]
 	last string // the highest message id seen, to resume after
 	max  streamID
+	// rooms are the big rooms' positions: their messages carry ids of the room's stream,
+	// resumed with room_since, and ordered apart from the user's.
+	rooms map[string]streamID
 }
 
 // sessionOptions are what every session of a run shares.
@@ -100,7 +105,36 @@ func newSession(user string, node int, c *wsclient.Conn, welcome wsclient.Frame)
 	if id, ok := parseStreamID(welcome.LastID); ok {
 		s.last, s.max = welcome.LastID, id
 	}
+	s.welcomeRooms(welcome)
 	return s
+}
+
+// welcomeRooms takes the big rooms' positions a welcome gives.
+func (s *session) welcomeRooms(w wsclient.Frame) {
+	for _, b := range w.BigRooms {
+		if id, ok := parseStreamID(b.LastID); ok {
+			s.setRoom(b.Room, id)
+		}
+	}
+}
+
+func (s *session) setRoom(room string, id streamID) {
+	if s.rooms == nil {
+		s.rooms = make(map[string]streamID)
+	}
+	s.rooms[room] = id
+}
+
+// roomSince is the room_since parameter of the positions held.
+func (s *session) roomSince() string {
+	var b strings.Builder
+	for room, id := range s.rooms {
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s:%d-%d", room, id.ms, id.seq)
+	}
+	return b.String()
 }
 
 // run reads frames until ctx ends, handing each message to handle in arrival order. It is
@@ -134,6 +168,14 @@ func (s *session) run(ctx context.Context, o sessionOptions, handle func(deliver
 			o.onReply(f)
 			continue
 		}
+		if f.Type == "room_mode" {
+			if id, ok := parseStreamID(f.LastID); ok && f.Big {
+				s.setRoom(f.Room, id)
+			} else if !f.Big {
+				delete(s.rooms, f.Room)
+			}
+			continue
+		}
 		if f.Type != "message" {
 			o.stats.frames.add(f.Type)
 			continue
@@ -146,7 +188,11 @@ func (s *session) run(ctx context.Context, o sessionOptions, handle func(deliver
 		}
 		d.id = id
 		d.sent, d.seq, _ = parsePayload(f.Data)
-		if d.inOrder = id.after(s.max); d.inOrder {
+		if f.Big {
+			if d.inOrder = id.after(s.rooms[f.Room]); d.inOrder {
+				s.setRoom(f.Room, id)
+			}
+		} else if d.inOrder = id.after(s.max); d.inOrder {
 			s.max, s.last = id, f.ID
 		}
 		if f.To != "" {
@@ -163,8 +209,9 @@ func (s *session) run(ctx context.Context, o sessionOptions, handle func(deliver
 func (s *session) resume(ctx context.Context, o sessionOptions) bool {
 	backoff := 10 * time.Millisecond
 	for ctx.Err() == nil {
-		c, w, err := o.nodes.dial(s.node, s.user, s.last, o.buffer, o.timeout)
+		c, w, err := o.nodes.dialRooms(s.node, s.user, s.last, s.roomSince(), o.buffer, o.timeout)
 		if err == nil {
+			s.welcomeRooms(w)
 			o.stats.resumes.Add(1)
 			if w.Recovered != nil && !*w.Recovered {
 				o.stats.notRecovered.Add(1)

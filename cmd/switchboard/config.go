@@ -33,6 +33,9 @@ type config struct {
 	NodeID                           string
 	HistorySize                      int64
 	HistoryTTL                       time.Duration
+	// BigRoomThreshold is the member count from which a room is big; 0 keeps every room
+	// small.
+	BigRoomThreshold int
 	// RoomHistorySize is how many messages each room's own stream keeps; 0 keeps none.
 	RoomHistorySize int64
 	MaxMessageBytes int

@@ -53,6 +53,8 @@ var documentedDefaults = config{
 	RoomHistorySize: 1000,
 	// Replication: no wait (docs/redis-cluster.md).
 	WaitReplicasTimeout: time.Second,
+	// Big rooms (docs/design.md, "Big rooms: fan-out on read").
+	BigRoomThreshold: 500,
 	// A day: a token's lifetime cap and how long a revocation is kept (docs/security.md).
 	MaxTokenLifetime: 24 * time.Hour,
 
@@ -134,6 +136,7 @@ func TestParseConfig(t *testing.T) {
 			"--hook-timeout", "750ms",
 			"--wait-replicas", "1",
 			"--wait-replicas-timeout", "250ms",
+			"--big-room-threshold", "off",
 		}, fakeEnv(), withDefaultLimits(config{
 			WaitReplicas: 1, WaitReplicasTimeout: 250 * time.Millisecond,
 			AuthorizeURL: "https://backend.example/authorize", ConnectURL: "https://backend.example/connect",
@@ -175,6 +178,7 @@ func TestParseConfig(t *testing.T) {
 			"SWITCHBOARD_RPC_URL", "https://backend.example/rpc",
 			"SWITCHBOARD_HOOK_TIMEOUT", "5s",
 			"SWITCHBOARD_WAIT_REPLICAS_TIMEOUT", "2s",
+			"SWITCHBOARD_BIG_ROOM_THRESHOLD", "2000",
 		), withDefaultLimits(config{
 			WaitReplicasTimeout: 2 * time.Second,
 			AuthorizeURL:        "https://backend.example/authorize", ConnectURL: "https://backend.example/connect",
@@ -186,6 +190,7 @@ func TestParseConfig(t *testing.T) {
 			HistoryTTL: time.Hour, MaxMessageBytes: 4096, WebhookURL: "https://backend.example/hook",
 			WebhookSecret: "hook", LogLevel: "warn", MaxTokenLifetime: 15 * time.Minute, DevHosts: "switchboard",
 			EventQueueBytes: 64 << 20, EventUserBytes: 64 << 10, EventSystemReserve: 0.5,
+			BigRoomThreshold: 2000,
 		})},
 		{"the redis URL comes from the environment", nil, fakeEnv("SWITCHBOARD_REDIS", "redis://r:6379/0"),
 			with(func(c *config) { c.Redis = "redis://r:6379/0" })},
@@ -301,6 +306,8 @@ func TestParseConfigRefusesBadValues(t *testing.T) {
 		{"two Redis modes are refused", []string{"--redis", "redis://r:6379/0", "--redis-sentinel", "m@s:26379"}, fakeEnv(), []string{"are exclusive"}},
 		{"a sentinel password without --redis-sentinel is refused", []string{"--redis-sentinel-password", "x"}, fakeEnv(), []string{"go with --redis-sentinel"}},
 		{"waiting for replicas needs --redis", []string{"--wait-replicas", "1"}, fakeEnv(), []string{"--wait-replicas needs --redis"}},
+		{"a negative big room threshold is refused", []string{"--big-room-threshold", "-1"}, fakeEnv(), []string{"--big-room-threshold", `"-1"`}},
+		{"a big room threshold that is not a number or off is refused", nil, fakeEnv("SWITCHBOARD_BIG_ROOM_THRESHOLD", "never"), []string{"--big-room-threshold", `"never"`}},
 		{"a history size of zero is refused", []string{"--history-size", "0"}, fakeEnv(), []string{"--history-size", `"0"`}},
 		{"a negative history size is refused", []string{"--history-size", "-5"}, fakeEnv(), []string{"--history-size", `"-5"`}},
 		{"a history size that is not a number is refused", []string{"--history-size", "lots"}, fakeEnv(), []string{"--history-size", `"lots"`}},
@@ -372,7 +379,7 @@ func TestParseConfigHelpListsEveryFlagWithItsVariable(t *testing.T) {
 		"history-size", "room-history-size", "history-ttl", "max-message-bytes", "webhook-url", "webhook-secret",
 		"max-token-lifetime", "dev-hosts",
 		"user-send-limit", "user-join-limit", "user-event-limit", "user-connect-limit", "ip-connect-limit",
-		"trusted-proxies", "max-rooms-per-user", "max-room-members",
+		"trusted-proxies", "max-rooms-per-user", "max-room-members", "big-room-threshold",
 		"event-queue-bytes", "event-user-bytes", "event-system-reserve",
 	} {
 		v := "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))

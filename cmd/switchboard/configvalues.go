@@ -128,3 +128,18 @@ func positive(dst *float64, hi float64) func(string) error {
 		return nil
 	}
 }
+
+// offInteger parses a count where "off" means 0 (the feature is off).
+func offInteger(dst *int) func(string) error {
+	parse := integer(dst, 0, math.MaxInt32)
+	return func(s string) error {
+		if s == "off" {
+			*dst = 0
+			return nil
+		}
+		if err := parse(s); err != nil {
+			return errors.New("must be an integer of at least 0, or off")
+		}
+		return nil
+	}
+}

@@ -163,6 +163,8 @@ func (n *node) buildParts(cfg config) error {
 		RegistryInterval:  cfg.RegistryInterval,
 		// Replication (issue 20): 0 does not wait.
 		WaitReplicas: cfg.WaitReplicas, WaitReplicasTimeout: cfg.WaitReplicasTimeout,
+		// The hub reads 0 as its default and a negative threshold as off.
+		BigRoomThreshold: cmp.Or(cfg.BigRoomThreshold, -1),
 	})
 	if err != nil {
 		return err

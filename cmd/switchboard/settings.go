@@ -125,6 +125,7 @@ func (c *config) deliverySettings() []setting {
 		opt("history-size", "1000", "messages kept per user stream", integer(&c.HistorySize, 1, math.MaxInt64)),
 		opt("history-ttl", "24h", "how long an idle user stream (and room stream) is kept", duration(&c.HistoryTTL, time.Second, math.MaxInt64)),
 		opt("room-history-size", "1000", "messages kept per room stream (room history); 0 keeps none", integer(&c.RoomHistorySize, 0, math.MaxInt64)),
+		opt("big-room-threshold", itoa(subscriptions.DefaultBigRoomThreshold), "members from which a room is delivered by fan-out on read (one stored copy per message); 0 or off keeps every room per-member", offInteger(&c.BigRoomThreshold)),
 		opt("max-queue-messages", itoa(service.DefaultMaxQueueMessages), "messages one WebSocket's outgoing queue holds; a client further behind is closed with 1013 (slow consumer) and resumes", integer(&c.MaxQueueMessages, 1, math.MaxInt32)),
 		opt("max-queue-bytes", itoa(service.DefaultMaxQueueBytes), "bytes one WebSocket's outgoing queue holds, at least --max-message-bytes; past it, as --max-queue-messages", integer(&c.MaxQueueBytes, 64<<10, math.MaxInt32)),
 		opt("max-pending", itoa(subscriptions.DefaultMaxPending), "live messages buffered for one connection while it catches up from its stream; past it they are read back from the stream instead (a replay) or the connection is closed as a slow consumer (1013)", integer(&c.MaxPending, 16, math.MaxInt32)),

@@ -14,11 +14,15 @@ import (
 type Resumer struct {
 	// URL returns the WebSocket URL of the attempt-th connection, resuming after since ("" on
 	// the first connection that has seen nothing). Rotating nodes here moves the client.
-	URL     func(attempt int, since string) string
+	URL func(attempt int, since string) string
+	// RoomURL, when set, is used instead of URL, with the big rooms' positions as the
+	// room_since parameter wants them ("" for none).
+	RoomURL func(attempt int, since, roomSince string) string
 	Options Options
 
 	mu       sync.Mutex
 	last     string
+	rooms    map[string]string // a position per big room
 	messages []Frame
 	welcomes []Frame
 	closes   []uint16
@@ -31,9 +35,15 @@ func (r *Resumer) Run(ctx context.Context) error {
 	backoff := 10 * time.Millisecond
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		r.mu.Lock()
-		since := r.last
+		since, roomSince := r.last, r.roomSinceLocked()
 		r.mu.Unlock()
-		c, err := Dial(r.URL(attempt, since), r.Options)
+		u := ""
+		if r.RoomURL != nil {
+			u = r.RoomURL(attempt, since, roomSince)
+		} else {
+			u = r.URL(attempt, since)
+		}
+		c, err := Dial(u, r.Options)
 		if err != nil {
 			var refused *ErrRefused
 			if errors.As(err, &refused) && refused.Status/100 == 4 {
@@ -78,14 +88,52 @@ func (r *Resumer) read(ctx context.Context, c *Conn) uint16 {
 				if r.last == "" && f.LastID != "" {
 					r.last = f.LastID
 				}
+				for _, b := range f.BigRooms {
+					r.setRoomLocked(b.Room, b.LastID)
+				}
+			})
+		case "room_mode":
+			r.record(func() {
+				if f.Big {
+					r.setRoomLocked(f.Room, f.LastID)
+				} else {
+					delete(r.rooms, f.Room)
+				}
 			})
 		case "message":
 			r.record(func() {
 				r.messages = append(r.messages, f)
-				r.last = f.ID
+				switch {
+				case f.Ephemeral:
+				case f.Big:
+					r.setRoomLocked(f.Room, f.ID)
+				default:
+					r.last = f.ID
+				}
 			})
 		}
 	}
+}
+
+// setRoomLocked records a big room's position: the last big message of the room, or
+// where a welcome or room_mode frame says the connection starts it.
+func (r *Resumer) setRoomLocked(room, id string) {
+	if r.rooms == nil {
+		r.rooms = make(map[string]string)
+	}
+	r.rooms[room] = id
+}
+
+// roomSinceLocked is the room_since parameter of the positions held.
+func (r *Resumer) roomSinceLocked() string {
+	s := ""
+	for room, id := range r.rooms {
+		if s != "" {
+			s += ","
+		}
+		s += room + ":" + id
+	}
+	return s
 }
 
 func (r *Resumer) record(f func()) {

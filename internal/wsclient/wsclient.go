@@ -43,7 +43,19 @@ type Frame struct {
 	Messages   []Frame         `json:"messages,omitempty"`
 	More       bool            `json:"more,omitempty"`
 	Online     []string        `json:"online,omitempty"`
-	Raw        []byte          `json:"-"`
+	// Big marks a big room's message: its id is a position in the room's stream, resumed
+	// with room_since, not since.
+	Big bool `json:"big,omitempty"`
+	// BigRooms, on a welcome, are the user's big rooms and where each starts.
+	BigRooms []BigRoom `json:"big_rooms,omitempty"`
+	Raw      []byte    `json:"-"`
+}
+
+// BigRoom is one of a welcome's big rooms.
+type BigRoom struct {
+	Room      string `json:"room"`
+	LastID    string `json:"last_id"`
+	Recovered *bool  `json:"recovered,omitempty"`
 }
 
 // Conn is one WebSocket connection. Frames arrive in order on Frames; Done closes when the

@@ -462,3 +462,40 @@ describe('events', () => {
     assert.equal(sb.state, State.LIVE);
   });
 });
+
+describe('big rooms', () => {
+  test('a big message moves its room position, not since, and both resume', () => {
+    const { sb, net, clock, storage, messages } = setup();
+    sb.connect();
+    net.last().welcome({ last_id: '100-0', big_rooms: [{ room: 'town', last_id: '50-0' }] });
+    net.last().frame({ type: 'message', id: '60-0', big: true, history_id: '60-0', room: 'town', data: 1 });
+    net.last().frame({ type: 'message', id: '101-0', from: 'alice', data: 2 });
+    net.last().frame({ type: 'message', id: '60-0', big: true, room: 'town', data: 1 }); // twice: dropped
+    net.last().frame({ type: 'message', id: '55-0', big: true, room: 'town', data: 0 }); // older: dropped
+    assert.deepEqual(messages.map((m) => m.data), [1, 2]);
+    assert.equal(sb.lastId, '101-0');
+    assert.deepEqual(sb.roomPositions, { town: '60-0' });
+    assert.equal(storage.getItem('switchboard:last-id:bob:rooms'), '{"town":"60-0"}');
+    net.last().serverClose(1013);
+    clock.tick(60_000);
+    assert.equal(net.last().url.searchParams.get('since'), '101-0');
+    assert.equal(net.last().url.searchParams.get('room_since'), 'town:60-0');
+  });
+
+  test('room_mode frames start and end a position; the welcome drops rooms no longer big', () => {
+    const { sb, net, clock } = setup({ storage: memoryStorage({ 'switchboard:last-id:bob:rooms': '{"a":"1-0","gone":"2-0","bad":"x"}' }) });
+    const modes = [];
+    sb.on('room_mode', (f) => modes.push(f));
+    sb.connect();
+    assert.equal(net.last().url.searchParams.get('room_since'), 'a:1-0,gone:2-0');
+    net.last().welcome({ big_rooms: [{ room: 'a', last_id: '1-0', recovered: true }] });
+    assert.deepEqual(sb.roomPositions, { a: '1-0' });
+    net.last().frame({ type: 'room_mode', room: 'b', big: true, last_id: '7-0' });
+    net.last().frame({ type: 'room_mode', room: 'a', big: false });
+    assert.deepEqual(sb.roomPositions, { b: '7-0' });
+    assert.equal(modes.length, 2);
+    net.last().serverClose(1006);
+    clock.tick(60_000);
+    assert.equal(net.last().url.searchParams.get('room_since'), 'b:7-0');
+  });
+});

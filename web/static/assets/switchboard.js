@@ -112,6 +112,7 @@ export class Switchboard {
   #node = null;
   #rooms = null; // the user's rooms: the welcome's, then what this client saw change
   #lastId = null;
+  #roomPos = new Map(); // a position per big room (docs/protocol.md, "Big rooms")
   #stopReason = null;
   #welcome = null;
   #epoch = 0; // bumped by connect() and stop(): async work of an older epoch is dropped
@@ -169,6 +170,7 @@ export class Switchboard {
     this.#maxMessageBytes = maxMessageBytes;
     this.#user = user || (this.#token ? tokenSubject(this.#token) : null) || (this.#mode === Mode.HOOK ? this.#read(this.#hookUserKey) : null);
     this.#lastId = this.#since ?? this.#loadLastId();
+    this.#roomPos = this.#loadRoomPos();
   }
 
   /** state is the client's current State. */
@@ -205,10 +207,19 @@ export class Switchboard {
   }
 
   /**
+   * roomPositions is where the client resumes each big room after, as {room: id}: a big
+   * room's messages (`big: true`) carry ids of the room, not of the user, and are resumed
+   * with room_since.
+   */
+  get roomPositions() {
+    return Object.fromEntries(this.#roomPos);
+  }
+
+  /**
    * on calls fn for each event of a type and returns a function that stops it. Types:
    * `message` (the message frame), `state` ({state, previous, ...details}), `welcome` (the
    * welcome frame), `ephemeral` (an ephemeral message frame: no id, not stored, never
-   * replayed: typing, cursors), `rooms` (the user's rooms, when they change), `expiring` ({in,
+   * replayed: typing, cursors), `room_mode` (a room turned big or small: see roomPositions), `rooms` (the user's rooms, when they change), `expiring` ({in,
    * refreshing}), `refreshed` (the refresh's ack), `token_error` (a SwitchboardError: getting
    * or sending a fresh token failed; it is retried), `error` (a SwitchboardError the server
    * sent with no request to blame).
@@ -440,6 +451,9 @@ export class Switchboard {
     if (token != null) u.searchParams.set('token', token);
     else if (this.#mode === Mode.DEV) u.searchParams.set('user', this.#devUser);
     if (this.#lastId) u.searchParams.set('since', this.#lastId);
+    if (this.#roomPos.size > 0) {
+      u.searchParams.set('room_since', [...this.#roomPos].map(([room, id]) => `${room}:${id}`).join(','));
+    }
     return u.toString();
   }
 
@@ -458,6 +472,8 @@ export class Switchboard {
         return this.#onMessage(f);
       case 'expiring':
         return this.#onExpiring(f);
+      case 'room_mode':
+        return this.#onRoomMode(f);
       case 'ack':
       case 'error':
       case 'result':
@@ -477,6 +493,15 @@ export class Switchboard {
     // With no message seen yet, resume later from where this connection starts, so that
     // what arrives while we are away is not lost.
     if (!this.#lastId && isMessageId(f.last_id)) this.#saveLastId(f.last_id);
+    // The big rooms start where the welcome says; a room it does not list is not big now
+    // (it turned small, or the user left it): its position is of no use any more.
+    const big = new Map();
+    for (const r of Array.isArray(f.big_rooms) ? f.big_rooms : []) {
+      if (typeof r?.room === 'string' && isMessageId(r.last_id)) big.set(r.room, r.last_id);
+    }
+    const changed = big.size !== this.#roomPos.size || [...big].some(([room, id]) => this.#roomPos.get(room) !== id);
+    this.#roomPos = big;
+    if (changed) this.#saveRoomPos(); // a user in no big room never writes the key
     this.#attempt = 0;
     this.#welcome = f;
     if (Array.isArray(f.rooms)) this.#rooms = new Set(f.rooms.filter((r) => typeof r === 'string'));
@@ -497,6 +522,7 @@ export class Switchboard {
     this.#user = user;
     if (this.#mode === Mode.HOOK) this.#write(this.#hookUserKey, user);
     this.#lastId = this.#since ?? this.#loadLastId();
+    this.#roomPos = this.#loadRoomPos();
     if (this.#lastId === this.#sentSince || this.#resumedAs === user) return false;
     this.#resumedAs = user;
     this.#detach(this.#ws, 1000, 'reconnecting from the position of the welcomed user');
@@ -514,11 +540,32 @@ export class Switchboard {
     // The server promises each message once per connection; across reconnects a replay can
     // overlap what was already delivered, and this drops the overlap.
     if (!isMessageId(f.id)) return;
+    if (f.big === true && typeof f.room === 'string') {
+      // A big room's message: its id is a position in the room, resumed with room_since.
+      const pos = this.#roomPos.get(f.room);
+      if (pos && compareIds(f.id, pos) <= 0) return;
+      this.#roomPos.set(f.room, f.id);
+      this.#saveRoomPos();
+      this.#roomChanged(f.room, true);
+      this.#emit('message', f);
+      return;
+    }
     if (this.#lastId && compareIds(f.id, this.#lastId) <= 0) return;
     this.#saveLastId(f.id);
     // A message from a room we did not know: a backend added the user to it.
     if (typeof f.room === 'string') this.#roomChanged(f.room, true);
     this.#emit('message', f);
+  }
+
+  // onRoomMode follows a room turning big (or the user joining a big room: its position
+  // from now on) or small again (its next messages come with the user's ids).
+  #onRoomMode(f) {
+    if (typeof f.room !== 'string') return;
+    if (f.big === true && isMessageId(f.last_id)) this.#roomPos.set(f.room, f.last_id);
+    else if (f.big === false) this.#roomPos.delete(f.room);
+    else return;
+    this.#saveRoomPos();
+    this.#emit('room_mode', f);
   }
 
   #roomChanged(room, member) {
@@ -749,6 +796,24 @@ export class Switchboard {
     if (!this.#user) return null;
     const id = this.#read(this.#storageKey + this.#user);
     return isMessageId(id) ? id : null;
+  }
+
+  // The big rooms' positions are kept per user beside its last id, as {room: id} (a user id
+  // holds no ':', so the key is no other user's).
+  #loadRoomPos() {
+    const out = new Map();
+    if (!this.#user) return out;
+    try {
+      const stored = JSON.parse(this.#read(this.#storageKey + this.#user + ':rooms') ?? '{}');
+      for (const [room, id] of Object.entries(stored ?? {})) if (isMessageId(id)) out.set(room, id);
+    } catch {
+      // A damaged entry costs the big rooms' resume only.
+    }
+    return out;
+  }
+
+  #saveRoomPos() {
+    if (this.#user) this.#write(this.#storageKey + this.#user + ':rooms', JSON.stringify(Object.fromEntries(this.#roomPos)));
   }
 
   #saveLastId(id) {
