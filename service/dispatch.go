@@ -105,11 +105,11 @@ func (s *Server) sendDM(ctx context.Context, c *client, cmd sendDM) (ackFrame, e
 		return ackFrame{}, s.hub.PublishEphemeral(ctx, cmd.to, subscriptions.Envelope{From: c.user, Data: cmd.data})
 	}
 	res, err := s.hub.PublishDM(ctx, cmd.to, subscriptions.Envelope{From: c.user, Data: cmd.data})
-	if err != nil {
+	if err != nil && !errors.Is(err, subscriptions.ErrNotReplicated) {
 		return ackFrame{}, err
 	}
 	s.metrics.messagesIn.WithLabelValues("ws", "direct").Inc()
-	ack := ackFrame{ID: res.ID.String()}
+	ack := ackFrame{ID: res.ID.String(), Replicated: replicated(err)}
 	switch {
 	case res.CopyErr != nil:
 		s.metrics.copyFailures.Inc()
@@ -124,11 +124,11 @@ func (s *Server) sendDM(ctx context.Context, c *client, cmd sendDM) (ackFrame, e
 func (s *Server) sendRoom(ctx context.Context, c *client, cmd sendRoom) (ackFrame, error) {
 	res, err := s.hub.PublishRoomMessage(ctx, cmd.room, subscriptions.Envelope{From: c.user, Data: cmd.data},
 		subscriptions.RoomSend{RequireMember: true, Ephemeral: cmd.ephemeral})
-	if err != nil {
+	if err != nil && !errors.Is(err, subscriptions.ErrNotReplicated) {
 		return ackFrame{}, err
 	}
 	s.metrics.messagesIn.WithLabelValues("ws", "room").Inc()
-	return ackFrame{Recipients: &res.Recipients, HistoryID: historyID(res.HistoryID)}, nil
+	return ackFrame{Recipients: &res.Recipients, HistoryID: historyID(res.HistoryID), Replicated: replicated(err)}, nil
 }
 
 func (s *Server) emitClientEvent(ctx context.Context, c *client, cmd eventCmd) error {

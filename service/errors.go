@@ -16,25 +16,24 @@ import (
 
 // Error codes, shared by HTTP error bodies and WebSocket error frames.
 const (
-	codeBadRequest    = "bad_request"
-	codeBadJSON       = "bad_json"
-	codeInvalidID     = "invalid_id"
-	codeUnauthorized  = "unauthorized"
-	codeForbidden     = "forbidden"
-	codeNotFound      = "not_found"
-	codeNotAllowed    = "method_not_allowed"
-	codeTooLarge      = "too_large"
-	codeUnsupported   = "unsupported_media_type"
-	codeUnavailable   = "unavailable"
-	codeRateLimited   = "rate_limited"
-	codeQuota         = "quota_exceeded"
-	codeNotMember     = "not_member"
-	codeUnknownType   = "unknown_type"
-	codeQueueFull     = "queue_full"
-	codeInternal      = "internal"
-	codeNotEnabled    = "not_enabled"
-	codeRPCFailed     = "rpc_failed"
-	codeNotReplicated = "not_replicated"
+	codeBadRequest   = "bad_request"
+	codeBadJSON      = "bad_json"
+	codeInvalidID    = "invalid_id"
+	codeUnauthorized = "unauthorized"
+	codeForbidden    = "forbidden"
+	codeNotFound     = "not_found"
+	codeNotAllowed   = "method_not_allowed"
+	codeTooLarge     = "too_large"
+	codeUnsupported  = "unsupported_media_type"
+	codeUnavailable  = "unavailable"
+	codeRateLimited  = "rate_limited"
+	codeQuota        = "quota_exceeded"
+	codeNotMember    = "not_member"
+	codeUnknownType  = "unknown_type"
+	codeQueueFull    = "queue_full"
+	codeInternal     = "internal"
+	codeNotEnabled   = "not_enabled"
+	codeRPCFailed    = "rpc_failed"
 )
 
 // apiError is a refusal with its HTTP status and code; handlers return it and one place
@@ -95,10 +94,6 @@ func classify(err error) *apiError {
 		return errBadRequest(codeBadRequest, err.Error())
 	case errors.Is(err, events.ErrQueueFull):
 		return &apiError{status: http.StatusServiceUnavailable, code: codeQueueFull, message: "the backend event queue has no room for this event (the backend is behind); it was not queued, retry later"}
-	case errors.Is(err, subscriptions.ErrNotReplicated):
-		// Seen by WebSocket room sends only: the HTTP sends answer 202 with "replicated":false.
-		return &apiError{status: http.StatusGatewayTimeout, code: codeNotReplicated,
-			message: "delivered and stored on the Redis master, but not confirmed by enough replicas in time; do not resend"}
 	case errors.Is(err, subscriptions.ErrIdempotencyConflict), errors.Is(err, subscriptions.ErrIdempotencyPending):
 		return idempotencyRefusal(err)
 	case errors.Is(err, subscriptions.ErrUnavailable), errors.Is(err, subscriptions.ErrClosed), errors.Is(err, events.ErrUnavailable):

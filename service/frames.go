@@ -360,6 +360,9 @@ type ackFrame struct {
 	Copy   *bool  `json:"copy,omitempty"`
 	// HistoryID is a room message's id in the room's history.
 	HistoryID string `json:"history_id,omitempty"`
+	// Replicated is false when --wait-replicas replicas did not confirm the message in
+	// time: delivered and stored on the master only, as for the HTTP sends' answer.
+	Replicated *bool `json:"replicated,omitempty"`
 }
 
 type errorFrame struct {

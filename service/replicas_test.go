@@ -24,6 +24,7 @@ func TestWaitReplicasAcksOnlyReplicatedMessagesAndSaysWhenNot(t *testing.T) {
 		o.subscriptions.WaitReplicas, o.subscriptions.WaitReplicasTimeout = 1, timeout
 	})
 	bob, _ := connect(t, a, "bob")
+	alice, _ := connect(t, a, "alice")
 	putMember(t, a, "lobby", "bob")
 	onReplica := replica.Client(t)
 	stream := func(id string) bool {
@@ -49,6 +50,11 @@ func TestWaitReplicasAcksOnlyReplicatedMessagesAndSaysWhenNot(t *testing.T) {
 	next(t, bob, "message")
 	if r := post(t, a.base+"/v1/rooms/lobby/messages", `"hi all"`, ""); r.status != http.StatusAccepted || strings.Contains(string(r.body), "replicated") {
 		t.Fatalf("a room send with the replica up: %d %s", r.status, r.body)
+	}
+	next(t, bob, "message")
+	must(t, alice.SendRaw([]byte(`{"type":"send","to":"bob","data":"ws one","ref":"w1"}`)))
+	if ack, _ := ackAndCopy(t, alice); ack.ID == "" || strings.Contains(string(ack.Raw), "replicated") || !stream(ack.ID) {
+		t.Fatalf("a WebSocket DM with the replica up: ack %s (on the replica: %v)", ack.Raw, stream(ack.ID))
 	}
 	next(t, bob, "message")
 
@@ -88,6 +94,36 @@ func TestWaitReplicasAcksOnlyReplicatedMessagesAndSaysWhenNot(t *testing.T) {
 		t.Fatalf("a room send with the replica down: %d %s", r.status, r.body)
 	}
 	if m := next(t, bob, "message"); string(m.Data) != `"bye all"` {
+		t.Fatalf("bob got %s", m.Raw)
+	}
+
+	// Over the WebSocket the ack says the same: a direct send's (with its id and its copy's),
+	// and a room send's.
+	must(t, alice.SendRaw([]byte(`{"type":"send","to":"bob","data":"ws two","ref":"w2"}`)))
+	ack, copied := ackAndCopy(t, alice)
+	var wsAck map[string]any
+	must(t, json.Unmarshal(ack.Raw, &wsAck))
+	if wsAck["replicated"] != false || ack.ID == "" || ack.CopyID != copied.ID || ack.Ref != "w2" {
+		t.Fatalf("a WebSocket DM with the replica down: ack %s, copy %s", ack.Raw, copied.Raw)
+	}
+	if m := next(t, bob, "message"); m.ID != ack.ID {
+		t.Fatalf("bob got %s, want %s", m.Raw, ack.ID)
+	}
+	putMember(t, a, "lobby", "alice")
+	must(t, alice.SendRaw([]byte(`{"type":"send","room":"lobby","data":"ws all","ref":"w3"}`)))
+	for {
+		f := nextFrame(t, alice)
+		if f.Type == "message" && f.Room == "lobby" {
+			continue // her own room message
+		}
+		wsAck = nil
+		must(t, json.Unmarshal(f.Raw, &wsAck))
+		if f.Type != "ack" || f.Ref != "w3" || wsAck["replicated"] != false || f.Recipients == nil || *f.Recipients != 2 {
+			t.Fatalf("a WebSocket room send with the replica down: %s", f.Raw)
+		}
+		break
+	}
+	if m := next(t, bob, "message"); string(m.Data) != `"ws all"` {
 		t.Fatalf("bob got %s", m.Raw)
 	}
 }

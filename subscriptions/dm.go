@@ -31,7 +31,10 @@ type DirectResult struct {
 // On Redis Cluster they are one call when both users' keys share a bucket; otherwise the
 // recipient's message is written first, and only once it is stored the sender's copy,
 // whose failure is reported in CopyErr, not as an error: the message was accepted. An
-// error means the recipient's message was not stored (and no copy was).
+// error means the recipient's message was not stored (and no copy was), except
+// ErrNotReplicated, which comes with the result: with Config.WaitReplicas, the message (or
+// its copy) is stored and published on the master but fewer replicas than asked confirmed it
+// in time.
 func (h *Hub) PublishDM(ctx context.Context, to string, env Envelope) (DirectResult, error) {
 	if !ValidID(to) || !ValidID(env.From) || !env.validIDs() {
 		return DirectResult{}, ErrInvalidID
@@ -43,11 +46,14 @@ func (h *Hub) PublishDM(ctx context.Context, to string, env Envelope) (DirectRes
 	d := delivery{stream: h.keys.userStream(to), channel: h.keys.userChannel(to),
 		bucket: h.groupKey(to), tail: env.tail()}
 	if to == env.From {
-		id, err := h.pub.publish(ctx, d)
+		d, err := h.pub.do(ctx, d)
 		if err != nil {
 			return DirectResult{}, err
 		}
-		sid, err := ParseStreamID(id)
+		sid, err := ParseStreamID(d.id)
+		if err == nil && d.unreplicated {
+			err = ErrNotReplicated
+		}
 		return DirectResult{ID: sid}, err
 	}
 	env.To = to
@@ -57,24 +63,30 @@ func (h *Hub) PublishDM(ctx context.Context, to string, env Envelope) (DirectRes
 	if together {
 		d.copy = copied
 	}
-	id, err := h.pub.publish(ctx, d)
+	d, err := h.pub.do(ctx, d)
 	if err != nil {
 		return DirectResult{}, err
 	}
 	var res DirectResult
-	if res.ID, err = ParseStreamID(id); err != nil {
+	if res.ID, err = ParseStreamID(d.id); err != nil {
 		return DirectResult{}, err
 	}
+	unreplicated := d.unreplicated
 	if !together {
 		// The recipient has the message: the copy is written even if the caller gives up
 		// meanwhile, bounded by a timeout of its own.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), copyTimeout)
-		copied.id, copied.err = h.pub.publish(cctx, *copied)
+		c, cerr := h.pub.do(cctx, *copied)
 		cancel()
+		copied.id, copied.err = c.id, cerr
+		unreplicated = unreplicated || (cerr == nil && c.unreplicated)
 	}
 	if copied.err == nil {
 		res.CopyID, copied.err = ParseStreamID(copied.id)
 	}
 	res.CopyErr = copied.err
+	if unreplicated {
+		return res, ErrNotReplicated
+	}
 	return res, nil
 }
