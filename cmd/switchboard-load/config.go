@@ -70,6 +70,7 @@ type config struct {
 	dialers      int
 	dialTimeout  time.Duration
 	httpTimeout  time.Duration
+	idemKeys     bool // dm, fanout: every POST carries a fresh Idempotency-Key
 	grace        time.Duration
 	pid          int    // the server's pid, for RSS and CPU; 0 = not measured
 	redisPID     int    // redis-server's pid, for CPU; 0 = not measured
@@ -169,6 +170,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		fs.Int64Var(&c.count, "count", 0, "how many messages to send; 0 = as many as --duration allows")
 		fs.DurationVar(&c.grace, "grace", defaultGrace, "how long to wait after sending for the last deliveries; a message not delivered by then is lost")
 		fs.DurationVar(&c.httpTimeout, "http-timeout", defaultHTTPTimeout, "timeout of one HTTP request")
+		fs.BoolVar(&c.idemKeys, "idempotency-keys", false, "send every POST with a fresh Idempotency-Key (what the Go client does), to measure what the key costs")
 		fs.IntVar(&c.payloadBytes, "payload-bytes", defaultPayloadBytes, "size of each JSON message body, padded (at least what the timestamp and sequence need)")
 		if c.scenario == "dm" {
 			fs.IntVar(&c.users, "users", defaultUsers, "connected users, one WebSocket each; messages go to them in turn")

@@ -38,6 +38,11 @@ type poster struct {
 	tls     *tls.Config // nil for http
 	auth    string      // "Authorization: Bearer <key>\r\n", or ""
 	timeout time.Duration
+	// keyPrefix, when set, makes every request carry "Idempotency-Key: <keyPrefix><n>",
+	// n counting this poster's requests: unique per run (the prefix names the run and the
+	// publisher), as a client's key is unique per logical send.
+	keyPrefix string
+	keys      int64
 
 	conn   net.Conn
 	br     *bufio.Reader
@@ -128,6 +133,13 @@ func (p *poster) roundTrip(path string, body []byte) (status int, keep bool, err
 	b = strconv.AppendInt(b, int64(len(body)), 10)
 	b = append(b, "\r\n"...)
 	b = append(b, p.auth...)
+	if p.keyPrefix != "" {
+		p.keys++
+		b = append(b, "Idempotency-Key: "...)
+		b = append(b, p.keyPrefix...)
+		b = strconv.AppendInt(b, p.keys, 10)
+		b = append(b, "\r\n"...)
+	}
 	b = append(b, "\r\n"...)
 	b = append(b, body...)
 	p.req = b
@@ -265,6 +277,9 @@ func newPosterPool(cfg config) (posterPool, error) {
 		p, err := newPoster(cfg.urls[i%len(cfg.urls)], cfg.apiKey, cfg.httpTimeout)
 		if err != nil {
 			return nil, err
+		}
+		if cfg.idemKeys {
+			p.keyPrefix = cfg.userPrefix + "." + strconv.Itoa(i) + "."
 		}
 		pool[i] = p
 	}

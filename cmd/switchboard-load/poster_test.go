@@ -57,6 +57,37 @@ func TestPosterKeepsOneConnectionAndSendsWhatNetHTTPWould(t *testing.T) {
 	}
 }
 
+// With a key prefix every request carries its own Idempotency-Key; without one, none.
+func TestPosterSendsAFreshIdempotencyKeyPerRequest(t *testing.T) {
+	got := make(chan []string, 3)
+	srv, _ := countConns(t, func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Values("Idempotency-Key")
+		w.WriteHeader(http.StatusAccepted)
+	}, false)
+	var keys []string
+	p, err := newPoster(srv.URL, "", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	post := func() {
+		if status, _, err := p.post("/v1/users/bob/messages", []byte(`1`)); err != nil || status != http.StatusAccepted {
+			t.Fatalf("post: %d %v", status, err)
+		}
+		keys = append(keys, <-got...)
+	}
+	post()
+	if len(keys) != 0 {
+		t.Fatalf("keys %q without a prefix", keys)
+	}
+	p.keyPrefix = "run.3."
+	post()
+	post()
+	if len(keys) != 2 || keys[0] != "run.3.1" || keys[1] != "run.3.2" {
+		t.Fatalf("keys %q, want run.3.1 and run.3.2", keys)
+	}
+}
+
 func TestPosterReadsEveryAnswerFraming(t *testing.T) {
 	tests := []struct {
 		name    string
