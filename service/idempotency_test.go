@@ -191,3 +191,39 @@ func TestIdempotencyKeyRefusals(t *testing.T) {
 		t.Fatalf("bob got more: %v", got)
 	}
 }
+
+// --idempotency-ttl sets how long every kind of record is kept: a direct message's, a room
+// send's and a batch's.
+func TestIdempotencyTTLIsConfigurable(t *testing.T) {
+	be := singleRedis(t)
+	a := startNode(t, be, "a", func(o *nodeOptions) { o.subscriptions.IdempotencyTTL = time.Hour })
+	putMember(t, a, "lobby", "bob")
+	for path, body := range map[string]string{
+		"/v1/users/bob/messages":   `"one"`,
+		"/v1/rooms/lobby/messages": `"two"`,
+		"/v1/messages":             `{"messages":[{"user":"bob","data":"three"}]}`,
+	} {
+		if r := post(t, a.base+path, body, "ttl-"+strings.ReplaceAll(path, "/", "-")); r.status != http.StatusAccepted {
+			t.Fatalf("POST %s: %d %s", path, r.status, r.body)
+		}
+	}
+	rdb := be.open(t, false)
+	defer rdb.Close()
+	ctx := context.Background()
+	var records []string
+	iter := rdb.Scan(ctx, 0, "*:idem:*", 100).Iterator()
+	for iter.Next(ctx) {
+		records = append(records, iter.Val())
+	}
+	must(t, iter.Err())
+	if len(records) < 3 {
+		t.Fatalf("records %q, want the DM's, the room send's and the batch's", records)
+	}
+	for _, k := range records {
+		ttl, err := rdb.PTTL(ctx, k).Result()
+		must(t, err)
+		if ttl < 59*time.Minute || ttl > time.Hour {
+			t.Fatalf("record %s is kept %v, want an hour", k, ttl)
+		}
+	}
+}

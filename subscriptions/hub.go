@@ -70,6 +70,10 @@ type Config struct {
 	// RoomHistory), kept as long as user streams (HistoryTTL after the room's last
 	// message). Default 1000; negative keeps no room history.
 	RoomHistorySize int64
+	// IdempotencyTTL is how long a send's idempotency record is kept: a retry with its key
+	// within it returns the first answer and delivers nothing again. Every keyed send keeps
+	// one record (about 190 bytes) that long. Default 24h.
+	IdempotencyTTL time.Duration
 	// Heartbeat is how often the node pings through its Pub/Sub connection; a connection that
 	// stays quiet for three heartbeats is rebuilt. Default 1s.
 	Heartbeat time.Duration
@@ -126,6 +130,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HistoryTTL <= 0 {
 		c.HistoryTTL = 24 * time.Hour
+	}
+	if c.IdempotencyTTL <= 0 {
+		c.IdempotencyTTL = DefaultIdempotencyTTL
 	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = time.Second

@@ -5,16 +5,15 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// IdempotencyTTL is how long a send's idempotency record is kept: a retry within it returns
-// the first answer and delivers nothing again.
-const IdempotencyTTL = 24 * time.Hour
+// DefaultIdempotencyTTL is Config.IdempotencyTTL's default: a day, as payment APIs keep
+// their keys, so a backend's retry after any outage short of a day is answered.
+const DefaultIdempotencyTTL = 24 * time.Hour
 
 // claimLease is how long a claimed room send may take before its record lapses: a node that
 // dies part way through a fan-out must not block its key for a day.
@@ -100,8 +99,7 @@ func (h *Hub) PublishManyIdempotent(ctx context.Context, msgs []Direct, idem Ide
 func (p *publisher) idempotentCall(ctx context.Context, pipe redis.Pipeliner, group []*delivery) *redis.Cmd {
 	keys := make([]string, 0, 3*len(group))
 	args := make([]any, 0, 5+2*len(group))
-	args = append(args, p.historySize, p.historyTTL, p.publishCmd, p.deadline(),
-		strconv.FormatInt(IdempotencyTTL.Milliseconds(), 10))
+	args = append(args, p.historySize, p.historyTTL, p.publishCmd, p.deadline(), p.idemTTL)
 	for _, d := range group {
 		keys = append(keys, d.stream, d.channel, d.record)
 		args = append(args, d.tail, d.fingerprint)
@@ -131,7 +129,7 @@ type Claim struct {
 // item) before its fan-out, which spans many script calls: the claim is atomic, so of
 // concurrent calls with one key exactly one sends. It fails with ErrIdempotencyConflict
 // for another request's fingerprint and ErrIdempotencyPending while the claimant sends.
-// A claim lapses after claimLease unless Finish records the answer, kept IdempotencyTTL.
+// A claim lapses after claimLease unless Finish records the answer, kept Config.IdempotencyTTL.
 func (h *Hub) ClaimRoomSend(ctx context.Context, room, scope string, idem Idempotency) (Claim, error) {
 	if !ValidID(room) {
 		return Claim{}, ErrInvalidID
@@ -143,12 +141,12 @@ func (h *Hub) ClaimRoomSend(ctx context.Context, room, scope string, idem Idempo
 	return c, err
 }
 
-// ClaimBatch records a batch's fingerprint under its key for IdempotencyTTL, before any of
+// ClaimBatch records a batch's fingerprint under its key for Config.IdempotencyTTL, before any of
 // its items is sent, so that the key reused with another batch fails with
 // ErrIdempotencyConflict and sends nothing. A retry of the same batch passes: its items
 // carry records of their own, which decide what is delivered again (nothing).
 func (h *Hub) ClaimBatch(ctx context.Context, idem Idempotency) error {
-	_, _, err := h.claim(ctx, "{"+h.keys.prefix+":idem:"+idem.Key+"}:batch", idem, IdempotencyTTL)
+	_, _, err := h.claim(ctx, "{"+h.keys.prefix+":idem:"+idem.Key+"}:batch", idem, h.cfg.IdempotencyTTL)
 	return err
 }
 
@@ -173,12 +171,12 @@ func (h *Hub) claim(ctx context.Context, record string, idem Idempotency, lease 
 	return Claim{}, false, fmt.Errorf("%w: the claim script answered %q", ErrUnavailable, v)
 }
 
-// Finish records a claimed send's answer for IdempotencyTTL, for retries to return.
+// Finish records a claimed send's answer for Config.IdempotencyTTL, for retries to return.
 func (h *Hub) Finish(ctx context.Context, c Claim, answer string) error {
 	if c.State != Claimed || c.record == "" {
 		return nil
 	}
-	err := finishScript.Run(ctx, h.rdb, []string{c.record}, c.fp, answer, IdempotencyTTL.Milliseconds()).Err()
+	err := finishScript.Run(ctx, h.rdb, []string{c.record}, c.fp, answer, h.cfg.IdempotencyTTL.Milliseconds()).Err()
 	if err != nil {
 		return fmt.Errorf("%w: record the answer: %w", ErrUnavailable, err)
 	}

@@ -155,6 +155,7 @@ type publisher struct {
 	publishCmd  string
 	historySize string
 	historyTTL  string
+	idemTTL     string // Config.IdempotencyTTL in ms
 	// roomHistorySize is the room streams' MAXLEN (the delivery script's ARGV[6]).
 	roomHistorySize string
 	batches         *pipeline.Batcher[delivery]
@@ -169,6 +170,7 @@ func newPublisher(rdb redis.UniversalClient, cfg Config, publishCmd string, dead
 		publishCmd:      publishCmd,
 		historySize:     strconv.FormatInt(cfg.HistorySize, 10),
 		historyTTL:      strconv.FormatInt(cfg.HistoryTTL.Milliseconds(), 10),
+		idemTTL:         strconv.FormatInt(cfg.IdempotencyTTL.Milliseconds(), 10),
 		roomHistorySize: strconv.FormatInt(max(cfg.RoomHistorySize, 0), 10),
 		replicas:        newReplicaWait(cfg),
 	}

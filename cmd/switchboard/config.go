@@ -33,6 +33,7 @@ type config struct {
 	NodeID                           string
 	HistorySize                      int64
 	HistoryTTL                       time.Duration
+	IdempotencyTTL                   time.Duration
 	// BigRoomThreshold is the member count from which a room is big; 0 keeps every room
 	// small.
 	BigRoomThreshold int

@@ -47,6 +47,7 @@ var documentedDefaults = config{
 	HookTimeout:     2 * time.Second,
 	HistorySize:     1000,
 	HistoryTTL:      24 * time.Hour,
+	IdempotencyTTL:  24 * time.Hour,
 	MaxMessageBytes: 65536,
 	LogLevel:        "info",
 	// Room history (docs/protocol.md, "Room history").
@@ -137,8 +138,10 @@ func TestParseConfig(t *testing.T) {
 			"--wait-replicas", "1",
 			"--wait-replicas-timeout", "250ms",
 			"--big-room-threshold", "off",
+			"--idempotency-ttl", "2h",
 		}, fakeEnv(), withDefaultLimits(config{
-			WaitReplicas: 1, WaitReplicasTimeout: 250 * time.Millisecond,
+			IdempotencyTTL: 2 * time.Hour,
+			WaitReplicas:   1, WaitReplicasTimeout: 250 * time.Millisecond,
 			AuthorizeURL: "https://backend.example/authorize", ConnectURL: "https://backend.example/connect",
 			RPCURL: "http://127.0.0.1:9090/rpc", HookTimeout: 750 * time.Millisecond,
 			Addr: "0.0.0.0:9000", Redis: "redis://r:6379/2", JWTSecret: "jwt", APIKey: "api", AdminKey: "admin",
@@ -179,7 +182,9 @@ func TestParseConfig(t *testing.T) {
 			"SWITCHBOARD_HOOK_TIMEOUT", "5s",
 			"SWITCHBOARD_WAIT_REPLICAS_TIMEOUT", "2s",
 			"SWITCHBOARD_BIG_ROOM_THRESHOLD", "2000",
+			"SWITCHBOARD_IDEMPOTENCY_TTL", "30m",
 		), withDefaultLimits(config{
+			IdempotencyTTL:      30 * time.Minute,
 			WaitReplicasTimeout: 2 * time.Second,
 			AuthorizeURL:        "https://backend.example/authorize", ConnectURL: "https://backend.example/connect",
 			RPCURL: "https://backend.example/rpc", HookTimeout: 5 * time.Second,
@@ -314,6 +319,7 @@ func TestParseConfigRefusesBadValues(t *testing.T) {
 		{"a fractional history size is refused", []string{"--history-size", "1.5"}, fakeEnv(), []string{"--history-size", `"1.5"`}},
 		{"a bad history size from the environment is refused", nil, fakeEnv("SWITCHBOARD_HISTORY_SIZE", "x"), []string{"--history-size", `"x"`}},
 		{"a history ttl without a unit is refused", []string{"--history-ttl", "24"}, fakeEnv(), []string{"--history-ttl", `"24"`}},
+		{"an idempotency ttl under a minute is refused", []string{"--idempotency-ttl", "30s"}, fakeEnv(), []string{"--idempotency-ttl", `"30s"`}},
 		{"a history ttl that is not a duration is refused", []string{"--history-ttl", "a day"}, fakeEnv(), []string{"--history-ttl", `"a day"`}},
 		{"a history ttl of zero is refused", []string{"--history-ttl", "0s"}, fakeEnv(), []string{"--history-ttl", `"0s"`}},
 		{"a negative history ttl is refused", []string{"--history-ttl", "-1h"}, fakeEnv(), []string{"--history-ttl", `"-1h"`}},

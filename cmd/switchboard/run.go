@@ -148,7 +148,7 @@ func (n *node) buildParts(cfg config) error {
 		Observer:    service.NewHubMetrics(reg),
 		OnNodeGone:  n.janitor.NodeGone,
 		Node:        cfg.NodeID,
-		HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL,
+		HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, IdempotencyTTL: cfg.IdempotencyTTL,
 		// The hub reads 0 as its default and a negative size as none.
 		RoomHistorySize: cmp.Or(cfg.RoomHistorySize, -1),
 		Advertise:       cfg.Addr,
