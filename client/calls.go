@@ -29,9 +29,11 @@ func Ephemeral() SendOption {
 }
 
 // sendKey is a send's Idempotency-Key: a fresh one, none for an ephemeral send (nothing
-// stores it, so the server takes no key, and a repeat of it is harmless enough).
-func sendKey(q url.Values) string {
-	if q.Get("ephemeral") == "true" {
+// stores it, so the server takes no key, and a repeat of it is harmless enough) or from a
+// client that never retries (the key serves only its retries, and every key costs the
+// deployment a record in Redis for --idempotency-ttl).
+func (c *Client) sendKey(q url.Values) string {
+	if q.Get("ephemeral") == "true" || c.retries == 0 {
 		return ""
 	}
 	return newKey()
@@ -65,7 +67,7 @@ func (c *Client) SendToUser(ctx context.Context, user string, p Payload, opts ..
 		ID string `json:"id"`
 	}
 	q := sendQuery(opts)
-	err := c.json(ctx, call{method: http.MethodPost, path: "/v1/users/" + seg(user) + "/messages", query: q, payload: &p, idemKey: sendKey(q)}, &answer)
+	err := c.json(ctx, call{method: http.MethodPost, path: "/v1/users/" + seg(user) + "/messages", query: q, payload: &p, idemKey: c.sendKey(q)}, &answer)
 	return answer.ID, err
 }
 
@@ -85,7 +87,7 @@ type RoomSent struct {
 func (c *Client) SendToRoom(ctx context.Context, room string, p Payload, opts ...SendOption) (RoomSent, error) {
 	var answer RoomSent
 	q := sendQuery(opts)
-	err := c.json(ctx, call{method: http.MethodPost, path: "/v1/rooms/" + seg(room) + "/messages", query: q, payload: &p, idemKey: sendKey(q)}, &answer)
+	err := c.json(ctx, call{method: http.MethodPost, path: "/v1/rooms/" + seg(room) + "/messages", query: q, payload: &p, idemKey: c.sendKey(q)}, &answer)
 	return answer, err
 }
 
@@ -131,7 +133,7 @@ func (c *Client) SendBatch(ctx context.Context, items []BatchItem) ([]BatchResul
 		} `json:"results"`
 	}
 	p := RawJSON(body)
-	if err := c.json(ctx, call{method: http.MethodPost, path: "/v1/messages", payload: &p, idemKey: newKey()}, &answer); err != nil {
+	if err := c.json(ctx, call{method: http.MethodPost, path: "/v1/messages", payload: &p, idemKey: c.sendKey(nil)}, &answer); err != nil {
 		return nil, err
 	}
 	out := make([]BatchResult, len(answer.Results))

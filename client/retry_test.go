@@ -137,6 +137,27 @@ func TestSendWhoseAnswerWasLostIsDeliveredOnce(t *testing.T) {
 	}
 }
 
+// TestNoRetriesNoKeys: a client that never retries sends no Idempotency-Key (it would only
+// cost the deployment a record per send); the first lost answer is its caller's to handle.
+func TestNoRetriesNoKeys(t *testing.T) {
+	s := startServer(t)
+	lose := &loseFirst{}
+	c := s.newClient(t, client.WithHTTPClient(&http.Client{Transport: lose}), client.WithRetries(0, 0))
+	ctx := context.Background()
+	if _, err := c.SendToUser(ctx, "bob", client.Text("lost")); err == nil {
+		t.Fatal("a send whose answer was lost succeeded without retries")
+	}
+	if _, err := c.SendToRoom(ctx, "lobby", client.Text("x")); err != nil {
+		t.Fatalf("room send: %v", err)
+	}
+	if _, err := c.SendBatch(ctx, []client.BatchItem{{User: "bob", Data: []byte(`1`)}}); err != nil {
+		t.Fatalf("batch: %v", err)
+	}
+	if len(lose.keys) != 3 || lose.keys[0] != "" || lose.keys[1] != "" || lose.keys[2] != "" {
+		t.Fatalf("the sends' keys: %q, want none", lose.keys)
+	}
+}
+
 // TestRedisDownRetriesReadsOnly: with the node's Redis gone, a read, and a send under its
 // Idempotency-Key, is tried 1+retries times and gives up with 503 unavailable; an ephemeral
 // send, which takes no key, is tried once.
