@@ -286,3 +286,48 @@ func testRoomGrowingAndShrinkingKeepsOneOrderAndLosesNothing(t *testing.T, be ba
 		t.Fatalf("bob got %v", bobGot)
 	}
 }
+
+// A member away when its room turns big resumes with since alone (it kept no position for
+// a room it did not know was big): it gets what the room sent from the turn on, after what
+// its own stream holds. A resume whose since is later than the turn starts there.
+func testRoomTurningBigWhileAMemberIsAwayLosesNothing(t *testing.T, be backend) {
+	a := startNode(t, be, "a", bigThreshold(3))
+	b := startNode(t, be, "b", bigThreshold(3))
+	putMember(t, a, "r", "alice")
+	putMember(t, a, "r", "bob")
+	alice, _ := connect(t, a, "alice")
+	postRoom(t, a, "r", `"small"`)
+	last := next(t, alice, "message")
+	if last.Big {
+		t.Fatalf("a room of 2 delivered big: %s", last.Raw)
+	}
+	alice.Close()
+	putMember(t, b, "r", "carol") // 3 members: big from the next post
+	var missed []string
+	for i := range 5 {
+		missed = append(missed, postRoom(t, b, "r", fmt.Sprint(i)))
+	}
+	dm := sendDM(t, b, "alice", `"a dm"`)
+	again, w := connect(t, b, "alice", "since", last.ID)
+	if len(w.BigRooms) != 1 || w.BigRooms[0].Room != "r" {
+		t.Fatalf("welcome %s: want r among the big rooms", w.Raw)
+	}
+	var got []wsclient.Frame
+	for len(got) < 5 {
+		if f := next(t, again, "message"); f.Room == "r" {
+			got = append(got, f)
+		} else if f.ID != dm {
+			t.Fatalf("got %s", f.Raw)
+		}
+	}
+	checkExactly(t, got, missed)
+	again.Close()
+
+	// Since the DM, which is later than the turn: only what came after it.
+	after := postRoom(t, a, "r", `"after the dm"`)
+	third, _ := connect(t, a, "alice", "since", dm)
+	if m := next(t, third, "message"); m.ID != after {
+		t.Fatalf("resumed after the dm, got %s, want %s", m.Raw, after)
+	}
+	noFrame(t, third, 200*time.Millisecond)
+}

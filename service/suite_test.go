@@ -52,6 +52,7 @@ func suite() []func(*testing.T, backend) {
 		testBigRoomResumesFromItsPosition,
 		testBigRoomMembershipChangesReachTheUsersNodeAtOnce,
 		testRoomGrowingAndShrinkingKeepsOneOrderAndLosesNothing,
+		testRoomTurningBigWhileAMemberIsAwayLosesNothing,
 		testRoomFlippingUnderConcurrentSendsKeepsOneOrderForEveryMember,
 		testBigRoomStalledReaderIsClosedWith1013AndResumesWithoutLoss,
 		testBigRoomDrainingNodeClosesWith1012AndClientsResumeElsewhere,

@@ -133,14 +133,22 @@ func (s *Subscription) roomControl(op roomOp) {
 }
 
 // SubscribeRooms starts delivering the big rooms among rooms (the user's) to s, from the
-// positions given (a client's room_since) or from each room's newest message. It returns
+// positions given (a client's room_since) or from each room's newest message. A resume
+// (s was given since) that names no position for a big room starts it where it turned big,
+// or at since if that is later: its client kept no position because it never knew the room
+// was big, so it was away when the room turned, and what the room sent since is in none of
+// the user's streams. It returns
 // once the room channels are confirmed; nothing reaches the sink before s.Start, and the
 // rooms start after s's replay. What turns big or small meanwhile arrives as controls.
 func (h *Hub) SubscribeRooms(ctx context.Context, s *Subscription, rooms []string, positions map[string]StreamID) ([]BigRoom, error) {
 	if len(rooms) == 0 {
 		return nil, nil
 	}
-	modes, err := h.readRoomModes(ctx, rooms, positions)
+	var resumeFrom *StreamID
+	if s.resumed {
+		resumeFrom = &s.resumeFrom
+	}
+	modes, err := h.readRoomModes(ctx, rooms, positions, resumeFrom)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +164,7 @@ func (h *Hub) SubscribeRooms(ctx context.Context, s *Subscription, rooms []strin
 			br.Recovered = &m.recovered
 		}
 		out = append(out, br)
-		if rs := s.addRoomLocked(m.room, m.start, !m.given || m.recovered); rs != nil && !rs.confirmed {
+		if rs := s.addRoomLocked(m.room, m.start, m.anchor); rs != nil && !rs.confirmed {
 			waits = append(waits, h.roomReady(rs))
 		}
 	}
@@ -224,7 +232,7 @@ func (h *Hub) resyncRooms(ctx context.Context, subs []*Subscription) {
 		rooms, err := h.roomSet(ctx, h.keys.userRooms(s.user))
 		var modes []roomMode
 		if err == nil {
-			modes, err = h.readRoomModes(ctx, rooms, nil)
+			modes, err = h.readRoomModes(ctx, rooms, nil, nil)
 		}
 		if err != nil {
 			if ctx.Err() == nil {

@@ -140,17 +140,21 @@ type roomMode struct {
 	from      StreamID // where the room last turned big
 	given     bool     // the client gave a position
 	recovered bool     // the position is still in the stream (or not older than its newest)
+	// anchor: start is an entry of the stream (or 0-0), so the first read must begin with
+	// it, or the stream was trimmed past it; a resume's since is not.
+	anchor bool
 }
 
 // modesRead is one connection's read of its rooms' modes, and its answer.
 type modesRead struct {
-	rooms     []string
-	positions map[string]StreamID
-	modes     []*redis.SliceCmd
-	tops      []*redis.XMessageSliceCmd
-	found     []*redis.XMessageSliceCmd
-	out       []roomMode
-	err       error
+	rooms      []string
+	positions  map[string]StreamID
+	resumeFrom *StreamID // a resume's since: where a big room without a position starts at the earliest
+	modes      []*redis.SliceCmd
+	tops       []*redis.XMessageSliceCmd
+	found      []*redis.XMessageSliceCmd
+	out        []roomMode
+	err        error
 }
 
 // modesReads batches the room mode reads of new connections: in a connect storm they share
@@ -191,9 +195,10 @@ func (h *Hub) sendModeReads(ctx context.Context, batch []*modesRead) {
 }
 
 // readRoomModes reads each of rooms' mode and newest id, and whether each given position
-// is still in the room's stream, through the batched reads.
-func (h *Hub) readRoomModes(ctx context.Context, rooms []string, positions map[string]StreamID) ([]roomMode, error) {
-	r, err := h.modesReads.Do(ctx, modesRead{rooms: rooms, positions: positions})
+// is still in the room's stream, through the batched reads. With resumeFrom, a big room
+// without a position starts where it turned big or at *resumeFrom, whichever is later.
+func (h *Hub) readRoomModes(ctx context.Context, rooms []string, positions map[string]StreamID, resumeFrom *StreamID) ([]roomMode, error) {
+	r, err := h.modesReads.Do(ctx, modesRead{rooms: rooms, positions: positions, resumeFrom: resumeFrom})
 	switch {
 	case errors.Is(err, pipeline.ErrClosed):
 		return nil, ErrClosed
@@ -220,7 +225,7 @@ func (r *modesRead) decode() []roomMode {
 			if t := tops[i].Val(); len(t) > 0 {
 				top, _ = ParseStreamID(t[0].ID)
 			}
-			m.start = top
+			m.start, m.anchor = top, true
 			if pos, ok := positions[room]; ok {
 				m.given = true
 				m.recovered = pos.IsZero() || len(found[i].Val()) > 0 || !pos.Less(top)
@@ -228,6 +233,17 @@ func (r *modesRead) decode() []roomMode {
 				if pos.Less(from) {
 					// Before the room turned big: what came before is in the user's stream.
 					m.start, m.recovered = from, true
+				}
+				m.anchor = m.recovered
+			} else if r.resumeFrom != nil && m.big {
+				// Away since before the turn: from the turn, whose earlier messages are in
+				// the user's stream; else from since, by time, since a client that was
+				// here after the turn knew the room was big and got what it sent while
+				// connected (the room's ids and the user's come from one clock on a
+				// single Redis; on a cluster, from the masters' clocks).
+				m.start = from
+				if from.Less(*r.resumeFrom) {
+					m.start, m.anchor = *r.resumeFrom, false
 				}
 			}
 		}

@@ -58,8 +58,12 @@ type Subscription struct {
 	hub  *Hub
 	user string
 	sink Sink
-	link *link    // the link carrying the user's channel; set by attach, then fixed
-	ch   *channel // guarded by link.mu; nil once detached
+	// resumed says the connection gave since, which is resumeFrom: its big rooms without a
+	// position of their own start from there (SubscribeRooms). Set before it is shared.
+	resumed    bool
+	resumeFrom StreamID
+	link       *link    // the link carrying the user's channel; set by attach, then fixed
+	ch         *channel // guarded by link.mu; nil once detached
 
 	mu           sync.Mutex
 	state        subState
@@ -100,7 +104,7 @@ func (h *Hub) Subscribe(ctx context.Context, user, since string, sink Sink) (*Su
 	if !h.running.Load() {
 		return nil, Welcome{}, ErrClosed
 	}
-	s := &Subscription{hub: h, user: user, sink: sink}
+	s := &Subscription{hub: h, user: user, sink: sink, resumed: since != "", resumeFrom: from}
 	ready := h.attach(user, s)
 	select {
 	case <-ready:
