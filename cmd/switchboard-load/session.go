@@ -37,10 +37,10 @@ func (a streamID) String() string {
 // delivery is one message frame, as the scenarios see it.
 type delivery struct {
 	id      streamID
-	at      int64 // arrival, unix nanoseconds
-	sent    int64 // the payload's send timestamp, unix nanoseconds; 0 if it had none
-	seq     int64 // the payload's sequence number; -1 if it had none
-	inOrder bool  // id is above every id this user received before
+	at      int64  // arrival, unix nanoseconds
+	sent    int64  // the payload's send timestamp, unix nanoseconds; 0 if it had none
+	seq     int64  // the payload's sequence number; -1 if it had none
+	inOrder bool   // id is above every id this user received before
 	room    string // the room of a room message; "" for a direct message
 	big     bool   // a big room's message, fanned out on read
 }
