@@ -4,6 +4,7 @@ import (
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/switchboard-dev/switchboard/service"
 	"github.com/switchboard-dev/switchboard/subscriptions"
@@ -66,5 +67,41 @@ func TestSoakLosesNothingThroughChurnAndPubSubKills(t *testing.T) {
 	}
 	if s.Flatness == nil || s.Flatness.First.Samples == 0 || s.Flatness.Last.Samples == 0 {
 		t.Errorf("flatness: %+v", s.Flatness)
+	}
+}
+
+// The series the soak reads are summed over nodes; comments, labelled series and other
+// metrics are skipped.
+func TestParseMetricsSumsTheSeriesItReads(t *testing.T) {
+	var m nodeMetrics
+	parseMetrics([]byte("# HELP go_goroutines Number of goroutines.\n# TYPE go_goroutines gauge\ngo_goroutines 120\n"+
+		"go_goroutines_other 5\nprocess_resident_memory_bytes 5.24288e+07\nswitchboard_connections 30\n"+
+		"switchboard_connections_closed_total{reason=\"slow_consumer\"} 3\nswitchboard_pubsub_reconnects_total 2\n"), &m)
+	parseMetrics([]byte("go_goroutines 80\nswitchboard_pubsub_reconnects_total 1\nswitchboard_caught_up_messages_total 7\n"), &m)
+	want := nodeMetrics{goroutines: 200, rss: 52428800, connections: 30, reconnects: 3, caughtUp: 7}
+	if m != want {
+		t.Fatalf("got %+v, want %+v", m, want)
+	}
+}
+
+// Flatness compares the first and the last window of the loaded samples, leaving out the
+// baseline before the load and the sample after it.
+func TestFlatnessComparesTheFirstAndLastWindowsOfLoad(t *testing.T) {
+	samples := []SoakSample{{AtS: 0, Phase: "baseline", RSSMB: 10, Goroutines: 50}}
+	for i := 1; i <= 20; i++ { // every 30 s for 10 minutes
+		samples = append(samples, SoakSample{AtS: float64(30 * i), Phase: "load", RSSMB: float64(100 + i), Goroutines: int64(1000 + i)})
+	}
+	samples = append(samples, SoakSample{AtS: 615, Phase: "end", RSSMB: 500, Goroutines: 9000})
+	f := flatness(samples, 10*time.Minute, 30*time.Second)
+	if f == nil || f.WindowS != 60 || f.First.Samples != 2 || f.First.FromS != 30 || f.First.ToS != 60 ||
+		f.Last.Samples != 3 || f.Last.FromS != 540 || f.Last.ToS != 600 {
+		t.Fatalf("windows: %+v", f)
+	}
+	if f.First.RSSMB != 101.5 || f.Last.RSSMB != 119 || f.RSSGrowthPct != 17.2 ||
+		f.First.GoroutinesMin != 1001 || f.First.GoroutinesMax != 1002 || f.Last.GoroutinesMin != 1018 || f.Last.GoroutinesMax != 1020 {
+		t.Fatalf("figures: %+v", f)
+	}
+	if flatness(samples[:2], 10*time.Minute, 30*time.Second) != nil {
+		t.Error("one loaded sample gave a flatness")
 	}
 }
