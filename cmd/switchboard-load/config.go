@@ -134,6 +134,7 @@ type soakConfig struct {
 	sampleEvery    time.Duration
 	killEvery      time.Duration // CLIENT KILL TYPE pubsub; 0 = never
 	redisAddr      string        // the Redis the nodes use: host:port or redis:// URL
+	firstPosts     bool          // one post to each room before the churn starts
 }
 
 // errHelp is returned by parseArgs when the user asked for the usage text.
@@ -230,6 +231,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		fs.DurationVar(&c.soak.offline, "offline", defaultOffline, "the longest a user closed by the churn stays away before it resumes")
 		fs.DurationVar(&c.soak.sampleEvery, "sample-every", defaultSampleEvery, "how often to sample the server's RSS and goroutines (and print a line)")
 		fs.DurationVar(&c.soak.killEvery, "kill-pubsub-every", defaultKillEvery, "how often to kill the nodes' Pub/Sub connections (CLIENT KILL TYPE pubsub on --redis-addr); 0 = never")
+		fs.BoolVar(&c.soak.firstPosts, "first-posts", true, "post once to each room, with every member connected, before the soak starts, so that a room turns big with nobody away (false: the turn happens under churn)")
 		fs.StringVar(&c.soak.redisAddr, "redis-addr", "", "the Redis the nodes use (host:port or redis://...), for --kill-pubsub-every; without it the link is not killed")
 	case "conns":
 		fs.IntVar(&c.conns, "conns", defaultConns, "connections to open, one user each")

@@ -150,7 +150,7 @@ func runSoak(ctx context.Context, cfg config, prog *progress) (*Result, error) {
 	// newest message (docs/protocol.md, "Big rooms"), missing what was posted meanwhile.
 	// The soak is about the steady state; the turn is not part of it.
 	warmup := int64(0)
-	if cfg.soak.roomRate > 0 && len(r.rooms) > 0 {
+	if cfg.soak.firstPosts && cfg.soak.roomRate > 0 && len(r.rooms) > 0 {
 		prog.printf("one post to each of %d rooms first, with every member connected", len(r.rooms))
 		for warmup < int64(len(r.rooms)) {
 			r.publishRoom(0, warmup)

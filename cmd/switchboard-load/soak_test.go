@@ -70,6 +70,24 @@ func TestSoakLosesNothingThroughChurnAndPubSubKills(t *testing.T) {
 	}
 }
 
+// Without the first posts, the big room turns big under churn: a member away at the turn
+// comes back without the room's position and starts at its newest message. Run it with
+// SOAK_TURN=1 to see whether the server still loses those deliveries.
+func TestSoakWithTheTurnUnderChurn(t *testing.T) {
+	if os.Getenv("SOAK_TURN") == "" {
+		t.Skip("a known gap at a room's turn to big (cmd/switchboard-load/README.md); SOAK_TURN=1 runs it")
+	}
+	base, redisURL := startNodeRedis(t, service.Config{}, subscriptions.Config{BigRoomThreshold: 10})
+	code, res := runTool(t, "soak", "--url", base, "--redis-addr", redisURL, "--first-posts=false",
+		"--users", "30", "--publishers", "2", "--rate", "60",
+		"--room-rate", "15", "--rooms", "2", "--room-members", "5", "--big-room-members", "12",
+		"--churn-rate", "10", "--offline", "300ms", "--kill-pubsub-every", "0",
+		"--sample-every", "1s", "--duration", "3s", "--grace", "10s")
+	if code != exitPass {
+		t.Fatalf("exit %d, failures %v, room deliveries %+v", code, res.Failures, res.Soak.RoomDelivery)
+	}
+}
+
 // The series the soak reads are summed over nodes; comments, labelled series and other
 // metrics are skipped.
 func TestParseMetricsSumsTheSeriesItReads(t *testing.T) {
