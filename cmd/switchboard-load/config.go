@@ -38,6 +38,20 @@ const (
 	defaultCallTimeout     = 10 * time.Second
 	defaultHTTPTimeout     = 10 * time.Second
 	defaultDialTimeout     = 10 * time.Second
+	// The soak scenario's defaults: a steady, mixed load for ten minutes, with users
+	// leaving and coming back and the node's Pub/Sub link killed now and then.
+	defaultSoakDuration   = 10 * time.Minute
+	defaultSoakGrace      = 15 * time.Second
+	defaultSoakPublishers = 8
+	defaultSoakRate       = 200
+	defaultSoakRoomRate   = 20
+	defaultSoakRooms      = 4
+	defaultSoakRoomSize   = 50
+	defaultSoakBigRoom    = 500 // the server's default --big-room-threshold: the big path
+	defaultChurnRate      = 20
+	defaultOffline        = time.Second
+	defaultSampleEvery    = 30 * time.Second
+	defaultKillEvery      = 30 * time.Second
 	// countOnlyDuration bounds a run given --count without --duration, so that a server that
 	// stops answering cannot keep the tool running forever.
 	countOnlyDuration = 10 * time.Minute
@@ -47,7 +61,7 @@ const (
 )
 
 // scenarios lists the scenario names in the order the usage text shows them.
-var scenarios = []string{"dm", "fanout", "conns", "rpc"}
+var scenarios = []string{"dm", "fanout", "conns", "rpc", "soak"}
 
 // maxInFlight is a node's limit of rpc calls waiting per connection (docs/hooks.md).
 const maxInFlight = 16
@@ -104,6 +118,24 @@ type config struct {
 	historyLimit int           // rpc --frame history: the page size asked for
 
 	backend backendConfig // --serve-backend and its flags (dm, rpc)
+
+	soak soakConfig
+}
+
+// soakConfig is what only the soak scenario sets; users, publishers, rate (of DMs) and
+// duration are config's.
+type soakConfig struct {
+	roomPublishers int
+	roomRate       float64 // room posts per second over all rooms; 0 = none
+	rooms          int     // small rooms
+	roomMembers    int     // members of each small room
+	bigRoomMembers int     // members of the one big room; 0 = no big room
+	churnRate      float64 // connections closed (and resumed) per second; 0 = none
+	offline        time.Duration
+	sampleEvery    time.Duration
+	killEvery      time.Duration // CLIENT KILL TYPE pubsub; 0 = never
+	redisAddr      string        // the Redis the nodes use: host:port or redis:// URL
+	firstPosts     bool          // one post to each room before the churn starts
 }
 
 // errHelp is returned by parseArgs when the user asked for the usage text.
@@ -184,6 +216,25 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 			fs.IntVar(&c.members, "members", defaultMembers, "room members, one WebSocket each")
 			fs.StringVar(&c.room, "room", "", `room name; default "<user-prefix>-room"`)
 		}
+	case "soak":
+		fs.IntVar(&c.users, "users", defaultUsers, "connected users, one WebSocket each; DMs go to them in turn and the rooms' members are among them")
+		fs.IntVar(&c.publishers, "publishers", defaultSoakPublishers, "concurrent HTTP publishers of DMs")
+		fs.Float64Var(&c.rate, "rate", defaultSoakRate, "DMs per second over all publishers")
+		fs.DurationVar(&c.duration, "duration", defaultSoakDuration, "how long to send")
+		fs.DurationVar(&c.grace, "grace", defaultSoakGrace, "how long to wait after sending for the last deliveries; a message not delivered by then is lost")
+		fs.DurationVar(&c.httpTimeout, "http-timeout", defaultHTTPTimeout, "timeout of one HTTP request")
+		fs.IntVar(&c.payloadBytes, "payload-bytes", defaultPayloadBytes, "size of each JSON message body, padded")
+		fs.IntVar(&c.soak.roomPublishers, "room-publishers", 2, "concurrent HTTP publishers of room posts")
+		fs.Float64Var(&c.soak.roomRate, "room-rate", defaultSoakRoomRate, "room posts per second over all rooms, in turn; 0 = no room posts")
+		fs.IntVar(&c.soak.rooms, "rooms", defaultSoakRooms, "small rooms (fanned out on write), each of --room-members users")
+		fs.IntVar(&c.soak.roomMembers, "room-members", defaultSoakRoomSize, "members of each small room (below the server's --big-room-threshold)")
+		fs.IntVar(&c.soak.bigRoomMembers, "big-room-members", defaultSoakBigRoom, "members of one more room, big if at least the server's --big-room-threshold (fanned out on read); 0 = no such room")
+		fs.Float64Var(&c.soak.churnRate, "churn-rate", defaultChurnRate, "connections closed per second, each by a random user that stays away up to --offline and resumes after its last message; 0 = no churn")
+		fs.DurationVar(&c.soak.offline, "offline", defaultOffline, "the longest a user closed by the churn stays away before it resumes")
+		fs.DurationVar(&c.soak.sampleEvery, "sample-every", defaultSampleEvery, "how often to sample the server's RSS and goroutines (and print a line)")
+		fs.DurationVar(&c.soak.killEvery, "kill-pubsub-every", defaultKillEvery, "how often to kill the nodes' Pub/Sub connections (CLIENT KILL TYPE pubsub on --redis-addr); 0 = never")
+		fs.BoolVar(&c.soak.firstPosts, "first-posts", true, "post once to each room, with every member connected, before the soak starts, so that a room turns big with nobody away (false: the turn happens under churn)")
+		fs.StringVar(&c.soak.redisAddr, "redis-addr", "", "the Redis the nodes use (host:port or redis://...), for --kill-pubsub-every; without it the link is not killed")
 	case "conns":
 		fs.IntVar(&c.conns, "conns", defaultConns, "connections to open, one user each")
 		fs.DurationVar(&c.hold, "hold", defaultHold, "how long to hold the connections open before closing them")
@@ -233,12 +284,6 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 
 // validate checks the values that flag parsing cannot.
 func (c *config) validate() error {
-	positive := func(name string, v int) error {
-		if v < 1 {
-			return fmt.Errorf("--%s must be at least 1, got %d", name, v)
-		}
-		return nil
-	}
 	checks := []error{positive("dialers", c.dialers)}
 	if !idPattern.MatchString(c.userPrefix) || len(c.userPrefix)+userSuffixLen > 128 {
 		checks = append(checks, fmt.Errorf("--user-prefix %q must match ^[A-Za-z0-9._@+-]+$ and be at most %d characters", c.userPrefix, 128-userSuffixLen))
@@ -285,6 +330,8 @@ func (c *config) validate() error {
 				checks = append(checks, fmt.Errorf("--room %q must match ^[A-Za-z0-9._@+-]{1,128}$", c.room))
 			}
 		}
+	case "soak":
+		checks = append(checks, c.validateSoak()...)
 	case "rpc":
 		checks = append(checks, c.validateRPC()...)
 	case "conns":
@@ -294,6 +341,44 @@ func (c *config) validate() error {
 		}
 	}
 	return errors.Join(checks...)
+}
+
+// validateSoak checks the soak scenario's flags.
+func (c *config) validateSoak() []error {
+	checks := []error{positive("users", c.users), positive("publishers", c.publishers), positive("room-publishers", c.soak.roomPublishers)}
+	if c.rate <= 0 {
+		checks = append(checks, fmt.Errorf("--rate must be positive: a soak runs at a steady rate, got %g", c.rate))
+	}
+	if c.soak.roomRate < 0 || c.soak.churnRate < 0 {
+		checks = append(checks, errors.New("--room-rate and --churn-rate must be 0 (none) or positive"))
+	}
+	if c.duration <= 0 || c.grace < 0 || c.httpTimeout <= 0 || c.soak.offline < 0 {
+		checks = append(checks, errors.New("--duration and --http-timeout must be positive, --grace and --offline not negative"))
+	}
+	if c.soak.sampleEvery <= 0 || c.soak.killEvery < 0 {
+		checks = append(checks, errors.New("--sample-every must be positive and --kill-pubsub-every not negative"))
+	}
+	if c.soak.rooms < 0 || c.soak.roomMembers < 0 || c.soak.bigRoomMembers < 0 {
+		checks = append(checks, errors.New("--rooms, --room-members and --big-room-members must not be negative"))
+	}
+	if c.soak.roomMembers > c.users || c.soak.bigRoomMembers > c.users {
+		checks = append(checks, fmt.Errorf("--room-members (%d) and --big-room-members (%d) are taken from the --users (%d): at most that many", c.soak.roomMembers, c.soak.bigRoomMembers, c.users))
+	}
+	if c.soak.roomRate > 0 && (c.soak.rooms == 0 || c.soak.roomMembers == 0) && c.soak.bigRoomMembers == 0 {
+		checks = append(checks, errors.New("--room-rate needs a room: --rooms with --room-members, or --big-room-members"))
+	}
+	if c.payloadBytes < 0 || c.payloadBytes > maxPayloadBytes {
+		checks = append(checks, fmt.Errorf("--payload-bytes must be from 0 to %d, got %d", maxPayloadBytes, c.payloadBytes))
+	}
+	return checks
+}
+
+// positive returns an error unless v is at least 1.
+func positive(name string, v int) error {
+	if v < 1 {
+		return fmt.Errorf("--%s must be at least 1, got %d", name, v)
+	}
+	return nil
 }
 
 // validateRPC checks the rpc scenario's flags.
@@ -402,6 +487,11 @@ or after --backend-delay, with the time its handler took). Reports calls/s, the 
 trip, and the overhead: the round trip minus the backend's own time. With --frame history
 the calls are history frames instead (pages of --history-limit messages of --room, which
 the tool fills first; no backend): what a client opening a room costs.`,
+	"soak": `soak: keep --users users connected for --duration (10m) while --churn-rate of them
+a second leave and resume after their last message, send DMs at --rate and room posts at
+--room-rate to --rooms small rooms and one big room, and kill the nodes' Pub/Sub link every
+--kill-pubsub-every on --redis-addr. Samples the server's RSS and goroutines every
+--sample-every, and fails on any DM or room delivery lost, duplicated or out of order.`,
 	"conns": `conns: open --conns WebSockets, one user each, from --dialers concurrent dialers, as fast
 as possible. Reports connections/s with the welcome received (the subscription confirmed),
 failures, and with --pid the server's RSS per connection; holds them --hold, then closes.`,

@@ -63,6 +63,14 @@ func TestParseArgsDefaults(t *testing.T) {
 				t.Errorf("dm: via %q, grant %q", c.via, c.jwtDM)
 			}
 		}},
+		{"soak runs ten minutes of steady, mixed load", []string{"soak"}, func(t *testing.T, c config) {
+			k := c.soak
+			if c.users != 1000 || c.publishers != 8 || c.rate != 200 || c.duration != 10*time.Minute || c.grace != 15*time.Second ||
+				k.roomRate != 20 || k.rooms != 4 || k.roomMembers != 50 || k.bigRoomMembers != 500 || k.roomPublishers != 2 ||
+				k.churnRate != 20 || k.offline != time.Second || k.sampleEvery != 30*time.Second || k.killEvery != 30*time.Second || k.redisAddr != "" {
+				t.Errorf("soak: %+v", c)
+			}
+		}},
 		{"credentials are kept", []string{"conns", "--api-key", "k", "--jwt-secret", "s", "--pid", "42"}, func(t *testing.T, c config) {
 			if c.apiKey != "k" || c.jwtSecret != "s" || c.pid != 42 {
 				t.Errorf("%+v", c)
@@ -117,6 +125,11 @@ func TestParseArgsRefusals(t *testing.T) {
 		{"a negative backend delay", []string{"rpc", "--serve-backend", "--webhook-secret", "s", "--backend-delay", "-1ms"}, "--backend-delay"},
 		{"an unknown way to send DMs", []string{"dm", "--via", "carrier-pigeon"}, `--via must be "http" or "ws"`},
 		{"a dm grant without a token key", []string{"dm", "--jwt-dm", "*"}, "--jwt-dm is a claim of minted tokens"},
+		{"a soak without a rate", []string{"soak", "--rate", "0"}, "--rate must be positive"},
+		{"a soak room larger than the users", []string{"soak", "--users", "100"}, "at most that many"},
+		{"room posts without a room", []string{"soak", "--rooms", "0", "--big-room-members", "0"}, "--room-rate needs a room"},
+		{"a soak that never samples", []string{"soak", "--sample-every", "0s"}, "--sample-every must be positive"},
+		{"negative churn", []string{"soak", "--churn-rate", "-1"}, "--churn-rate must be 0"},
 		{"rpc flags on another scenario", []string{"conns", "--in-flight", "4"}, "flag provided but not defined: -in-flight"},
 	}
 	for _, tt := range tests {

@@ -1,5 +1,5 @@
 // Command switchboard-load sizes a Switchboard deployment. It drives real WebSockets and
-// HTTP requests against running nodes in one of four scenarios (dm, fanout, conns, rpc),
+// HTTP requests against running nodes in one of five scenarios (dm, fanout, conns, rpc, soak),
 // reports rates, latency percentiles, errors and the server's memory and CPU, and fails
 // (exit status 1) if any accepted message was lost, duplicated or delivered out of order.
 //
@@ -109,6 +109,8 @@ func runScenario(ctx context.Context, cfg config, prog *progress) (*Result, erro
 		return runConns(ctx, cfg, prog)
 	case "rpc":
 		return runRPC(ctx, cfg, prog)
+	case "soak":
+		return runSoak(ctx, cfg, prog)
 	}
 	return nil, fmt.Errorf("unknown scenario %q", cfg.scenario)
 }

@@ -32,6 +32,13 @@ func startNode(t *testing.T, cfg service.Config) string {
 // startNodeHub is startNode with a hub configuration (its Node and Logger are set here).
 func startNodeHub(t *testing.T, cfg service.Config, hubCfg subscriptions.Config) string {
 	t.Helper()
+	base, _ := startNodeRedis(t, cfg, hubCfg)
+	return base
+}
+
+// startNodeRedis is startNodeHub that also returns the URL of the node's redis-server.
+func startNodeRedis(t *testing.T, cfg service.Config, hubCfg subscriptions.Config) (base, redisURL string) {
+	t.Helper()
 	rs := redistest.Start(t)
 	opts, err := redis.ParseURL(rs.URL())
 	if err != nil {
@@ -80,7 +87,7 @@ func startNodeHub(t *testing.T, cfg service.Config, hubCfg subscriptions.Config)
 		}
 		return nil
 	})
-	return "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String(), rs.URL()
 }
 
 // runTool runs the command as a user would, with --json --quiet, and returns its exit

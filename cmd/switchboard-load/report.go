@@ -28,6 +28,7 @@ type Result struct {
 	Redis       *ProcReport     `json:"redis,omitempty"`
 	Tool        *ProcReport     `json:"load_tool,omitempty"`
 	Wire        *WireReport     `json:"wire,omitempty"`
+	Soak        *SoakReport     `json:"soak,omitempty"`
 	Interrupted bool            `json:"interrupted,omitempty"`
 	Passed      bool            `json:"passed"`
 	Failures    []string        `json:"failures,omitempty"`
@@ -232,6 +233,15 @@ func (r *Result) writeTable(w io.Writer) error {
 		row("run", "room %s of %d members, %d publishers, %s, payload %d B", p.Room, p.Members, p.Publishers, bounds(p), p.PayloadBytes)
 	case "conns":
 		row("run", "%d connections from %d dialers, held %s, users %s-c*", p.Conns, p.Dialers, fmtSeconds(p.HoldS), p.UserPrefix)
+	case "soak":
+		row("run", "%d users, DMs from %d publishers at %s, payload %d B, users %s-u*", p.Users, p.Publishers, bounds(p), p.PayloadBytes, p.UserPrefix)
+		if s := r.Soak; s != nil {
+			var rooms []string
+			for _, room := range s.Rooms {
+				rooms = append(rooms, fmt.Sprintf("%s (%d)", room.Name, room.Members))
+			}
+			row("rooms", "%g posts/s to %s", s.RoomRate, strings.Join(rooms, ", "))
+		}
 	case "rpc":
 		row("run", "%d connections × %d calls in flight (at most %g/s each), %s, data %d B", p.Conns, p.InFlight, p.ConnRate, bounds(p), p.PayloadBytes)
 	}
@@ -252,8 +262,11 @@ func (r *Result) writeTable(w io.Writer) error {
 	}
 	if s := r.Send; s != nil {
 		what := "messages"
-		if r.Scenario == "fanout" {
+		switch r.Scenario {
+		case "fanout":
 			what = "room posts"
+		case "soak":
+			what = "DMs"
 		}
 		row(what, "%d sent, %d accepted (202) in %.2f s = %.1f/s", s.Requests, s.Accepted, s.Seconds, s.AcceptedPerSecond)
 		if s.TargetRate > 0 {
@@ -301,6 +314,7 @@ func (r *Result) writeTable(w io.Writer) error {
 		}
 	}
 	r.hookRows(row)
+	r.soakRows(row)
 	row("", "")
 	op := map[string]string{"conns": "connection", "fanout": "delivery", "rpc": "call"}[r.Scenario]
 	if op == "" {

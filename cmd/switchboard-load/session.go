@@ -37,10 +37,12 @@ func (a streamID) String() string {
 // delivery is one message frame, as the scenarios see it.
 type delivery struct {
 	id      streamID
-	at      int64 // arrival, unix nanoseconds
-	sent    int64 // the payload's send timestamp, unix nanoseconds; 0 if it had none
-	seq     int64 // the payload's sequence number; -1 if it had none
-	inOrder bool  // id is above every id this user received before
+	at      int64  // arrival, unix nanoseconds
+	sent    int64  // the payload's send timestamp, unix nanoseconds; 0 if it had none
+	seq     int64  // the payload's sequence number; -1 if it had none
+	inOrder bool   // id is above every id this user received before
+	room    string // the room of a room message; "" for a direct message
+	big     bool   // a big room's message, fanned out on read
 }
 
 // sessionStats counts what happened to the connections during a run, beyond messages.
@@ -84,6 +86,8 @@ type session struct {
 	// rooms are the big rooms' positions: their messages carry ids of the room's stream,
 	// resumed with room_since, and ordered apart from the user's.
 	rooms map[string]streamID
+	// leaving marks a close the scenario asked for (disconnect), not the server's.
+	leaving atomic.Bool
 }
 
 // sessionOptions are what every session of a run shares.
@@ -94,6 +98,9 @@ type sessionOptions struct {
 	stats   *sessionStats
 	// onReply, if set, takes the ack and error frames that answer the session's own sends.
 	onReply func(wsclient.Frame)
+	// offline is the longest a session closed by disconnect stays away before it resumes
+	// (a random time up to it), so that messages sent meanwhile must come from the stream.
+	offline time.Duration
 }
 
 // newSession wraps a connection that has received its welcome.
@@ -152,10 +159,17 @@ func (s *session) run(ctx context.Context, o sessionOptions, handle func(deliver
 				return
 			}
 			code, _ := s.conn.CloseCode()
-			o.stats.closes.add(closeKey(code))
 			s.live.Store(nil)
 			s.conn.Abort()
 			s.conn = nil
+			if s.leaving.Swap(false) {
+				// The scenario closed it (disconnect): a user leaving, not a server close.
+				if !s.stayAway(ctx, o.offline) || !s.resume(ctx, o) {
+					return
+				}
+				continue
+			}
+			o.stats.closes.add(closeKey(code))
 			if code == 4001 || code == 1008 {
 				return // the server said not to come back
 			}
@@ -186,7 +200,7 @@ func (s *session) run(ctx context.Context, o sessionOptions, handle func(deliver
 			o.stats.badFrames.Add(1)
 			continue
 		}
-		d.id = id
+		d.id, d.room, d.big = id, f.Room, f.Big
 		d.sent, d.seq, _ = parsePayload(f.Data)
 		if f.Big {
 			if d.inOrder = id.after(s.rooms[f.Room]); d.inOrder {
@@ -202,6 +216,34 @@ func (s *session) run(ctx context.Context, o sessionOptions, handle func(deliver
 			continue
 		}
 		handle(d)
+	}
+}
+
+// disconnect closes the session's connection as a user leaving would; the session stays
+// away up to its offline time, then resumes after the last message it saw. It reports
+// false when the session had no connection (it is reconnecting already).
+func (s *session) disconnect() bool {
+	c := s.live.Swap(nil)
+	if c == nil {
+		return false
+	}
+	s.leaving.Store(true)
+	c.Close()
+	return true
+}
+
+// stayAway waits a random time up to d, and reports false if ctx ended first.
+func (s *session) stayAway(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(rand.N(d))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
