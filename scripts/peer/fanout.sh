@@ -232,6 +232,9 @@ def tool(d):  # the driver's own CPU: switchboard-load says load_tool, the peer 
 def failed(d):
     return bool(g(d, "failures", default=None) or g(d, "failed", default=""))
 
+def ms(v):  # 0: no sample (no post reached every member, say)
+    return f"{v:.1f}" if v else "—"
+
 def cells(d):
     if d is None:
         return ["did not run"] + [""] * 5
@@ -239,8 +242,8 @@ def cells(d):
     return [
         f"{dl['per_second']:,.0f}",
         f"{g(d, 'send', 'accepted_per_second'):,.0f}",
-        f"{g(dl, 'latency', 'p50_ms'):.1f} / {g(dl, 'latency', 'p99_ms'):.1f}",
-        f"{g(dl, 'complete', 'p99_ms'):.1f}",
+        f"{ms(g(dl, 'latency', 'p50_ms'))} / {ms(g(dl, 'latency', 'p99_ms'))}",
+        ms(g(dl, 'complete', 'p99_ms')),
         f"{100 * g(d, 'server', 'cpu_cores'):.0f} / {100 * g(d, 'redis', 'cpu_cores'):.0f} / {100 * tool(d):.0f}",
         f"{dl['lost']}/{dl['duplicated']}/{dl['out_of_order']}" + (" FAIL" if failed(d) else ""),
     ]
@@ -263,6 +266,9 @@ for members in (1000, 10000):
                 notes.append(f"{who}, {members:,} members, rate {r}: " + "; ".join(why))
             if tool(d) > 0.85:
                 notes.append(f"{who}, {members:,} members, rate {r}: the driver used {tool(d):.2f} cores of its 1 (it may be the limit)")
+            if g(d, "sessions", "closes", default=None):
+                notes.append(f"{who}, {members:,} members, rate {r}: the server closed connections (" +
+                             ", ".join(f"{k} ×{v}" for k, v in d["sessions"]["closes"].items()) + "); they resumed")
             if g(d, "other_cores") > 0.15:
                 notes.append(f"{who}, {members:,} members, rate {r}: other processes used {g(d, 'other_cores'):.2f} cores")
 print()
