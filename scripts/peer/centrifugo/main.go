@@ -1,6 +1,6 @@
 // Command centrifugo is a load driver for Centrifugo v6, the peer that our performance
-// issue compares Switchboard with. It runs the same two scenarios as cmd/switchboard-load,
-// against Centrifugo's JSON client protocol and its server HTTP API:
+// issue compares Switchboard with. It runs the scenarios of cmd/switchboard-load (dm, fanout,
+// conns) against Centrifugo's JSON client protocol and its server HTTP API:
 //
 //   - dm (the default): N users connect over WebSocket, each with its own HS256 JWT and
 //     subscribed to its personal channel (with history and recovery); P publishers then send
@@ -8,6 +8,11 @@
 //     and every delivery is counted per user: lost, duplicated, out of order, latency.
 //   - --conns: a connect storm of many connections from many dialers, each waiting until
 //     its connect reply and its personal-channel subscription are confirmed.
+//   - --fanout: a room. M members connect and subscribe from the client to one channel with
+//     history and recovery (--room, in namespace "room"); P publishers post to it with
+//     POST /api/publish, at --rate posts/s or as fast as they can, for a duration, and every
+//     delivery is counted per member as cmd/switchboard-load's fanout does: lost,
+//     duplicated, out of order (by publication offset), latency, time to the last member.
 //
 // With --pid and --redis-pid it reports the CPU and RSS of Centrifugo and of Redis.
 // scripts/peer/centrifugo.sh builds Centrifugo, starts it with its own Redis and runs this.
@@ -47,6 +52,10 @@ type config struct {
 	duration, grace     time.Duration
 	payloadBytes        int
 	conns               bool
+	fanout              bool
+	members             int
+	room                string  // fanout: the room's channel
+	rate                float64 // fanout: posts per second over all publishers; 0 = as fast as possible
 	connCount, dialers  int
 	hold, dialTimeout   time.Duration
 	pid, redisPID       int
@@ -62,11 +71,15 @@ func main() {
 	flag.BoolVar(&c.clientSub, "client-sub", false, "subscribe to the personal channel from the client (client.subscribe_to_user_personal_channel must then be off)")
 	flag.StringVar(&c.userPrefix, "user-prefix", "", `prefix of the user ids; default "load-<random>" so that runs never share users`)
 	flag.IntVar(&c.users, "users", 1000, "dm: users connected")
-	flag.IntVar(&c.publishers, "publishers", 16, "dm: concurrent HTTP publishers (keep-alive connections)")
-	flag.DurationVar(&c.duration, "duration", 10*time.Second, "dm: how long to publish")
-	flag.DurationVar(&c.grace, "grace", 5*time.Second, "dm: how long to wait for the last deliveries")
-	flag.IntVar(&c.payloadBytes, "payload-bytes", 100, "dm: size of each message's JSON data")
+	flag.IntVar(&c.publishers, "publishers", 0, "dm, fanout: concurrent HTTP publishers (keep-alive connections); default 16 for dm, 4 for fanout (as cmd/switchboard-load)")
+	flag.DurationVar(&c.duration, "duration", 10*time.Second, "dm, fanout: how long to publish")
+	flag.DurationVar(&c.grace, "grace", 5*time.Second, "dm, fanout: how long to wait for the last deliveries")
+	flag.IntVar(&c.payloadBytes, "payload-bytes", 100, "dm, fanout: size of each message's JSON data (cmd/switchboard-load's default)")
 	flag.BoolVar(&c.conns, "conns", false, "run the connect storm instead of dm")
+	flag.BoolVar(&c.fanout, "fanout", false, "run the room scenario instead of dm")
+	flag.IntVar(&c.members, "members", 1000, "--fanout: room members, one connection each")
+	flag.StringVar(&c.room, "room", "", `--fanout: the room's channel; default "room:<user-prefix>" (namespace "room" must allow client subscriptions)`)
+	flag.Float64Var(&c.rate, "rate", 0, "--fanout: posts per second over all publishers; 0 = as fast as possible")
 	flag.IntVar(&c.connCount, "conn-count", 10000, "--conns: connections to open")
 	flag.IntVar(&c.dialers, "dialers", 400, "concurrent dialers")
 	flag.DurationVar(&c.hold, "hold", 2*time.Second, "--conns: how long to hold the connections before measuring RSS and closing")
@@ -76,25 +89,40 @@ func main() {
 	flag.BoolVar(&c.jsonOut, "json", false, "print the result as JSON on stdout (a summary always goes to stderr)")
 	flag.Parse()
 	if c.secret == "" || (!c.conns && c.apiKey == "") {
-		fatalf("--secret (and --api-key for dm) are required")
+		fatalf("--secret (and --api-key for dm and fanout) are required")
+	}
+	if c.conns && c.fanout {
+		fatalf("--conns and --fanout are exclusive")
+	}
+	if c.publishers <= 0 {
+		c.publishers = 16
+		if c.fanout {
+			c.publishers = 4
+		}
 	}
 	if c.userPrefix == "" {
 		b := make([]byte, 4)
 		_, _ = rand.Read(b)
 		c.userPrefix = "load-" + hex.EncodeToString(b)
 	}
-	need := max(c.users, c.connCount) + c.publishers + 256
-	if c.conns {
+	need := c.users + c.publishers + 256
+	switch {
+	case c.conns:
 		need = c.connCount + 256
+	case c.fanout:
+		need = c.members + c.publishers + 256
 	}
 	if lim := raiseFileLimit(); lim < uint64(need) {
 		fatalf("need about %d file descriptors, the limit is %d", need, lim)
 	}
 	var res *result
 	var err error
-	if c.conns {
+	switch {
+	case c.conns:
 		res, err = runConns(c)
-	} else {
+	case c.fanout:
+		res, err = runFanout(c)
+	default:
 		res, err = runDM(c)
 	}
 	if err != nil {
@@ -133,7 +161,9 @@ func raiseFileLimit() uint64 {
 
 type result struct {
 	Scenario string         `json:"scenario"`
-	Mode     string         `json:"personal_channel"`
+	Mode     string         `json:"personal_channel,omitempty"` // dm, conns
+	Room     string         `json:"room,omitempty"`             // fanout: its channel
+	Params   *params        `json:"params,omitempty"`           // fanout
 	Connect  connectReport  `json:"connect"`
 	Send     *sendReport    `json:"send,omitempty"`
 	Delivery *deliveryStats `json:"delivery,omitempty"`
@@ -145,6 +175,15 @@ type result struct {
 	// machine shows here, and makes the run suspect.
 	OtherCores float64 `json:"other_cores"`
 	Failed     string  `json:"failed,omitempty"`
+}
+
+// params are a fanout run's parameters, for the record.
+type params struct {
+	Members      int     `json:"members"`
+	Publishers   int     `json:"publishers"`
+	Rate         float64 `json:"rate"`
+	DurationS    float64 `json:"duration_s"`
+	PayloadBytes int     `json:"payload_bytes"`
 }
 
 type connectReport struct {
@@ -163,6 +202,7 @@ type sendReport struct {
 	Errors            int64    `json:"errors"`
 	Seconds           float64  `json:"seconds"`
 	AcceptedPerSecond float64  `json:"accepted_per_second"`
+	TargetRate        float64  `json:"target_rate,omitempty"`
 	ErrorSample       []string `json:"error_sample,omitempty"`
 }
 
@@ -176,6 +216,10 @@ type deliveryStats struct {
 	Seconds    float64        `json:"seconds"`
 	PerSecond  float64        `json:"per_second"`
 	Latency    latencySummary `json:"latency"`
+	// Complete is the time from a post to its last member's delivery, and Incomplete the
+	// posts some member never received (fanout).
+	Complete   *latencySummary `json:"complete,omitempty"`
+	Incomplete int64           `json:"incomplete,omitempty"`
 }
 
 type latencySummary struct {
@@ -198,8 +242,12 @@ type procReport struct {
 
 func summary(w io.Writer, r *result) {
 	c := r.Connect
+	what := r.Mode
+	if r.Room != "" {
+		what = "room " + r.Room
+	}
 	fmt.Fprintf(w, "%s (%s): connected %d of %d in %.2fs (%.0f/s), %d failed, %d dropped\n",
-		r.Scenario, r.Mode, c.OK, c.Attempted, c.Seconds, c.PerSecond, c.Failed, c.Dropped)
+		r.Scenario, what, c.OK, c.Attempted, c.Seconds, c.PerSecond, c.Failed, c.Dropped)
 	for _, e := range c.Errors {
 		fmt.Fprintf(w, "  connect error: %s\n", e)
 	}
@@ -212,6 +260,9 @@ func summary(w io.Writer, r *result) {
 	if d := r.Delivery; d != nil {
 		fmt.Fprintf(w, "delivered %d (%.0f/s), lost %d, duplicated %d, out of order %d, unexpected %d; latency p50 %.3f ms, p95 %.3f ms, p99 %.3f ms, max %.3f ms\n",
 			d.Delivered, d.PerSecond, d.Lost, d.Duplicated, d.OutOfOrder, d.Unexpected, d.Latency.P50, d.Latency.P95, d.Latency.P99, d.Latency.Max)
+		if d.Complete != nil {
+			fmt.Fprintf(w, "post to last member: p50 %.3f ms, p99 %.3f ms, max %.3f ms; %d posts incomplete\n", d.Complete.P50, d.Complete.P99, d.Complete.Max, d.Incomplete)
+		}
 	}
 	for _, p := range []struct {
 		name string
@@ -435,6 +486,12 @@ func (c *client) OnMessage(socket *gws.Conn, m *gws.Message) {
 			_ = socket.WriteString("{}")
 			continue
 		}
+		if data, offset, ok := fastPub(line, c.channel); ok {
+			if c.onPub != nil {
+				c.onPub(data, offset)
+			}
+			continue
+		}
 		var r reply
 		if err := json.Unmarshal(line, &r); err != nil {
 			c.setReady(fmt.Errorf("bad reply %q: %w", line, err))
@@ -486,6 +543,9 @@ func dial(c config, user string, onPub func([]byte, uint64)) (*client, error) {
 		return nil, err
 	}
 	cl := &client{id: user, channel: c.channelPrefix + user, clientSub: c.clientSub, ready: make(chan error, 1), closed: make(chan struct{}), onPub: onPub}
+	if c.fanout { // every member subscribes to the room from the client
+		cl.channel, cl.clientSub = c.roomChannel(), true
+	}
 	conn, _, err := gws.NewClient(cl, &gws.ClientOption{
 		Addr:             c.wsURL(),
 		HandshakeTimeout: c.dialTimeout,
@@ -591,6 +651,14 @@ func userIDs(prefix, kind string, n int) []string {
 		ids[i] = fmt.Sprintf("%s-%s%07d", prefix, kind, i)
 	}
 	return ids
+}
+
+// roomChannel is the fanout room's channel.
+func (c config) roomChannel() string {
+	if c.room != "" {
+		return c.room
+	}
+	return "room:" + c.userPrefix
 }
 
 func mode(c config) string {
