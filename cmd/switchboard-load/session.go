@@ -144,79 +144,91 @@ func (s *session) roomSince() string {
 	return b.String()
 }
 
-// run reads frames until ctx ends, handing each message to handle in arrival order. It is
-// the only goroutine reading this user's connection.
+// run takes the connection's frames until ctx ends, handing each message to handle in
+// arrival order. The frames are handled on the connection's read goroutine (a goroutine
+// switch per frame saved, the tool's receive path being what limits it); run itself waits
+// for the connection to end and resumes it, so handle never runs for two connections at
+// once, nor after run returns.
 func (s *session) run(ctx context.Context, o sessionOptions, handle func(delivery)) {
 	defer func() {
 		if s.conn != nil {
+			s.conn.Handle(nil)
 			s.conn.Close()
 		}
 	}()
+	onFrame := func(f wsclient.Frame) { s.frame(f, o, handle) }
 	for {
-		f, err := s.conn.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			code, _ := s.conn.CloseCode()
-			s.live.Store(nil)
-			s.conn.Abort()
-			s.conn = nil
-			if s.leaving.Swap(false) {
-				// The scenario closed it (disconnect): a user leaving, not a server close.
-				if !s.stayAway(ctx, o.offline) || !s.resume(ctx, o) {
-					return
-				}
-				continue
-			}
-			o.stats.closes.add(closeKey(code))
-			if code == 4001 || code == 1008 {
-				return // the server said not to come back
-			}
-			if !s.resume(ctx, o) {
+		s.conn.Handle(onFrame)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.conn.Done():
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// Done: every frame has been handled.
+		code, _ := s.conn.CloseCode()
+		s.live.Store(nil)
+		s.conn.Abort()
+		s.conn = nil
+		if s.leaving.Swap(false) {
+			// The scenario closed it (disconnect): a user leaving, not a server close.
+			if !s.stayAway(ctx, o.offline) || !s.resume(ctx, o) {
 				return
 			}
 			continue
 		}
-		if o.onReply != nil && f.Ref != "" && (f.Type == "ack" || f.Type == "error") {
-			o.onReply(f)
-			continue
+		o.stats.closes.add(closeKey(code))
+		if code == 4001 || code == 1008 {
+			return // the server said not to come back
 		}
-		if f.Type == "room_mode" {
-			if id, ok := parseStreamID(f.LastID); ok && f.Big {
-				s.setRoom(f.Room, id)
-			} else if !f.Big {
-				delete(s.rooms, f.Room)
-			}
-			continue
+		if !s.resume(ctx, o) {
+			return
 		}
-		if f.Type != "message" {
-			o.stats.frames.add(f.Type)
-			continue
-		}
-		d := delivery{at: time.Now().UnixNano(), seq: -1}
-		id, ok := parseStreamID(f.ID)
-		if !ok {
-			o.stats.badFrames.Add(1)
-			continue
-		}
-		d.id, d.room, d.big = id, f.Room, f.Big
-		d.sent, d.seq, _ = parsePayload(f.Data)
-		if f.Big {
-			if d.inOrder = id.after(s.rooms[f.Room]); d.inOrder {
-				s.setRoom(f.Room, id)
-			}
-		} else if d.inOrder = id.after(s.max); d.inOrder {
-			s.max, s.last = id, f.ID
-		}
-		if f.To != "" {
-			// The copy of a DM this user sent, kept in its own stream: it moves the resume
-			// position, but it is not a delivery of what the scenario sent to this user
-			// (nor anything unusual to report).
-			continue
-		}
-		handle(d)
 	}
+}
+
+// frame takes one frame of the session's connection.
+func (s *session) frame(f wsclient.Frame, o sessionOptions, handle func(delivery)) {
+	if o.onReply != nil && f.Ref != "" && (f.Type == "ack" || f.Type == "error") {
+		o.onReply(f)
+		return
+	}
+	if f.Type == "room_mode" {
+		if id, ok := parseStreamID(f.LastID); ok && f.Big {
+			s.setRoom(f.Room, id)
+		} else if !f.Big {
+			delete(s.rooms, f.Room)
+		}
+		return
+	}
+	if f.Type != "message" {
+		o.stats.frames.add(f.Type)
+		return
+	}
+	d := delivery{at: time.Now().UnixNano(), seq: -1}
+	id, ok := parseStreamID(f.ID)
+	if !ok {
+		o.stats.badFrames.Add(1)
+		return
+	}
+	d.id, d.room, d.big = id, f.Room, f.Big
+	d.sent, d.seq, _ = parsePayload(f.Data)
+	if f.Big {
+		if d.inOrder = id.after(s.rooms[f.Room]); d.inOrder {
+			s.setRoom(f.Room, id)
+		}
+	} else if d.inOrder = id.after(s.max); d.inOrder {
+		s.max, s.last = id, f.ID
+	}
+	if f.To != "" {
+		// The copy of a DM this user sent, kept in its own stream: it moves the resume
+		// position, but it is not a delivery of what the scenario sent to this user
+		// (nor anything unusual to report).
+		return
+	}
+	handle(d)
 }
 
 // disconnect closes the session's connection as a user leaving would; the session stays
