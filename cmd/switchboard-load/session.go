@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -34,7 +35,8 @@ func (a streamID) String() string {
 	return strconv.FormatUint(a.ms, 10) + "-" + strconv.FormatUint(a.seq, 10)
 }
 
-// delivery is one message frame, as the scenarios see it.
+// delivery is one message frame, as the scenarios see it. room is borrowed from the frame
+// (see run): valid only during the call that takes the delivery.
 type delivery struct {
 	id      streamID
 	at      int64  // arrival, unix nanoseconds
@@ -84,8 +86,9 @@ type session struct {
 	last string // the highest message id seen, to resume after
 	max  streamID
 	// rooms are the big rooms' positions: their messages carry ids of the room's stream,
-	// resumed with room_since, and ordered apart from the user's.
-	rooms map[string]streamID
+	// resumed with room_since, and ordered apart from the user's. Pointers, so that a
+	// position moves without storing the frame's (borrowed) room name as the key again.
+	rooms map[string]*streamID
 	// leaving marks a close the scenario asked for (disconnect), not the server's.
 	leaving atomic.Bool
 }
@@ -125,11 +128,24 @@ func (s *session) welcomeRooms(w wsclient.Frame) {
 	}
 }
 
+// setRoom moves room's position to id; room may be borrowed from a frame.
 func (s *session) setRoom(room string, id streamID) {
-	if s.rooms == nil {
-		s.rooms = make(map[string]streamID)
+	if p := s.rooms[room]; p != nil {
+		*p = id
+		return
 	}
-	s.rooms[room] = id
+	if s.rooms == nil {
+		s.rooms = make(map[string]*streamID)
+	}
+	s.rooms[strings.Clone(room)] = &id
+}
+
+// roomPos is room's position; zero if none is held.
+func (s *session) roomPos(room string) streamID {
+	if p := s.rooms[room]; p != nil {
+		return *p
+	}
+	return streamID{}
 }
 
 // roomSince is the room_since parameter of the positions held.
@@ -145,10 +161,11 @@ func (s *session) roomSince() string {
 }
 
 // run takes the connection's frames until ctx ends, handing each message to handle in
-// arrival order. The frames are handled on the connection's read goroutine (a goroutine
-// switch per frame saved, the tool's receive path being what limits it); run itself waits
-// for the connection to end and resumes it, so handle never runs for two connections at
-// once, nor after run returns.
+// arrival order. The frames are handled on the connection's read goroutine, borrowed from
+// its read buffer (a goroutine switch and a copy per frame saved, the tool's receive path
+// being what limits it), so what outlives a frame is cloned; run itself waits for the
+// connection to end and resumes it, so handle never runs for two connections at once, nor
+// after run returns.
 func (s *session) run(ctx context.Context, o sessionOptions, handle func(delivery)) {
 	defer func() {
 		if s.conn != nil {
@@ -158,7 +175,7 @@ func (s *session) run(ctx context.Context, o sessionOptions, handle func(deliver
 	}()
 	onFrame := func(f wsclient.Frame) { s.frame(f, o, handle) }
 	for {
-		s.conn.Handle(onFrame)
+		s.conn.HandleBorrowed(onFrame)
 		select {
 		case <-ctx.Done():
 			return
@@ -189,9 +206,12 @@ func (s *session) run(ctx context.Context, o sessionOptions, handle func(deliver
 	}
 }
 
-// frame takes one frame of the session's connection.
+// frame takes one frame of the session's connection, borrowed: what it keeps, it clones.
 func (s *session) frame(f wsclient.Frame, o sessionOptions, handle func(delivery)) {
 	if o.onReply != nil && f.Ref != "" && (f.Type == "ack" || f.Type == "error") {
+		// A frame with a ref never takes FastMessages's path: json.Unmarshal copied its
+		// strings and Data; Raw is the read buffer.
+		f.Raw = bytes.Clone(f.Raw)
 		o.onReply(f)
 		return
 	}
@@ -204,7 +224,7 @@ func (s *session) frame(f wsclient.Frame, o sessionOptions, handle func(delivery
 		return
 	}
 	if f.Type != "message" {
-		o.stats.frames.add(f.Type)
+		o.stats.frames.add(strings.Clone(f.Type))
 		return
 	}
 	d := delivery{at: time.Now().UnixNano(), seq: -1}
@@ -216,11 +236,11 @@ func (s *session) frame(f wsclient.Frame, o sessionOptions, handle func(delivery
 	d.id, d.room, d.big = id, f.Room, f.Big
 	d.sent, d.seq, _ = parsePayload(f.Data)
 	if f.Big {
-		if d.inOrder = id.after(s.rooms[f.Room]); d.inOrder {
+		if d.inOrder = id.after(s.roomPos(f.Room)); d.inOrder {
 			s.setRoom(f.Room, id)
 		}
 	} else if d.inOrder = id.after(s.max); d.inOrder {
-		s.max, s.last = id, f.ID
+		s.max, s.last = id, strings.Clone(f.ID)
 	}
 	if f.To != "" {
 		// The copy of a DM this user sent, kept in its own stream: it moves the resume

@@ -41,8 +41,12 @@ func sendServer(t *testing.T, n, first int, release <-chan struct{}) string {
 }
 
 func TestHandleTakesEveryFrameInOrder(t *testing.T) {
-	for _, fast := range []bool{false, true} {
-		t.Run("fast "+strconv.FormatBool(fast), func(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		fast, borrow bool
+	}{{"Handle", false, false}, {"Handle, FastMessages", true, false}, {"HandleBorrowed", false, true}, {"HandleBorrowed, FastMessages", true, true}} {
+		fast := tc.fast
+		t.Run(tc.name, func(t *testing.T) {
 			const n, first = 2000, 50
 			release := make(chan struct{})
 			url := sendServer(t, n, first, release)
@@ -59,11 +63,24 @@ func TestHandleTakesEveryFrameInOrder(t *testing.T) {
 			}
 			var mu sync.Mutex
 			var ids []string
-			c.Handle(func(f Frame) {
+			var kept []Frame // whole frames kept by Handle; borrowed ones only checked
+			fn := func(f Frame) {
 				mu.Lock()
-				ids = append(ids, f.ID)
-				mu.Unlock()
-			})
+				defer mu.Unlock()
+				// The id read from the payload too: a borrowed frame is whole during fn.
+				if want := `{"t":1,"s":` + strings.TrimPrefix(f.ID, "1-") + `}`; string(f.Data) != want {
+					t.Errorf("frame %s has data %s", f.ID, f.Data)
+				}
+				ids = append(ids, strings.Clone(f.ID))
+				if !tc.borrow {
+					kept = append(kept, f)
+				}
+			}
+			if tc.borrow {
+				c.HandleBorrowed(fn)
+			} else {
+				c.Handle(fn)
+			}
 			close(release)
 			select {
 			case <-c.Done():
@@ -78,6 +95,11 @@ func TestHandleTakesEveryFrameInOrder(t *testing.T) {
 			for i, id := range ids {
 				if want := "1-" + strconv.Itoa(i+2); id != want {
 					t.Fatalf("frame %d is %s, want %s", i, id, want)
+				}
+			}
+			for i, f := range kept { // Handle's frames are the handler's to keep
+				if want := "1-" + strconv.Itoa(i+2); f.ID != want || !strings.Contains(string(f.Raw), want) {
+					t.Fatalf("kept frame %d is %s (%s), want %s", i, f.ID, f.Raw, want)
 				}
 			}
 		})

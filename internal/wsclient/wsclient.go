@@ -71,12 +71,15 @@ type Conn struct {
 	closeCode uint16
 	closeErr  error
 
-	// Handle's state: fn takes the frames, under hmu, once handling is set.
-	hmu      sync.Mutex
-	fn       func(Frame)
-	handling atomic.Bool
-	handled  chan struct{} // closed by the first Handle: wakes a read loop blocked on frames
-	hOnce    sync.Once
+	// Handle's state: fn takes the frames, under hmu, once handling is set; borrowing is
+	// handling with HandleBorrowed.
+	hmu       sync.Mutex
+	fn        func(Frame)
+	borrow    bool
+	handling  atomic.Bool
+	borrowing atomic.Bool
+	handled   chan struct{} // closed by the first Handle: wakes a read loop blocked on frames
+	hOnce     sync.Once
 }
 
 // Options configures Dial.
@@ -222,11 +225,20 @@ func (c *Conn) NextWithin(d time.Duration) (Frame, error) {
 // closed every frame has been handed to it. Handle(nil) stops it: when it returns, fn is
 // not running and never runs again, and frames wait for Next again (those arriving after
 // Close or Abort may be dropped, as ever). Next must not be called while fn is set.
-func (c *Conn) Handle(fn func(Frame)) {
+func (c *Conn) Handle(fn func(Frame)) { c.handle(fn, false) }
+
+// HandleBorrowed is Handle without the copy of each frame: one that arrives while fn is set
+// is decoded from gws's read buffer, which gws reuses once fn returns, so its strings, Data
+// and Raw are valid only during the call; fn copies what it keeps (strings.Clone). Frames
+// that had waited for Next are copies, as ever.
+func (c *Conn) HandleBorrowed(fn func(Frame)) { c.handle(fn, true) }
+
+func (c *Conn) handle(fn func(Frame), borrow bool) {
 	c.hmu.Lock()
 	defer c.hmu.Unlock()
-	c.fn = fn
+	c.fn, c.borrow = fn, borrow && fn != nil
 	c.handling.Store(fn != nil)
+	c.borrowing.Store(c.borrow)
 	if fn != nil {
 		c.hOnce.Do(func() { close(c.handled) })
 		c.drainLocked()
@@ -258,6 +270,19 @@ func (c *Conn) handOver(f Frame) bool {
 	}
 	c.drainLocked()
 	c.fn(f)
+	return true
+}
+
+// handBorrowed decodes b, which OnMessage's caller reuses, and gives it to fn if
+// HandleBorrowed set one, after the frames waiting before it; it reports whether it did.
+func (c *Conn) handBorrowed(b []byte, fast bool) bool {
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
+	if c.fn == nil || !c.borrow {
+		return false
+	}
+	c.drainLocked()
+	c.fn(decode(b, fast))
 	return true
 }
 
@@ -299,10 +324,13 @@ const slabSize = 4096
 
 func (h *handler) OnMessage(_ *gws.Conn, m *gws.Message) {
 	defer m.Close()
+	c := h.c
+	if c.borrowing.Load() && c.handBorrowed(m.Bytes(), h.fast) {
+		return
+	}
 	// The copy outlives m, whose buffer gws reuses once OnMessage returns.
 	raw := h.keep(m.Bytes())
 	f := decode(raw, h.fast)
-	c := h.c
 	if c.handOver(f) {
 		return
 	}
