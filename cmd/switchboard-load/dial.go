@@ -197,7 +197,7 @@ func (n *nodes) dialRooms(i int, user, since, roomSince string, buffer int, time
 	if err != nil {
 		return nil, wsclient.Frame{}, fmt.Errorf("mint token: %w", err)
 	}
-	c, err := wsclient.Dial(u, wsclient.Options{Buffer: buffer, Compression: n.compression, ReadBytes: n.wireIn})
+	c, err := wsclient.Dial(u, wsclient.Options{Buffer: buffer, Compression: n.compression, ReadBytes: n.wireIn, FastMessages: true})
 	if err != nil {
 		return nil, wsclient.Frame{}, err
 	}

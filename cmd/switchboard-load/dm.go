@@ -10,8 +10,9 @@ import (
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
 )
 
-// dmBuffer is how many frames may wait unread per connection. The session goroutine drains
-// them as they come; a small buffer keeps a thousand connections cheap.
+// dmBuffer is how many frames may wait unread per connection, until its session takes
+// them (then they are handled as they come); a small buffer keeps a thousand connections
+// cheap.
 const dmBuffer = 64
 
 // lostSampleSize is how many lost message ids a report names.
@@ -150,7 +151,8 @@ func (r *dmRun) accepted(u *dmUser, idText, missing string) {
 	}
 }
 
-// onDelivery checks one delivery to u; it runs on u's session goroutine.
+// onDelivery checks one delivery to u; it runs in u's session handler, one delivery at a
+// time.
 func (r *dmRun) onDelivery(u *dmUser, d delivery) {
 	u.mu.Lock()
 	st := u.seen[d.id]

@@ -72,7 +72,7 @@ func (r *dmRun) awaitReply(pub int, ref string) (wsclient.Frame, bool) {
 }
 
 // onReply hands an ack or error to the publisher its ref names; it runs on the sending
-// user's session goroutine and never blocks it.
+// user's session handler (see session.run) and never blocks it.
 func (r *dmRun) onReply(f wsclient.Frame) {
 	p, _, ok := strings.Cut(f.Ref, ".")
 	pub, err := strconv.Atoi(p)

@@ -29,7 +29,8 @@ type fanMsg struct {
 }
 
 // fanMember is one room member. seen is a bitset of the sequence numbers it received,
-// touched only by its session goroutine: an eighth of a byte per post per member.
+// touched only by its session's handler, one frame at a time: an eighth of a byte per post
+// per member.
 type fanMember struct {
 	sess *session
 	seen []uint64
@@ -209,7 +210,8 @@ func (r *fanoutRun) msg(seq int64) *fanMsg {
 	return r.msgs[seq]
 }
 
-// onDelivery checks one delivery to member m; it runs on m's session goroutine.
+// onDelivery checks one delivery to member m; it runs in m's session handler, one delivery
+// at a time.
 func (r *fanoutRun) onDelivery(m *fanMember, d delivery) {
 	msg := r.msg(d.seq)
 	if msg == nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -34,7 +35,8 @@ func (a streamID) String() string {
 	return strconv.FormatUint(a.ms, 10) + "-" + strconv.FormatUint(a.seq, 10)
 }
 
-// delivery is one message frame, as the scenarios see it.
+// delivery is one message frame, as the scenarios see it. room is borrowed from the frame
+// (see run): valid only during the call that takes the delivery.
 type delivery struct {
 	id      streamID
 	at      int64  // arrival, unix nanoseconds
@@ -84,8 +86,9 @@ type session struct {
 	last string // the highest message id seen, to resume after
 	max  streamID
 	// rooms are the big rooms' positions: their messages carry ids of the room's stream,
-	// resumed with room_since, and ordered apart from the user's.
-	rooms map[string]streamID
+	// resumed with room_since, and ordered apart from the user's. Pointers, so that a
+	// position moves without storing the frame's (borrowed) room name as the key again.
+	rooms map[string]*streamID
 	// leaving marks a close the scenario asked for (disconnect), not the server's.
 	leaving atomic.Bool
 }
@@ -125,11 +128,24 @@ func (s *session) welcomeRooms(w wsclient.Frame) {
 	}
 }
 
+// setRoom moves room's position to id; room may be borrowed from a frame.
 func (s *session) setRoom(room string, id streamID) {
-	if s.rooms == nil {
-		s.rooms = make(map[string]streamID)
+	if p := s.rooms[room]; p != nil {
+		*p = id
+		return
 	}
-	s.rooms[room] = id
+	if s.rooms == nil {
+		s.rooms = make(map[string]*streamID)
+	}
+	s.rooms[strings.Clone(room)] = &id
+}
+
+// roomPos is room's position; zero if none is held.
+func (s *session) roomPos(room string) streamID {
+	if p := s.rooms[room]; p != nil {
+		return *p
+	}
+	return streamID{}
 }
 
 // roomSince is the room_since parameter of the positions held.
@@ -144,79 +160,95 @@ func (s *session) roomSince() string {
 	return b.String()
 }
 
-// run reads frames until ctx ends, handing each message to handle in arrival order. It is
-// the only goroutine reading this user's connection.
+// run takes the connection's frames until ctx ends, handing each message to handle in
+// arrival order. The frames are handled on the connection's read goroutine, borrowed from
+// its read buffer (a goroutine switch and a copy per frame saved, the tool's receive path
+// being what limits it), so what outlives a frame is cloned; run itself waits for the
+// connection to end and resumes it, so handle never runs for two connections at once, nor
+// after run returns.
 func (s *session) run(ctx context.Context, o sessionOptions, handle func(delivery)) {
 	defer func() {
 		if s.conn != nil {
+			s.conn.Handle(nil)
 			s.conn.Close()
 		}
 	}()
+	onFrame := func(f wsclient.Frame) { s.frame(f, o, handle) }
 	for {
-		f, err := s.conn.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			code, _ := s.conn.CloseCode()
-			s.live.Store(nil)
-			s.conn.Abort()
-			s.conn = nil
-			if s.leaving.Swap(false) {
-				// The scenario closed it (disconnect): a user leaving, not a server close.
-				if !s.stayAway(ctx, o.offline) || !s.resume(ctx, o) {
-					return
-				}
-				continue
-			}
-			o.stats.closes.add(closeKey(code))
-			if code == 4001 || code == 1008 {
-				return // the server said not to come back
-			}
-			if !s.resume(ctx, o) {
+		s.conn.HandleBorrowed(onFrame)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.conn.Done():
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// Done: every frame has been handled.
+		code, _ := s.conn.CloseCode()
+		s.live.Store(nil)
+		s.conn.Abort()
+		s.conn = nil
+		if s.leaving.Swap(false) {
+			// The scenario closed it (disconnect): a user leaving, not a server close.
+			if !s.stayAway(ctx, o.offline) || !s.resume(ctx, o) {
 				return
 			}
 			continue
 		}
-		if o.onReply != nil && f.Ref != "" && (f.Type == "ack" || f.Type == "error") {
-			o.onReply(f)
-			continue
+		o.stats.closes.add(closeKey(code))
+		if code == 4001 || code == 1008 {
+			return // the server said not to come back
 		}
-		if f.Type == "room_mode" {
-			if id, ok := parseStreamID(f.LastID); ok && f.Big {
-				s.setRoom(f.Room, id)
-			} else if !f.Big {
-				delete(s.rooms, f.Room)
-			}
-			continue
+		if !s.resume(ctx, o) {
+			return
 		}
-		if f.Type != "message" {
-			o.stats.frames.add(f.Type)
-			continue
-		}
-		d := delivery{at: time.Now().UnixNano(), seq: -1}
-		id, ok := parseStreamID(f.ID)
-		if !ok {
-			o.stats.badFrames.Add(1)
-			continue
-		}
-		d.id, d.room, d.big = id, f.Room, f.Big
-		d.sent, d.seq, _ = parsePayload(f.Data)
-		if f.Big {
-			if d.inOrder = id.after(s.rooms[f.Room]); d.inOrder {
-				s.setRoom(f.Room, id)
-			}
-		} else if d.inOrder = id.after(s.max); d.inOrder {
-			s.max, s.last = id, f.ID
-		}
-		if f.To != "" {
-			// The copy of a DM this user sent, kept in its own stream: it moves the resume
-			// position, but it is not a delivery of what the scenario sent to this user
-			// (nor anything unusual to report).
-			continue
-		}
-		handle(d)
 	}
+}
+
+// frame takes one frame of the session's connection, borrowed: what it keeps, it clones.
+func (s *session) frame(f wsclient.Frame, o sessionOptions, handle func(delivery)) {
+	if o.onReply != nil && f.Ref != "" && (f.Type == "ack" || f.Type == "error") {
+		// A frame with a ref never takes FastMessages's path: json.Unmarshal copied its
+		// strings and Data; Raw is the read buffer.
+		f.Raw = bytes.Clone(f.Raw)
+		o.onReply(f)
+		return
+	}
+	if f.Type == "room_mode" {
+		if id, ok := parseStreamID(f.LastID); ok && f.Big {
+			s.setRoom(f.Room, id)
+		} else if !f.Big {
+			delete(s.rooms, f.Room)
+		}
+		return
+	}
+	if f.Type != "message" {
+		o.stats.frames.add(strings.Clone(f.Type))
+		return
+	}
+	d := delivery{at: time.Now().UnixNano(), seq: -1}
+	id, ok := parseStreamID(f.ID)
+	if !ok {
+		o.stats.badFrames.Add(1)
+		return
+	}
+	d.id, d.room, d.big = id, f.Room, f.Big
+	d.sent, d.seq, _ = parsePayload(f.Data)
+	if f.Big {
+		if d.inOrder = id.after(s.roomPos(f.Room)); d.inOrder {
+			s.setRoom(f.Room, id)
+		}
+	} else if d.inOrder = id.after(s.max); d.inOrder {
+		s.max, s.last = id, strings.Clone(f.ID)
+	}
+	if f.To != "" {
+		// The copy of a DM this user sent, kept in its own stream: it moves the resume
+		// position, but it is not a delivery of what the scenario sent to this user
+		// (nor anything unusual to report).
+		return
+	}
+	handle(d)
 }
 
 // disconnect closes the session's connection as a user leaving would; the session stays

@@ -304,7 +304,8 @@ func (r *soakRun) post(seq int64) *soakPost {
 	return r.posts[seq]
 }
 
-// onDelivery checks one delivery to u; it runs on u's session goroutine.
+// onDelivery checks one delivery to u; it runs in u's session handler, one delivery at a
+// time.
 func (r *soakRun) onDelivery(u *soakUser, d delivery) {
 	if d.room == "" {
 		r.dm.onDelivery(u.dm, d)

@@ -70,6 +70,16 @@ type Conn struct {
 	mu        sync.Mutex
 	closeCode uint16
 	closeErr  error
+
+	// Handle's state: fn takes the frames, under hmu, once handling is set; borrowing is
+	// handling with HandleBorrowed.
+	hmu       sync.Mutex
+	fn        func(Frame)
+	borrow    bool
+	handling  atomic.Bool
+	borrowing atomic.Bool
+	handled   chan struct{} // closed by the first Handle: wakes a read loop blocked on frames
+	hOnce     sync.Once
 }
 
 // Options configures Dial.
@@ -85,6 +95,11 @@ type Options struct {
 	// ReadBytes, when set, is added every byte read from the socket: what crossed the wire,
 	// after compression, headers included — for the load tool's bandwidth figure.
 	ReadBytes *atomic.Int64
+	// FastMessages decodes frames holding only a message's fields with a scanner instead of
+	// json.Unmarshal, to the same Frame, falling back to json.Unmarshal for anything else.
+	// The frame's strings and Data then share Raw's memory: Raw must not be modified. For
+	// the load tool, whose receive path is its bottleneck.
+	FastMessages bool
 }
 
 // countingDialer dials TCP connections that add the bytes they read to n.
@@ -125,7 +140,7 @@ func Dial(url string, opts Options) (*Conn, error) {
 	if opts.Buffer <= 0 {
 		opts.Buffer = 100000
 	}
-	c := &Conn{frames: make(chan Frame, opts.Buffer), done: make(chan struct{}), quit: make(chan struct{})}
+	c := &Conn{frames: make(chan Frame, opts.Buffer), done: make(chan struct{}), quit: make(chan struct{}), handled: make(chan struct{})}
 	co := &gws.ClientOption{
 		Addr:               url,
 		RequestHeader:      opts.Header,
@@ -138,7 +153,7 @@ func Dial(url string, opts Options) (*Conn, error) {
 			return countingDialer{d: net.Dialer{Timeout: 10 * time.Second}, n: opts.ReadBytes}, nil
 		}
 	}
-	conn, resp, err := gws.NewClient(&handler{c: c}, co)
+	conn, resp, err := gws.NewClient(&handler{c: c, fast: opts.FastMessages}, co)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			var body [512]byte
@@ -204,6 +219,73 @@ func (c *Conn) NextWithin(d time.Duration) (Frame, error) {
 	return c.Next(ctx)
 }
 
+// Handle hands every frame not yet read with Next to fn, in order: first those waiting,
+// on the caller's goroutine, then each as it arrives, on the connection's read goroutine,
+// which saves a goroutine switch per frame. Calls of fn never overlap, and once Done is
+// closed every frame has been handed to it. Handle(nil) stops it: when it returns, fn is
+// not running and never runs again, and frames wait for Next again (those arriving after
+// Close or Abort may be dropped, as ever). Next must not be called while fn is set.
+func (c *Conn) Handle(fn func(Frame)) { c.handle(fn, false) }
+
+// HandleBorrowed is Handle without the copy of each frame: one that arrives while fn is set
+// is decoded from gws's read buffer, which gws reuses once fn returns, so its strings, Data
+// and Raw are valid only during the call; fn copies what it keeps (strings.Clone). Frames
+// that had waited for Next are copies, as ever.
+func (c *Conn) HandleBorrowed(fn func(Frame)) { c.handle(fn, true) }
+
+func (c *Conn) handle(fn func(Frame), borrow bool) {
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
+	c.fn, c.borrow = fn, borrow && fn != nil
+	c.handling.Store(fn != nil)
+	c.borrowing.Store(c.borrow)
+	if fn != nil {
+		c.hOnce.Do(func() { close(c.handled) })
+		c.drainLocked()
+	}
+}
+
+// drainLocked hands the waiting frames to fn; hmu is held and fn is set.
+func (c *Conn) drainLocked() {
+	for {
+		select {
+		case f := <-c.frames:
+			c.fn(f)
+		default:
+			return
+		}
+	}
+}
+
+// handOver gives f to fn if Handle set one, after the frames waiting before it, and reports
+// whether it did.
+func (c *Conn) handOver(f Frame) bool {
+	if !c.handling.Load() {
+		return false
+	}
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
+	if c.fn == nil {
+		return false
+	}
+	c.drainLocked()
+	c.fn(f)
+	return true
+}
+
+// handBorrowed decodes b, which OnMessage's caller reuses, and gives it to fn if
+// HandleBorrowed set one, after the frames waiting before it; it reports whether it did.
+func (c *Conn) handBorrowed(b []byte, fast bool) bool {
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
+	if c.fn == nil || !c.borrow {
+		return false
+	}
+	c.drainLocked()
+	c.fn(decode(b, fast))
+	return true
+}
+
 // Done is closed when the connection has ended.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
@@ -229,21 +311,86 @@ func (c *Conn) Abort() {
 
 type handler struct {
 	gws.BuiltinEventHandler
-	c *Conn
+	c    *Conn
+	fast bool
+	// slab, with fast, holds the copies of small frames, many to an allocation; it belongs
+	// to the read loop, the only caller of OnMessage.
+	slab []byte
 }
+
+// slabSize is the allocation small frames are copied into with FastMessages: one
+// allocation per about twenty message frames instead of one each, the tool's main garbage.
+const slabSize = 4096
 
 func (h *handler) OnMessage(_ *gws.Conn, m *gws.Message) {
 	defer m.Close()
-	raw := append([]byte(nil), m.Bytes()...)
+	c := h.c
+	if c.borrowing.Load() && c.handBorrowed(m.Bytes(), h.fast) {
+		return
+	}
+	// The copy outlives m, whose buffer gws reuses once OnMessage returns.
+	raw := h.keep(m.Bytes())
+	f := decode(raw, h.fast)
+	if c.handOver(f) {
+		return
+	}
+	select {
+	case c.frames <- f:
+		// A Handle since handOver's check may have drained the frames before f arrived:
+		// hand f over now, rather than leave it for a Next that will not come.
+		if c.handling.Load() {
+			c.hmu.Lock()
+			if c.fn != nil {
+				c.drainLocked()
+			}
+			c.hmu.Unlock()
+		}
+	case <-c.handled:
+		if !c.handOver(f) {
+			// Handle(nil) came first: back to waiting for Next.
+			select {
+			case c.frames <- f:
+			case <-c.quit:
+			}
+		}
+	case <-c.quit:
+	}
+}
+
+// keep copies b for the frame. With fast, a small frame is copied into the slab: frames
+// then share an allocation (each its own bytes, capacity included), which lives as long as
+// any of them.
+func (h *handler) keep(b []byte) []byte {
+	if !h.fast || len(b) > slabSize/8 {
+		return append([]byte(nil), b...)
+	}
+	if cap(h.slab)-len(h.slab) < len(b) {
+		h.slab = make([]byte, 0, slabSize)
+	}
+	start := len(h.slab)
+	h.slab = append(h.slab, b...)
+	return h.slab[start:len(h.slab):len(h.slab)]
+}
+
+// decode decodes one server frame; an undecodable one is of type "invalid".
+func decode(raw []byte, fast bool) Frame {
+	if fast {
+		var f Frame
+		if decodeFast(raw, &f) {
+			f.Raw = raw
+			return f
+		}
+	}
+	return decodeJSON(raw)
+}
+
+func decodeJSON(raw []byte) Frame {
 	var f Frame
 	if err := json.Unmarshal(raw, &f); err != nil {
 		f = Frame{Type: "invalid"}
 	}
 	f.Raw = raw
-	select {
-	case h.c.frames <- f:
-	case <-h.c.quit:
-	}
+	return f
 }
 
 func (h *handler) OnClose(_ *gws.Conn, err error) {
