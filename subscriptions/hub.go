@@ -205,6 +205,7 @@ type Hub struct {
 	resumeMu    sync.Mutex
 	resumes     map[string]int // replays under way by user, for MaxResumesPerUser
 	roomLocks   roomLocks
+	roomBatches roomBatches
 	roomHints   roomHints
 	tops        *topReads     // newest-id reads of new connections, batched
 	roomsReads  *roomsReads   // users' room sets for the welcome, batched

@@ -265,11 +265,12 @@ func contains(list []string, s string) bool {
 }
 
 // deliverGroups runs the delivery script once per group, all in one pipeline, and returns
-// how many members could not be delivered to. On Redis Cluster go-redis splits the pipeline
+// how many members could not be delivered to. Each call delivers the messages of tails, in
+// order (one, or the sends of a room batch). On Redis Cluster go-redis splits the pipeline
 // by node; each call touches one bucket's slot. With a room stream (historyKey, single
-// Redis and a single group only) the call appends the message to it too and the room
-// stream's id is returned.
-func (h *Hub) deliverGroups(ctx context.Context, groups [][]string, tail, historyKey string) (failed int64, historyID string, _ error) {
+// Redis and a single group only) the call appends the messages to it too and their ids
+// there are returned, one per tail.
+func (h *Hub) deliverGroups(ctx context.Context, groups [][]string, tails []string, historyKey string) (failed int64, historyIDs []string, _ error) {
 	cmds := make([]*redis.Cmd, len(groups))
 	wait := h.pub.replicas.start(ctx)
 	defer wait.checkRoom()
@@ -280,6 +281,11 @@ func (h *Hub) deliverGroups(ctx context.Context, groups [][]string, tail, histor
 		}
 		return h.keys.userStream(groups[i][0])
 	}
+	args := make([]any, 0, 6+len(tails)-1)
+	args = append(args, h.pub.historySize, h.pub.historyTTL, tails[0], h.pub.publishCmd, h.pub.deadline(), h.pub.roomHistorySize)
+	for _, t := range tails[1:] {
+		args = append(args, t)
+	}
 	wait.exec(h.rdb, len(groups), key, observe, func(pipe redis.Pipeliner, i int) (redis.Cmder, *redis.Script) {
 		keys := make([]string, 0, 2*len(groups[i])+1)
 		for _, u := range groups[i] {
@@ -288,43 +294,47 @@ func (h *Hub) deliverGroups(ctx context.Context, groups [][]string, tail, histor
 		if historyKey != "" && i == 0 {
 			keys = append(keys, historyKey)
 		}
-		cmds[i] = pipe.EvalSha(ctx, deliveryScript.Hash(), keys,
-			h.pub.historySize, h.pub.historyTTL, tail, h.pub.publishCmd, h.pub.deadline(), h.pub.roomHistorySize)
+		cmds[i] = pipe.EvalSha(ctx, deliveryScript.Hash(), keys, args...)
 		return cmds[i], deliveryScript
 	})
 	for _, cmd := range cmds {
-		n, id, err := fanoutAnswer(cmd)
+		n, ids, err := fanoutAnswer(cmd, len(tails))
 		if err != nil {
-			return failed, historyID, fmt.Errorf("%w: fan out: %w", ErrUnavailable, err)
+			return failed, historyIDs, fmt.Errorf("%w: fan out: %w", ErrUnavailable, err)
 		}
 		failed += n
-		if id != "" {
-			historyID = id
+		if ids != nil {
+			historyIDs = ids
 		}
 	}
-	return failed, historyID, nil
+	return failed, historyIDs, nil
 }
 
-// fanoutAnswer reads the delivery script's answer: a count of failed members, or with a room
-// stream {count, room stream id}.
-func fanoutAnswer(cmd *redis.Cmd) (int64, string, error) {
+// fanoutAnswer reads the delivery script's answer to a call of n messages: a count of
+// failed members, or with a room stream {count, the room stream's ids...}.
+func fanoutAnswer(cmd *redis.Cmd, n int) (int64, []string, error) {
 	v, err := cmd.Result()
 	if err != nil {
-		return 0, "", err
+		return 0, nil, err
 	}
 	switch v := v.(type) {
 	case int64:
-		return v, "", nil
+		return v, nil, nil
 	case []any:
-		if len(v) == 2 {
-			n, ok1 := v[0].(int64)
-			id, ok2 := v[1].(string)
-			if ok1 && ok2 {
-				return n, id, nil
+		if len(v) == n+1 {
+			failed, ok := v[0].(int64)
+			ids := make([]string, n)
+			for i := range ids {
+				id, isString := v[i+1].(string)
+				ok = ok && isString
+				ids[i] = id
+			}
+			if ok {
+				return failed, ids, nil
 			}
 		}
 	}
-	return 0, "", fmt.Errorf("the delivery script answered %v", v)
+	return 0, nil, fmt.Errorf("the delivery script answered %v", v)
 }
 
 // roomLocks serializes a node's own fan-outs of a room before they contend for the Redis lock.

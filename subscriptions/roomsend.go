@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
@@ -37,7 +38,8 @@ type RoomResult struct {
 // Cluster, of one bucket), pipelined; Redis interleaves other traffic between the calls, so
 // a large room does not stall the node. Fan-outs of one room are serialized by a lock in
 // Redis, so every member sees the room's messages in the same relative order, and the
-// room's stream holds them in that order too.
+// room's stream holds them in that order too. Sends of a room that arrive while a fan-out of
+// it runs on this node wait for it and go together in the next one (roomBatches).
 //
 // The room's stream is appended first, so that every member's copy can carry its id: on a
 // single Redis, for a room of one group, in the same script call as the fan-out; otherwise
@@ -75,7 +77,7 @@ func (h *Hub) PublishRoomMessage(ctx context.Context, room string, env Envelope,
 		if how.Ephemeral {
 			return h.publishRoomEphemeral(ctx, room, env, how)
 		}
-		res, again, err := h.publishSmall(ctx, room, env, how)
+		res, again, err := h.publishBatched(ctx, room, env, how)
 		if !again {
 			return res, err
 		}
@@ -85,13 +87,20 @@ func (h *Hub) PublishRoomMessage(ctx context.Context, room string, env Envelope,
 	return RoomResult{}, fmt.Errorf("%w: room %s kept changing mode", ErrUnavailable, room)
 }
 
-// publishSmall is the per-member path of PublishRoomMessage, under the room's fan-out
-// lock. It reports again when the room is big (it turned big meanwhile, or this send
-// turned it big): the caller sends it big.
-func (h *Hub) publishSmall(ctx context.Context, room string, env Envelope, how RoomSend) (_ RoomResult, again bool, _ error) {
+// publishSmall is the per-member path of PublishRoomMessage for a batch of sends of room
+// (roombatch.go), under the room's fan-out lock: it sets each item's outcome. It sets again
+// on every item when the room is big (it turned big meanwhile, or this batch turned it
+// big): the callers send them big.
+func (h *Hub) publishSmall(ctx context.Context, room string, items []*roomItem) {
+	fail := func(again bool, err error) {
+		for _, it := range items {
+			it.again, it.err = again, err
+		}
+	}
 	unlock, err := h.lockRoom(ctx, room)
 	if err != nil {
-		return RoomResult{}, false, err
+		fail(false, err)
+		return
 	}
 	defer unlock()
 	var membersCmd *redis.StringSliceCmd
@@ -102,66 +111,104 @@ func (h *Hub) publishSmall(ctx context.Context, room string, env Envelope, how R
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return RoomResult{}, false, fmt.Errorf("%w: read members of %s: %w", ErrUnavailable, room, err)
+		fail(false, fmt.Errorf("%w: read members of %s: %w", ErrUnavailable, room, err))
+		return
 	}
 	members := membersCmd.Val()
-	if how.RequireMember && !contains(members, env.From) {
-		return RoomResult{}, false, ErrNotMember
+	sending := make([]*roomItem, 0, len(items))
+	for _, it := range items {
+		if it.how.RequireMember && !contains(members, it.env.From) {
+			it.err = ErrNotMember
+			continue
+		}
+		sending = append(sending, it)
 	}
+	if len(sending) == 0 {
+		return
+	}
+	items = sending
 	if modeCmd.Val() == "1" {
-		return RoomResult{}, true, nil
+		fail(true, nil)
+		return
 	}
 	if h.bigRoomsOn() && len(members) >= h.cfg.BigRoomThreshold {
-		return RoomResult{}, true, h.changeMode(ctx, room, true)
+		fail(true, h.changeMode(ctx, room, true))
+		return
 	}
-	res, err := h.fanoutRoom(ctx, room, env, members)
-	return res, false, err
+	tails := make([]string, len(items))
+	for i, it := range items {
+		tails[i] = it.env.tail()
+	}
+	res, err := h.fanoutRoom(ctx, room, tails, members)
+	if err != nil {
+		fail(false, err)
+		return
+	}
+	for i, it := range items {
+		it.res = res[i]
+	}
 }
 
-// fanoutRoom delivers env to each of members: today's per-member path.
-func (h *Hub) fanoutRoom(ctx context.Context, room string, env Envelope, members []string) (RoomResult, error) {
-	tail := env.tail()
+// fanoutRoom delivers the messages of tails, in order, to each of members: the per-member
+// path. It returns one result for each.
+func (h *Hub) fanoutRoom(ctx context.Context, room string, tails []string, members []string) ([]RoomResult, error) {
 	groups := h.fanoutGroups(members)
-	var res RoomResult
+	res := make([]RoomResult, len(tails))
 	historyKey := ""
 	if h.cfg.RoomHistorySize > 0 {
 		historyKey = h.keys.roomHistory(room)
 	}
+	withIDs := func(ids []string) error {
+		if len(ids) != len(tails) {
+			return nil
+		}
+		for i, id := range ids {
+			var err error
+			if res[i].HistoryID, err = ParseStreamID(id); err != nil {
+				return fmt.Errorf("%w: room history id: %w", ErrUnavailable, err)
+			}
+		}
+		return nil
+	}
 	if historyKey != "" && (h.cluster || len(groups) != 1) {
-		_, id, err := h.deliverGroups(ctx, [][]string{nil}, tail, historyKey)
+		_, ids, err := h.deliverGroups(ctx, [][]string{nil}, tails, historyKey)
 		if err != nil {
-			return RoomResult{}, err
+			return nil, err
 		}
-		if res.HistoryID, err = ParseStreamID(id); err != nil {
-			return RoomResult{}, fmt.Errorf("%w: room history id: %w", ErrUnavailable, err)
+		if err := withIDs(ids); err != nil {
+			return nil, err
 		}
-		tail = `,"history_id":"` + id + `"` + tail
+		tails = slices.Clone(tails)
+		for i, id := range ids {
+			tails[i] = `,"history_id":"` + id + `"` + tails[i]
+		}
 		historyKey = ""
 	}
-	n, id, err := h.fanout(ctx, groups, tail, historyKey)
+	n, ids, err := h.fanout(ctx, groups, tails, historyKey)
 	if err != nil {
-		return RoomResult{}, err
+		return nil, err
 	}
-	if id != "" {
-		if res.HistoryID, err = ParseStreamID(id); err != nil {
-			return RoomResult{}, fmt.Errorf("%w: room history id: %w", ErrUnavailable, err)
-		}
+	if err := withIDs(ids); err != nil {
+		return nil, err
 	}
 	if failed := int64(len(members)) - int64(n); failed > 0 {
 		h.log.Warn("room members not delivered to: their stream keys hold another type", "room", room, "members", failed)
 	}
-	res.Recipients = n
+	for i := range res {
+		res[i].Recipients = n
+	}
 	return res, nil
 }
 
-// fanout delivers tail to the members in groups, fanoutPipeline calls to a pipeline and
-// fanoutParallel pipelines at once, and returns how many were delivered to. historyKey,
-// when set, goes with the first call (a single group on a single Redis).
-func (h *Hub) fanout(ctx context.Context, groups [][]string, tail, historyKey string) (int, string, error) {
+// fanout delivers the messages of tails to the members in groups, fanoutPipeline calls to a
+// pipeline and fanoutParallel pipelines at once, and returns how many were delivered to.
+// historyKey, when set, goes with the first call (a single group on a single Redis), whose
+// room stream ids it returns.
+func (h *Hub) fanout(ctx context.Context, groups [][]string, tails []string, historyKey string) (int, []string, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(fanoutParallel)
 	var failed atomic.Int64
-	var historyID string
+	var historyIDs []string
 	total := 0
 	for _, grp := range groups {
 		total += len(grp)
@@ -173,16 +220,16 @@ func (h *Hub) fanout(ctx context.Context, groups [][]string, tail, historyKey st
 			key = historyKey
 		}
 		g.Go(func() error {
-			n, id, err := h.deliverGroups(gctx, chunk, tail, key)
+			n, ids, err := h.deliverGroups(gctx, chunk, tails, key)
 			failed.Add(n)
-			if id != "" {
-				historyID = id // only the first chunk's call has it
+			if ids != nil {
+				historyIDs = ids // only the first chunk's call has them
 			}
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return 0, "", err
+		return 0, nil, err
 	}
-	return total - int(failed.Load()), historyID, nil
+	return total - int(failed.Load()), historyIDs, nil
 }
