@@ -13,6 +13,10 @@ const (
 	roomBatchMessages = 8
 	// roomBatchBytes bounds the tails of one fan-out's sends (a first send of any size goes).
 	roomBatchBytes = 256 << 10
+	// roomBatchDeliveries bounds a batch's messages × members, as last seen: a fan-out
+	// takes that many times longer than one send's, under the leading send's deadline, so a
+	// room of 8,192 members or more is sent one message at a time, as before batching.
+	roomBatchDeliveries = 8192
 )
 
 // roomItem is one send of a room waiting for, or taken into, a per-member fan-out.
@@ -43,6 +47,7 @@ type roomBatches struct {
 // roomQueue is the sends of one room waiting for the fan-out under way.
 type roomQueue struct {
 	waiting []*roomItem
+	members int // recipients of the room's last fan-out on this node (0 before the first)
 }
 
 // publishBatched sends env to room on the per-member path, alone or with the sends that
@@ -104,9 +109,10 @@ func (h *Hub) sendBatch(ctx context.Context, room string, q *roomQueue, lead *ro
 	items := []*roomItem{lead}
 	size := len(lead.env.Data)
 	b.mu.Lock()
+	most := batchLimit(q.members)
 	n := 0
 	for _, it := range q.waiting {
-		if len(items) == roomBatchMessages || size+len(it.env.Data) > roomBatchBytes {
+		if len(items) == most || size+len(it.env.Data) > roomBatchBytes {
 			break
 		}
 		items = append(items, it)
@@ -143,6 +149,9 @@ func (h *Hub) sendBatch(ctx context.Context, room string, q *roomQueue, lead *ro
 	}
 
 	b.mu.Lock()
+	for _, it := range items {
+		q.members = max(q.members, it.res.Recipients)
+	}
 	if len(q.waiting) == 0 {
 		delete(b.rooms, room)
 		b.mu.Unlock()
@@ -153,4 +162,13 @@ func (h *Hub) sendBatch(ctx context.Context, room string, q *roomQueue, lead *ro
 	next.lead = true
 	b.mu.Unlock()
 	close(next.done)
+}
+
+// batchLimit is how many sends one fan-out takes for a room last seen with members
+// recipients (0: not seen yet).
+func batchLimit(members int) int {
+	if members <= 0 {
+		return roomBatchMessages
+	}
+	return max(1, min(roomBatchMessages, roomBatchDeliveries/members))
 }

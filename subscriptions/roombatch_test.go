@@ -99,3 +99,11 @@ func dataOf(t *testing.T, m Message) delivered {
 	}
 	return delivered{string(env.Data), env.HistoryID}
 }
+
+func TestBatchLimitKeepsHugeRoomsToOneSendPerFanOut(t *testing.T) {
+	for members, want := range map[int]int{0: 8, 1: 8, 100: 8, 1000: 8, 1024: 8, 2000: 4, 8192: 1, 100000: 1} {
+		if got := batchLimit(members); got != want {
+			t.Errorf("batchLimit(%d) = %d, want %d", members, got, want)
+		}
+	}
+}
