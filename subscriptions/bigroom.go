@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
@@ -110,8 +111,26 @@ func (h *Hub) sendBig(ctx context.Context, room string, env Envelope, how RoomSe
 		eph = "1"
 	}
 	keys := []string{h.keys.roomMode(room), h.keys.roomMembers(room), h.keys.roomHistory(room), h.keys.roomChannel(room)}
-	v, err := bigRoomScript.Run(ctx, h.rdb, keys, sender, h.bigStreamSize(),
-		h.cfg.HistoryTTL.Milliseconds(), env.tail(), h.pub.publishCmd, h.scriptDeadline(), below, eph).Slice()
+	args := []any{sender, h.bigStreamSize(), h.cfg.HistoryTTL.Milliseconds(), env.tail(), h.pub.publishCmd,
+		h.scriptDeadline(), below, eph}
+	var v []any
+	var err error
+	if h.pub.replicas.n == 0 {
+		v, err = bigRoomScript.Run(ctx, h.rdb, keys, args...).Slice()
+	} else {
+		// The send and a WAIT on the same connection (replicas.go), as the per-member path.
+		var cmd *redis.Cmd
+		wait := h.pub.replicas.start(ctx)
+		wait.exec(h.rdb, 1, func(int) string { return keys[0] }, func(time.Duration, error) {},
+			func(pipe redis.Pipeliner, _ int) (redis.Cmder, *redis.Script) {
+				cmd = pipe.EvalSha(ctx, bigRoomScript.Hash(), keys, args...)
+				return cmd, bigRoomScript
+			})
+		v, err = cmd.Slice()
+		if err == nil && len(v) > 0 && v[0] == int64(bigSent) && eph == "0" {
+			wait.checkRoom()
+		}
+	}
 	if err != nil {
 		return 0, "", 0, fmt.Errorf("%w: send to %s: %w", ErrUnavailable, room, err)
 	}

@@ -12,6 +12,10 @@ import (
 type Message struct {
 	ID      StreamID
 	Payload []byte
+	// Dedupe is a digest of the envelope's "dedupe" token (0 for none): a send and its
+	// retries under one Idempotency-Key share it, so that a connection that got one of them
+	// is not handed another (dedupe.go).
+	Dedupe uint64
 }
 
 // Envelope is a message to deliver. Data must be valid JSON (the service validates it where
@@ -24,6 +28,9 @@ type Envelope struct {
 	Room   string
 	Data   json.RawMessage
 	Binary []byte
+	// Dedupe, when set, is the send's dedupe token (DedupeToken): the same for a send and
+	// its retries, delivered as "dedupe", and never two messages of a connection with one.
+	Dedupe string
 }
 
 // validIDs reports whether the ids the envelope names match the id pattern.
@@ -33,7 +40,7 @@ func (e Envelope) validIDs() bool {
 			return false
 		}
 	}
-	return true
+	return e.Dedupe == "" || validDedupe(e.Dedupe)
 }
 
 // envelopePrefix starts every message envelope; the delivery script completes it with the
@@ -47,7 +54,13 @@ func (e Envelope) tail() string {
 	if e.Binary != nil {
 		n += base64.StdEncoding.EncodedLen(len(e.Binary))
 	}
-	b := make([]byte, 0, n)
+	b := make([]byte, 0, n+len(e.Dedupe)+12)
+	if e.Dedupe != "" {
+		// First, where decodeMessage finds it without parsing the rest. A token is base64url.
+		b = append(b, dedupeField...)
+		b = append(b, e.Dedupe...)
+		b = append(b, '"')
+	}
 	if e.From != "" {
 		// Ids are restricted to characters that need no JSON escaping.
 		b = append(b, `,"from":"`...)
@@ -120,5 +133,6 @@ func decodeMessage(payload string) (Message, bool) {
 	}
 	// The payload's bytes are shared, not copied: a Message's Payload is never modified,
 	// and this runs once per message on the Pub/Sub reader, the node's hottest loop.
-	return Message{ID: id, Payload: unsafe.Slice(unsafe.StringData(payload), len(payload))}, true
+	return Message{ID: id, Payload: unsafe.Slice(unsafe.StringData(payload), len(payload)),
+		Dedupe: dedupeOf(rest[end+1:])}, true
 }

@@ -212,7 +212,7 @@ func entryMessage(e redis.XMessage) (Message, bool) {
 	if !ok || !utf8.ValidString(tail) { // as decodeMessage: only another writer can have put it there
 		return Message{}, false
 	}
-	return Message{ID: id, Payload: assemble(e.ID, tail)}, true
+	return Message{ID: id, Payload: assemble(e.ID, tail), Dedupe: dedupeOf(tail)}, true
 }
 
 // History returns up to limit messages of user's stream after since (all kept messages when

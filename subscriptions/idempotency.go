@@ -66,13 +66,17 @@ type Sent struct {
 // PublishIdempotent delivers env to user as Publish does, unless a send with the same key
 // delivered it already: the record is read and written by the same script call as the
 // append and publish, so concurrent retries deliver once. The key reused with another
-// request fails with ErrIdempotencyConflict and delivers nothing.
+// request fails with ErrIdempotencyConflict and delivers nothing. The message carries the
+// key's dedupe token (DedupeToken).
 func (h *Hub) PublishIdempotent(ctx context.Context, user string, env Envelope, idem Idempotency) (Sent, error) {
 	if !ValidID(user) || !env.validIDs() {
 		return Sent{}, ErrInvalidID
 	}
 	if err := ctx.Err(); err != nil {
 		return Sent{}, err
+	}
+	if env.Dedupe == "" {
+		env.Dedupe = DedupeToken("dm", user, "u", idem.Key)
 	}
 	d := delivery{stream: h.keys.userStream(user), channel: h.keys.userChannel(user),
 		bucket: h.groupKey(user), tail: env.tail(),
@@ -90,7 +94,8 @@ func (h *Hub) PublishIdempotent(ctx context.Context, user string, env Envelope, 
 
 // PublishManyIdempotent delivers a batch as PublishMany does, each message with a record of
 // its own (the batch's key and the message's index), so that a retry of the batch delivers
-// only what the first call did not, and answers the rest with their first ids.
+// only what the first call did not, and answers the rest with their first ids. Each message
+// carries its record's dedupe token (DedupeToken, scope "b<index>").
 func (h *Hub) PublishManyIdempotent(ctx context.Context, msgs []Direct, idem Idempotency) ([]Sent, []error) {
 	return h.publishMany(ctx, msgs, &idem)
 }

@@ -81,8 +81,12 @@ func (h *Hub) publishMany(ctx context.Context, msgs []Direct, idem *Idempotency)
 			errs[i] = ErrInvalidID
 			continue
 		}
+		env := m.Envelope
+		if idem != nil && env.Dedupe == "" {
+			env.Dedupe = DedupeToken("dm", m.User, "b"+strconv.Itoa(i), idem.Key)
+		}
 		ds[i] = delivery{stream: h.keys.userStream(m.User), channel: h.keys.userChannel(m.User),
-			bucket: h.groupKey(m.User), tail: m.Envelope.tail()}
+			bucket: h.groupKey(m.User), tail: env.tail()}
 		if idem != nil {
 			ds[i].record = h.keys.idemRecord(m.User, "b"+strconv.Itoa(i), idem.Key)
 			ds[i].fingerprint = idem.Fingerprint

@@ -127,7 +127,7 @@ func parseRoomPage(v any) (msgs []Message, more, notMember bool, err error) {
 		if err != nil || !utf8.ValidString(tail) {
 			continue
 		}
-		msgs = append(msgs, Message{ID: sid, Payload: bigEnvelope(id, tail)})
+		msgs = append(msgs, Message{ID: sid, Payload: bigEnvelope(id, tail), Dedupe: dedupeOf(tail)})
 	}
 	return msgs, top[0] == int64(1), false, nil
 }

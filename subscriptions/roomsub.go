@@ -220,6 +220,9 @@ func (rs *roomSub) deliverLocked(m Message) bool {
 		return true
 	}
 	rs.last = m.ID
+	if rs.s.repeatLocked(m) {
+		return true
+	}
 	return rs.s.sink.Deliver(m)
 }
 

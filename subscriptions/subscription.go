@@ -84,6 +84,7 @@ type Subscription struct {
 	roomOps  []roomOp
 	holder   *roomSub
 	roomLast map[string]StreamID // the last id delivered of each big room stopped
+	recent   *recentTokens       // the dedupe tokens last delivered (dedupe.go)
 }
 
 // Subscribe subscribes a new connection of user. It returns once Redis has confirmed the
@@ -344,7 +345,22 @@ func (s *Subscription) deliverLocked(m Message) bool {
 		return true
 	}
 	s.last = m.ID
+	if s.repeatLocked(m) {
+		return true
+	}
 	return s.sink.Deliver(m)
+}
+
+// repeatLocked reports whether m repeats a send delivered before under another id: a retry
+// stored again after a failover lost the first (dedupe.go).
+func (s *Subscription) repeatLocked(m Message) bool {
+	if m.Dedupe == 0 {
+		return false
+	}
+	if s.recent == nil {
+		s.recent = new(recentTokens)
+	}
+	return s.recent.repeat(m.Dedupe)
 }
 
 // dropAndUnlock closes the subscription for reason and tells the sink. It is called with

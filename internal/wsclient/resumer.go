@@ -10,7 +10,9 @@ import (
 
 // Resumer keeps one user connected: whenever its connection ends it reconnects, with
 // backoff and jitter, and resumes after the last message id it saw, as docs/protocol.md asks of
-// clients. It records every message, welcome and close code, so tests can count them.
+// clients. It records every message, welcome and close code, so tests can count them; as
+// the protocol asks of clients, it drops a message that repeats one it got (its "dedupe"
+// token, a backend's retry stored again after a Redis failover), and counts it (Repeats).
 type Resumer struct {
 	// URL returns the WebSocket URL of the attempt-th connection, resuming after since ("" on
 	// the first connection that has seen nothing). Rotating nodes here moves the client.
@@ -27,6 +29,8 @@ type Resumer struct {
 	welcomes []Frame
 	closes   []uint16
 	changed  chan struct{}
+	recent   []string // the dedupe tokens of the last messages, oldest first
+	repeats  int
 }
 
 // Run connects and reconnects until ctx ends or the server closes with a code that forbids
@@ -102,7 +106,9 @@ func (r *Resumer) read(ctx context.Context, c *Conn) uint16 {
 			})
 		case "message":
 			r.record(func() {
-				r.messages = append(r.messages, f)
+				if !r.repeatLocked(f) {
+					r.messages = append(r.messages, f)
+				}
 				switch {
 				case f.Ephemeral:
 				case f.Big:
@@ -113,6 +119,32 @@ func (r *Resumer) read(ctx context.Context, c *Conn) uint16 {
 			})
 		}
 	}
+}
+
+// repeatLocked reports whether m repeats a message received before under another id, by
+// its dedupe token, and remembers the token of one that does not.
+func (r *Resumer) repeatLocked(m Frame) bool {
+	if m.Dedupe == "" {
+		return false
+	}
+	for _, t := range r.recent {
+		if t == m.Dedupe {
+			r.repeats++
+			return true
+		}
+	}
+	if len(r.recent) == 64 {
+		r.recent = append(r.recent[:0], r.recent[1:]...)
+	}
+	r.recent = append(r.recent, m.Dedupe)
+	return false
+}
+
+// Repeats returns how many messages were dropped as repeats of one received before.
+func (r *Resumer) Repeats() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.repeats
 }
 
 // setRoomLocked records a big room's position: the last big message of the room, or

@@ -38,6 +38,7 @@ type Frame struct {
 	In         *int            `json:"in,omitempty"`
 	CopyID     string          `json:"copy_id,omitempty"`
 	HistoryID  string          `json:"history_id,omitempty"`
+	Dedupe     string          `json:"dedupe,omitempty"`
 	Copy       *bool           `json:"copy,omitempty"`
 	Ephemeral  bool            `json:"ephemeral,omitempty"`
 	Messages   []Frame         `json:"messages,omitempty"`

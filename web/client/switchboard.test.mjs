@@ -157,6 +157,23 @@ describe('resume', () => {
     assert.deepEqual(messages.map((m) => m.data), [1, 2, 3]);
   });
 
+  test('drops a repeat by its dedupe token, across a reconnect, but keeps its id as the position', () => {
+    const { sb, net, clock, messages } = setup();
+    sb.connect();
+    net.last().welcome();
+    net.last().frame({ type: 'message', id: '400-0', dedupe: 'AAAAAAAAAAAAAAAA', data: 1 });
+    net.last().frame({ type: 'message', id: '400-1', data: 2 });
+    net.last().serverClose(1013);
+    clock.tick(0);
+    net.last().welcome({ recovered: true, last_id: '400-1' });
+    // A backend's retry that Redis stored again after a failover: another id, the same token.
+    net.last().frame({ type: 'message', id: '401-0', dedupe: 'AAAAAAAAAAAAAAAA', data: 1 });
+    net.last().frame({ type: 'message', id: '401-1', dedupe: 'BBBBBBBBBBBBBBBB', data: 3 });
+    net.last().frame({ type: 'message', id: '402-0', big: true, room: 'town', dedupe: 'BBBBBBBBBBBBBBBB', data: 3 });
+    assert.deepEqual(messages.map((m) => m.data), [1, 2, 3]);
+    assert.equal(sb.lastId, '401-1');
+  });
+
   test('reports whether the history was recovered', () => {
     const { sb, net, states } = setup({ storage: memoryStorage({ 'switchboard:last-id:bob': '1-0' }) });
     sb.connect();

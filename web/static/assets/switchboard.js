@@ -113,6 +113,7 @@ export class Switchboard {
   #rooms = null; // the user's rooms: the welcome's, then what this client saw change
   #lastId = null;
   #roomPos = new Map(); // a position per big room (docs/protocol.md, "Big rooms")
+  #dedupe = []; // the dedupe tokens of the last messages delivered, oldest first
   #stopReason = null;
   #welcome = null;
   #epoch = 0; // bumped by connect() and stop(): async work of an older epoch is dropped
@@ -547,14 +548,27 @@ export class Switchboard {
       this.#roomPos.set(f.room, f.id);
       this.#saveRoomPos();
       this.#roomChanged(f.room, true);
+      if (this.#repeats(f)) return;
       this.#emit('message', f);
       return;
     }
     if (this.#lastId && compareIds(f.id, this.#lastId) <= 0) return;
     this.#saveLastId(f.id);
+    if (this.#repeats(f)) return;
     // A message from a room we did not know: a backend added the user to it.
     if (typeof f.room === 'string') this.#roomChanged(f.room, true);
     this.#emit('message', f);
+  }
+
+  // repeats says f repeats a message delivered before under another id: a backend's retry
+  // that Redis stored again after a failover lost the first (docs/protocol.md, "dedupe").
+  // The server drops such a repeat on a connection; this catches one across a reconnect.
+  #repeats(f) {
+    if (typeof f.dedupe !== 'string') return false;
+    if (this.#dedupe.includes(f.dedupe)) return true;
+    this.#dedupe.push(f.dedupe);
+    if (this.#dedupe.length > 64) this.#dedupe.shift();
+    return false;
   }
 
   // onRoomMode follows a room turning big (or the user joining a big room: its position

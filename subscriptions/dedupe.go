@@ -1,0 +1,97 @@
+package subscriptions
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"hash/maphash"
+	"strings"
+)
+
+// A send that Redis failed over under can reach a client twice: the dying master published
+// it (a connected client got it) but never replicated it, the backend got a 503 and retried
+// under its Idempotency-Key, and the new master, which has no record of the key, stored and
+// published it again, under another id. Ids cannot tell the two apart; the key can. So a send
+// under a key carries a dedupe token derived from it, the same for every retry, and a
+// subscription remembers the tokens of the last messages it delivered and drops a repeat.
+// Clients that reconnect in between (a new subscription remembers nothing) drop repeats by
+// the same token (docs/protocol.md).
+
+// dedupeField starts the token in an envelope's tail.
+const dedupeField = `,"dedupe":"`
+
+// dedupeLen is a token's length: 16 base64url characters, 96 bits of a SHA-256.
+const dedupeLen = 16
+
+// DedupeToken is the dedupe token of a send under an idempotency key: kind ("dm" or "room")
+// and target (the recipient or the room) say where it goes, scope tells apart the sends to
+// it that may share a key (a single send, an item of a batch), as the key's records do. Two
+// sends that reach one connection have one token only if they are one send and its retry.
+func DedupeToken(kind, target, scope, key string) string {
+	sum := sha256.Sum256([]byte(kind + "\x00" + target + "\x00" + scope + "\x00" + key))
+	return base64.RawURLEncoding.EncodeToString(sum[:dedupeLen*3/4])
+}
+
+// validDedupe reports whether t is shaped as DedupeToken makes them: it is written into
+// envelopes unescaped.
+func validDedupe(t string) bool {
+	if len(t) != dedupeLen {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// dedupeSeed makes the digests of one process comparable; they are never stored.
+var dedupeSeed = maphash.MakeSeed()
+
+// dedupeOf reads the dedupe token of an envelope from what follows its id: the fields a
+// delivery puts before the tail (",\"big\":true", ",\"history_id\":...") and then the tail,
+// which starts with the token when it has one. It returns the token's digest, or 0. Only
+// that position counts, so that a "dedupe" inside a message's data is never taken for one.
+func dedupeOf(rest string) uint64 {
+	rest = strings.TrimPrefix(rest, `,"big":true`)
+	if after, ok := strings.CutPrefix(rest, `,"history_id":"`); ok {
+		end := strings.IndexByte(after, '"')
+		if end < 0 || end > 41 {
+			return 0
+		}
+		rest = after[end+1:]
+	}
+	tok, ok := strings.CutPrefix(rest, dedupeField)
+	if !ok || len(tok) <= dedupeLen || tok[dedupeLen] != '"' {
+		return 0
+	}
+	if d := maphash.String(dedupeSeed, tok[:dedupeLen]); d != 0 {
+		return d
+	}
+	return 1
+}
+
+// recentLen is how many tokens a subscription remembers: a retry follows its send within
+// seconds (the failover), and a connection gets few keyed messages in that time.
+const recentLen = 32
+
+// recentTokens remembers the dedupe tokens of the last messages a subscription delivered.
+// It is allocated at a connection's first keyed message: 264 bytes, none for connections
+// that never get one.
+type recentTokens struct {
+	ring [recentLen]uint64
+	next int
+}
+
+// repeat reports whether d was delivered before, and remembers it if not.
+func (r *recentTokens) repeat(d uint64) bool {
+	for _, x := range r.ring {
+		if x == d {
+			return true
+		}
+	}
+	r.ring[r.next] = d
+	r.next = (r.next + 1) % recentLen
+	return false
+}
