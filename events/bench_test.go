@@ -10,15 +10,18 @@ import (
 )
 
 // BenchmarkEmit measures queueing one client event on a real redis-server, from parallel
-// callers as the service's connections are.
+// callers as the service's connections are. The events come from 10,000 users, as a busy
+// node's do: one user's stay under its share of the queue (Config.MaxUserBytes), which
+// refuses a single user's flood.
 func BenchmarkEmit(b *testing.B) {
 	q := newQueue(b, newRedis(b, redistest.Start(b)), Config{URL: "http://127.0.0.1:1/hook"})
-	e := clientEvent("bob", 1)
+	var n atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(8) // many connections emit at once
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := q.Emit(context.Background(), e); err != nil {
+			i := n.Add(1)
+			if err := q.Emit(context.Background(), clientEvent("u"+strconv.FormatInt(i%10000, 10), int(i))); err != nil {
 				b.Error(err)
 				return
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchboard-dev/switchboard/internal/redistest"
 	"github.com/switchboard-dev/switchboard/internal/testutil"
+	"github.com/switchboard-dev/switchboard/internal/wsclient"
 	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
@@ -125,5 +126,72 @@ func TestWaitReplicasAcksOnlyReplicatedMessagesAndSaysWhenNot(t *testing.T) {
 	}
 	if m := next(t, bob, "message"); string(m.Data) != `"ws all"` {
 		t.Fatalf("bob got %s", m.Raw)
+	}
+}
+
+// TestWaitReplicasCoversBigRooms: a big room's send (one append to the room's stream and one
+// publish) waits for the replica as the per-member path does, and says when it fell short.
+func TestWaitReplicasCoversBigRooms(t *testing.T) {
+	master := redistest.Start(t)
+	replica := redistest.StartReplica(t, master)
+	const timeout = 300 * time.Millisecond
+	a := startNode(t, onRedis(master), "a", bigThreshold(2), func(o *nodeOptions) {
+		o.subscriptions.WaitReplicas, o.subscriptions.WaitReplicasTimeout = 1, timeout
+	})
+	bob, _ := connect(t, a, "bob")
+	putMember(t, a, "town", "bob")
+	putMember(t, a, "town", "carol")
+	message := func() wsclient.Frame { // the next message, past room_mode frames
+		t.Helper()
+		for {
+			f, err := bob.NextWithin(10 * time.Second)
+			must(t, err)
+			if f.Type == "message" {
+				return f
+			}
+		}
+	}
+	bigMessage := func(data string) wsclient.Frame {
+		t.Helper()
+		f := message()
+		if !f.Big || string(f.Data) != data {
+			t.Fatalf("bob got %s, want the big room's %s", f.Raw, data)
+		}
+		return f
+	}
+	onReplica := replica.Client(t)
+	// The first send turns the room big (delivered per member); the second is sent big.
+	for _, d := range []string{`"one"`, `"two"`} {
+		r := post(t, a.base+"/v1/rooms/town/messages", d, "")
+		if r.status != http.StatusAccepted || strings.Contains(string(r.body), "replicated") {
+			t.Fatalf("with the replica up: %d %s", r.status, r.body)
+		}
+		if d == `"one"` {
+			message()
+			continue
+		}
+		id := r.json(t)["history_id"].(string)
+		if f := bigMessage(d); f.ID != id {
+			t.Fatalf("bob got %s, the send answered %s", f.Raw, r.body)
+		}
+		// No waiting: the answer came after the replica had it.
+		got, err := onReplica.XRange(context.Background(), "{t:room:town}:history", id, id).Result()
+		must(t, err)
+		if len(got) != 1 {
+			t.Fatalf("big room message %s answered but not on the replica", id)
+		}
+	}
+	replica.Stop()
+	testutil.WaitFor(t, 10*time.Second, func() bool { return master.OnlineReplicas(t) == 0 }, "the master sees its replica gone")
+	start := time.Now()
+	r := post(t, a.base+"/v1/rooms/town/messages", `"three"`, "")
+	if r.status != http.StatusAccepted || r.json(t)["replicated"] != false || r.json(t)["history_id"] == nil {
+		t.Fatalf("a big room's send with the replica down: %d %s", r.status, r.body)
+	}
+	if took := time.Since(start); took < timeout {
+		t.Fatalf("answered in %v, before the wait's %v timeout", took, timeout)
+	}
+	if f := bigMessage(`"three"`); f.ID != r.json(t)["history_id"] {
+		t.Fatalf("bob got %s, the send answered %s", f.Raw, r.body)
 	}
 }

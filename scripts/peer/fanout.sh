@@ -19,17 +19,20 @@
 # Both wait up to 15 s (--grace) for late deliveries before counting them lost: at 10,000
 # members on a busy machine deliveries can lag by seconds.
 #
-# Usage: scripts/peer/fanout.sh [--quick] [--out FILE] [--payload-bytes N]
+# Usage: scripts/peer/fanout.sh [--quick] [--out FILE] [--payload-bytes N] [--latency N]
 #   --quick  4 s per point and at most ~10 s of waiting for a quiet machine (a smoke check);
 #            the default is 10 s per point, ~12 minutes in all on a quiet machine
 #   --out    also write the table to FILE, and every run's JSON to FILE.runs/
+#   --latency N  only the latency point instead (1,000 members, 50 posts/s), N rounds, each
+#            round one run of each server on a fresh server and Redis; prints every run's
+#            p50 / p99 and their medians (one 10 s run varies by a few ms)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 version=v6.9.1
 dur=10s
 quiet_tries=100 # × 3 s: wait up to 5 minutes for a quiet machine before each run
-out= quick=
+out= quick= latency=
 payload=100 # cmd/switchboard-load's default (defaultPayloadBytes), passed to both drivers
 grace=15s   # how long both drivers wait for late deliveries before counting them lost
 while (($#)); do
@@ -37,7 +40,8 @@ while (($#)); do
 	--quick) quick=1; dur=4s; quiet_tries=3 ;;
 	--out) out=${2:?--out needs a file}; shift ;;
 	--payload-bytes) payload=${2:?--payload-bytes needs a number}; shift ;;
-	*) echo "usage: scripts/peer/fanout.sh [--quick] [--out FILE] [--payload-bytes N]" >&2; exit 2 ;;
+	--latency) latency=${2:?--latency needs a number of rounds}; shift ;;
+	*) echo "usage: scripts/peer/fanout.sh [--quick] [--out FILE] [--payload-bytes N] [--latency N]" >&2; exit 2 ;;
 	esac
 	shift
 done
@@ -179,6 +183,44 @@ cf_run() { # members rate
 		--members "$1" --rate "$2" --duration "$dur" --publishers 4 --payload-bytes "$payload" --grace "$grace" --json \
 		--pid "$cpid" --redis-pid "$rpid"
 }
+
+if [[ -n $latency ]]; then
+	for i in $(seq "$latency"); do
+		start_switchboard
+		sb_run 1000 50
+		[[ ! -s $tmp/sb-1000-50.json ]] || mv "$tmp/sb-1000-50.json" "$tmp/lat-sb-$i.json"
+		stop_servers
+		start_centrifugo
+		cf_run 1000 50
+		[[ ! -s $tmp/cf-1000-50.json ]] || mv "$tmp/cf-1000-50.json" "$tmp/lat-cf-$i.json"
+		stop_servers
+	done
+	python3 - "$tmp" "$latency" "$payload" <<'PY' | tee ${out:+"$out"}
+import json, os, statistics, sys
+tmp, n, payload = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+print(f"1,000 members, 50 posts/s offered, payload {payload} bytes, {n} rounds (each: Switchboard, then Centrifugo):")
+print()
+print("| server | p50 ms per run | p99 ms per run | median p50 / p99 ms | to last member p99, median | lost |")
+print("| --- | --- | --- | --- | --- | --- |")
+for key, name in (("sb", "Switchboard"), ("cf", "Centrifugo")):
+    runs = []
+    for i in range(1, n + 1):
+        try:
+            with open(os.path.join(tmp, f"lat-{key}-{i}.json")) as f:
+                runs.append(json.load(f)["delivery"])
+        except (OSError, ValueError):
+            pass
+    if not runs:
+        print(f"| {name} | no run completed | | | | |")
+        continue
+    p50 = [r["latency"]["p50_ms"] for r in runs]
+    p99 = [r["latency"]["p99_ms"] for r in runs]
+    last = [r.get("complete", {}).get("p99_ms", 0) for r in runs]
+    print(f"| {name} | {', '.join(f'{x:.1f}' for x in p50)} | {', '.join(f'{x:.1f}' for x in p99)} | "
+          f"{statistics.median(p50):.1f} / {statistics.median(p99):.1f} | {statistics.median(last):.1f} | {sum(r['lost'] for r in runs)} |")
+PY
+	exit 0
+fi
 
 start_switchboard
 for r in "${rates_1k[@]}"; do sb_run 1000 "$r"; done
