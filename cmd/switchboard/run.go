@@ -74,11 +74,18 @@ const (
 // build connects Redis and builds the node's parts on it, listening on cfg.Addr (and
 // cfg.DebugAddr). On an error it closes what it opened.
 func build(cfg config, log *slog.Logger) (_ *node, err error) {
-	rdb, redisDesc, closeEmbedded, err := connectRedis(cfg, log)
+	// Listen first: an embedded Redis listens on a port the system picks, which could
+	// otherwise be cfg.Addr's own, free a moment before (it happened to an e2e test).
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
-	n := &node{log: log, rdb: rdb, closeDB: func() { _ = rdb.Close(); closeEmbedded() }}
+	rdb, redisDesc, closeEmbedded, err := connectRedis(cfg, log)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	n := &node{log: log, rdb: rdb, ln: ln, closeDB: func() { _ = rdb.Close(); closeEmbedded() }}
 	defer func() {
 		if err != nil {
 			n.closeListeners()
@@ -87,9 +94,6 @@ func build(cfg config, log *slog.Logger) (_ *node, err error) {
 	}()
 	warnDevMode(cfg, log)
 	if err := n.buildParts(cfg); err != nil {
-		return nil, err
-	}
-	if n.ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 		return nil, err
 	}
 	if cfg.DebugAddr != "" {
