@@ -159,6 +159,10 @@ type Message struct {
 	// HistoryID is a room message's id in the room's history, on a member's copy; it lets a
 	// reader of both drop what it has twice.
 	HistoryID string `json:"history_id,omitempty"`
+	// Dedupe is set on a message sent under an Idempotency-Key (as Send does): the same on
+	// every retry of the send, so that a retry stored again after a Redis failover, under
+	// another ID, can be told for what it is.
+	Dedupe string `json:"dedupe,omitempty"`
 	// Data is a JSON payload (a text payload is a JSON string); nil for a binary one.
 	Data json.RawMessage `json:"data,omitempty"`
 	// Binary is a binary payload (data_b64, decoded: encoding/json reads a []byte as

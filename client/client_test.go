@@ -82,6 +82,15 @@ func TestEveryCallSucceeds(t *testing.T) {
 	if msgs[3].HistoryID != sent.HistoryID {
 		t.Errorf("bob's copy of the room message has history id %q, the send answered %q", msgs[3].HistoryID, sent.HistoryID)
 	}
+	// Every send carried its own Idempotency-Key (the client's default), so every message
+	// its dedupe token, each a different one.
+	tokens := map[string]bool{}
+	for _, m := range msgs {
+		if len(m.Dedupe) != 16 || tokens[m.Dedupe] {
+			t.Errorf("message %s has dedupe %q, want a token of its own", m.ID, m.Dedupe)
+		}
+		tokens[m.Dedupe] = true
+	}
 	page, err := c.Messages(ctx, "bob", id2, 2)
 	must(t, err)
 	if len(page) != 2 || page[0].ID != id3 {
