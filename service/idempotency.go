@@ -116,7 +116,7 @@ func (s *Server) postRoomIdempotent(w http.ResponseWriter, r *http.Request, room
 		return
 	}
 	rec := &recorder{header: http.Header{}}
-	env.Dedupe = subscriptions.DedupeToken("room", room, "r", key)
+	env.Dedupe = claim.Dedupe()
 	s.postRoom(rec, r, room, env, false)
 	if err := s.hub.Finish(r.Context(), claim, strconv.Itoa(rec.status)+" "+string(rec.body)); err != nil {
 		s.log.Warn("recording a room send's answer failed; a retry after the claim lapses sends it again", "room", room, "err", err)
@@ -207,7 +207,7 @@ func (s *Server) batchRoomIdempotent(r *http.Request, i int, it validItem, idem 
 		return res, true, nil
 	}
 	env := it.env
-	env.Dedupe = subscriptions.DedupeToken("room", it.Room, "b"+strconv.Itoa(i), idem.Key)
+	env.Dedupe = claim.Dedupe()
 	n, err := s.hub.PublishRoom(r.Context(), it.Room, env, false)
 	if err != nil && !errors.Is(err, subscriptions.ErrNotReplicated) {
 		ae := classify(err)

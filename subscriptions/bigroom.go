@@ -113,23 +113,18 @@ func (h *Hub) sendBig(ctx context.Context, room string, env Envelope, how RoomSe
 	keys := []string{h.keys.roomMode(room), h.keys.roomMembers(room), h.keys.roomHistory(room), h.keys.roomChannel(room)}
 	args := []any{sender, h.bigStreamSize(), h.cfg.HistoryTTL.Milliseconds(), env.tail(), h.pub.publishCmd,
 		h.scriptDeadline(), below, eph}
-	var v []any
-	var err error
-	if h.pub.replicas.n == 0 {
-		v, err = bigRoomScript.Run(ctx, h.rdb, keys, args...).Slice()
-	} else {
-		// The send and a WAIT on the same connection (replicas.go), as the per-member path.
-		var cmd *redis.Cmd
-		wait := h.pub.replicas.start(ctx)
-		wait.exec(h.rdb, 1, func(int) string { return keys[0] }, func(time.Duration, error) {},
-			func(pipe redis.Pipeliner, _ int) (redis.Cmder, *redis.Script) {
-				cmd = pipe.EvalSha(ctx, bigRoomScript.Hash(), keys, args...)
-				return cmd, bigRoomScript
-			})
-		v, err = cmd.Slice()
-		if err == nil && len(v) > 0 && v[0] == int64(bigSent) && eph == "0" {
-			wait.checkRoom()
-		}
+	// One call, with --wait-replicas followed by a WAIT on the same connection, as the
+	// per-member path's (replicas.go).
+	var cmd *redis.Cmd
+	wait := h.pub.replicas.start(ctx)
+	wait.exec(h.rdb, 1, func(int) string { return keys[0] }, func(time.Duration, error) {},
+		func(pipe redis.Pipeliner, _ int) (redis.Cmder, *redis.Script) {
+			cmd = pipe.EvalSha(ctx, bigRoomScript.Hash(), keys, args...)
+			return cmd, bigRoomScript
+		})
+	v, err := cmd.Slice()
+	if err == nil && len(v) > 0 && v[0] == int64(bigSent) && !how.Ephemeral {
+		wait.checkRoom() // an ephemeral message is stored nowhere: nothing to replicate
 	}
 	if err != nil {
 		return 0, "", 0, fmt.Errorf("%w: send to %s: %w", ErrUnavailable, room, err)

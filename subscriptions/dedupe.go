@@ -3,7 +3,7 @@ package subscriptions
 import (
 	"crypto/sha256"
 	"encoding/base64"
-	"hash/maphash"
+	"encoding/binary"
 	"strings"
 )
 
@@ -22,32 +22,28 @@ const dedupeField = `,"dedupe":"`
 // dedupeLen is a token's length: 16 base64url characters, 96 bits of a SHA-256.
 const dedupeLen = 16
 
-// DedupeToken is the dedupe token of a send under an idempotency key: kind ("dm" or "room")
+// dedupeToken is the dedupe token of a send under an idempotency key: kind ("dm" or "room")
 // and target (the recipient or the room) say where it goes, scope tells apart the sends to
 // it that may share a key (a single send, an item of a batch), as the key's records do. Two
 // sends that reach one connection have one token only if they are one send and its retry.
-func DedupeToken(kind, target, scope, key string) string {
+func dedupeToken(kind, target, scope, key string) string {
 	sum := sha256.Sum256([]byte(kind + "\x00" + target + "\x00" + scope + "\x00" + key))
 	return base64.RawURLEncoding.EncodeToString(sum[:dedupeLen*3/4])
 }
 
-// validDedupe reports whether t is shaped as DedupeToken makes them: it is written into
+// validDedupe reports whether t is shaped as dedupeToken makes them: it is written into
 // envelopes unescaped.
-func validDedupe(t string) bool {
-	if len(t) != dedupeLen {
-		return false
-	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func validDedupe(t string) bool { return len(t) == dedupeLen && dedupeDigest(t) != 0 }
 
-// dedupeSeed makes the digests of one process comparable; they are never stored.
-var dedupeSeed = maphash.MakeSeed()
+// dedupeDigest is what a subscription remembers of a token: its first 8 bytes (the token is
+// a hash already), or 0 for a string that is not a token.
+func dedupeDigest(t string) uint64 {
+	var raw [dedupeLen * 3 / 4]byte
+	if n, err := base64.RawURLEncoding.Decode(raw[:], []byte(t)); err != nil || n != len(raw) {
+		return 0
+	}
+	return max(binary.LittleEndian.Uint64(raw[:]), 1)
+}
 
 // dedupeOf reads the dedupe token of an envelope from what follows its id: the fields a
 // delivery puts before the tail (",\"big\":true", ",\"history_id\":...") and then the tail,
@@ -66,10 +62,7 @@ func dedupeOf(rest string) uint64 {
 	if !ok || len(tok) <= dedupeLen || tok[dedupeLen] != '"' {
 		return 0
 	}
-	if d := maphash.String(dedupeSeed, tok[:dedupeLen]); d != 0 {
-		return d
-	}
-	return 1
+	return dedupeDigest(tok[:dedupeLen])
 }
 
 // recentLen is how many tokens a subscription remembers: a retry follows its send within

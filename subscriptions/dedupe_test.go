@@ -19,7 +19,7 @@ func TestARepeatedSendIsDeliveredOncePerConnection(t *testing.T) {
 	live := &sink{}
 	subscribe(t, h, "bob", "", live)
 	ctx := context.Background()
-	tok, other := DedupeToken("dm", "bob", "u", "k1"), DedupeToken("dm", "bob", "u", "k2")
+	tok, other := dedupeToken("dm", "bob", "u", "k1"), dedupeToken("dm", "bob", "u", "k2")
 	sends := []Envelope{
 		{Data: []byte(`1`), Dedupe: tok},
 		{Data: []byte(`2`)},
@@ -62,17 +62,17 @@ func TestARepeatedSendIsDeliveredOncePerConnection(t *testing.T) {
 }
 
 func TestDedupeOfReadsOnlyTheTokensPlace(t *testing.T) {
-	tok := DedupeToken("room", "lobby", "r", "key")
+	tok := dedupeToken("room", "lobby", "r", "key")
 	if !validDedupe(tok) {
-		t.Fatalf("DedupeToken made %q, which validDedupe refuses", tok)
+		t.Fatalf("dedupeToken made %q, which validDedupe refuses", tok)
 	}
-	if DedupeToken("room", "lobby", "r", "key") != tok {
+	if dedupeToken("room", "lobby", "r", "key") != tok {
 		t.Fatal("a token must be a function of what it is made of")
 	}
 	// Sends that may share a key and reach one connection: a batch's direct item and room
 	// item of one index, or one key on two rooms.
-	for _, other := range []string{DedupeToken("dm", "lobby", "r", "key"), DedupeToken("room", "hall", "r", "key"),
-		DedupeToken("room", "lobby", "b1", "key"), DedupeToken("room", "lobby", "r", "key2"), DedupeToken("room", "lobbyr", "", "key")} {
+	for _, other := range []string{dedupeToken("dm", "lobby", "r", "key"), dedupeToken("room", "hall", "r", "key"),
+		dedupeToken("room", "lobby", "b1", "key"), dedupeToken("room", "lobby", "r", "key2"), dedupeToken("room", "lobbyr", "", "key")} {
 		if other == tok {
 			t.Fatal("two different sends got one token")
 		}
@@ -100,7 +100,7 @@ func TestDedupeOfReadsOnlyTheTokensPlace(t *testing.T) {
 			t.Errorf("%s: dedupeOf = %d, want %d", tc.name, got, tc.want)
 		}
 	}
-	for _, bad := range []string{"", "short", tok + "x", "AAAAAAAAAAAAAAA\"", "AAAAAAAAAAAAAAA/"} {
+	for _, bad := range []string{"", "short", tok + "x", "AAAAAAAAAAAAAAA\"", "AAAAAAAAAAAAAAA/", "AAAAAAAAAAAAAAA\n"} {
 		if (Envelope{Dedupe: bad}).validIDs() && bad != "" {
 			t.Errorf("an envelope with dedupe %q passed validation", bad)
 		}

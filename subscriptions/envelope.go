@@ -28,7 +28,7 @@ type Envelope struct {
 	Room   string
 	Data   json.RawMessage
 	Binary []byte
-	// Dedupe, when set, is the send's dedupe token (DedupeToken): the same for a send and
+	// Dedupe, when set, is the send's dedupe token (dedupeToken): the same for a send and
 	// its retries, delivered as "dedupe", and never two messages of a connection with one.
 	Dedupe string
 }

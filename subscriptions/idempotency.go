@@ -67,7 +67,7 @@ type Sent struct {
 // delivered it already: the record is read and written by the same script call as the
 // append and publish, so concurrent retries deliver once. The key reused with another
 // request fails with ErrIdempotencyConflict and delivers nothing. The message carries the
-// key's dedupe token (DedupeToken).
+// key's dedupe token (dedupeToken).
 func (h *Hub) PublishIdempotent(ctx context.Context, user string, env Envelope, idem Idempotency) (Sent, error) {
 	if !ValidID(user) || !env.validIDs() {
 		return Sent{}, ErrInvalidID
@@ -76,7 +76,7 @@ func (h *Hub) PublishIdempotent(ctx context.Context, user string, env Envelope, 
 		return Sent{}, err
 	}
 	if env.Dedupe == "" {
-		env.Dedupe = DedupeToken("dm", user, "u", idem.Key)
+		env.Dedupe = dedupeToken("dm", user, "u", idem.Key)
 	}
 	d := delivery{stream: h.keys.userStream(user), channel: h.keys.userChannel(user),
 		bucket: h.groupKey(user), tail: env.tail(),
@@ -95,7 +95,7 @@ func (h *Hub) PublishIdempotent(ctx context.Context, user string, env Envelope, 
 // PublishManyIdempotent delivers a batch as PublishMany does, each message with a record of
 // its own (the batch's key and the message's index), so that a retry of the batch delivers
 // only what the first call did not, and answers the rest with their first ids. Each message
-// carries its record's dedupe token (DedupeToken, scope "b<index>").
+// carries its record's dedupe token (dedupeToken, scope "b<index>").
 func (h *Hub) PublishManyIdempotent(ctx context.Context, msgs []Direct, idem Idempotency) ([]Sent, []error) {
 	return h.publishMany(ctx, msgs, &idem)
 }
@@ -128,7 +128,12 @@ type Claim struct {
 	Answer string
 	record string
 	fp     string
+	dedupe string
 }
+
+// Dedupe is the dedupe token of the claimed send: set it as the envelope's Dedupe, so that
+// the members who got a send the new master lost do not get its retry again (dedupe.go).
+func (c Claim) Dedupe() string { return c.dedupe }
 
 // ClaimRoomSend claims the record of a room send (scope tells a single send from a batch's
 // item) before its fan-out, which spans many script calls: the claim is atomic, so of
@@ -143,6 +148,7 @@ func (h *Hub) ClaimRoomSend(ctx context.Context, room, scope string, idem Idempo
 	if pending {
 		return Claim{}, ErrIdempotencyPending
 	}
+	c.dedupe = dedupeToken("room", room, scope, idem.Key)
 	return c, err
 }
 

@@ -83,7 +83,7 @@ func (h *Hub) publishMany(ctx context.Context, msgs []Direct, idem *Idempotency)
 		}
 		env := m.Envelope
 		if idem != nil && env.Dedupe == "" {
-			env.Dedupe = DedupeToken("dm", m.User, "b"+strconv.Itoa(i), idem.Key)
+			env.Dedupe = dedupeToken("dm", m.User, "b"+strconv.Itoa(i), idem.Key)
 		}
 		ds[i] = delivery{stream: h.keys.userStream(m.User), channel: h.keys.userChannel(m.User),
 			bucket: h.groupKey(m.User), tail: env.tail()}
