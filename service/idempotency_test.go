@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/switchboard-dev/switchboard/internal/wsclient"
-	"github.com/switchboard-dev/switchboard/subscriptions"
 )
 
 // post sends a JSON POST with an Idempotency-Key (none when key is "").
@@ -124,17 +124,45 @@ func testIdempotencyKeysDeliverEachSendOnce(t *testing.T, be backend) {
 	checkIdempotencyTTL(t, be)
 }
 
-// checkIdempotencyTTL checks that a direct message's record is kept 24 hours.
+// checkIdempotencyTTL checks that a direct message's record is kept at least 24 hours: it
+// is a field of its period's hash (one a day), which expires at the end of the third day,
+// so two to three days from now.
 func checkIdempotencyTTL(t *testing.T, be backend) {
 	t.Helper()
 	rdb := be.open(t, false)
 	defer rdb.Close()
-	tag, _, _ := strings.Cut(subscriptions.ChannelName(be.prefix, "bob"), "}")
-	ttl, err := rdb.PTTL(context.Background(), tag+"}:idem:u:bob:dm-1").Result()
-	must(t, err)
-	if ttl < 23*time.Hour || ttl > 24*time.Hour {
-		t.Fatalf("the record's TTL is %v, want 24h", ttl)
+	hashes := recordKeys(t, rdb, "hash")
+	if len(hashes) == 0 {
+		t.Fatal("no hash of direct messages' records")
 	}
+	for _, k := range hashes {
+		ttl, err := rdb.PTTL(context.Background(), k).Result()
+		must(t, err)
+		if ttl < 48*time.Hour-time.Minute || ttl > 72*time.Hour {
+			t.Fatalf("the records' hash %s expires in %v, want 48–72h", k, ttl)
+		}
+	}
+}
+
+// recordKeys returns the idempotency records' keys of the given type: strings for the room
+// sends' and batches' records, hashes for the direct messages'.
+func recordKeys(t *testing.T, rdb redis.UniversalClient, typ string) []string {
+	t.Helper()
+	ctx := context.Background()
+	var out []string
+	scan := func(ctx context.Context, c *redis.Client) error {
+		iter := c.ScanType(ctx, 0, "*:idem*", 100, typ).Iterator()
+		for iter.Next(ctx) {
+			out = append(out, iter.Val())
+		}
+		return iter.Err()
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		must(t, cc.ForEachMaster(ctx, scan))
+	} else {
+		must(t, scan(ctx, rdb.(*redis.Client)))
+	}
+	return out
 }
 
 // concurrently makes n requests at once and checks their answers together.
@@ -210,20 +238,28 @@ func TestIdempotencyTTLIsConfigurable(t *testing.T) {
 	rdb := be.open(t, false)
 	defer rdb.Close()
 	ctx := context.Background()
-	var records []string
-	iter := rdb.Scan(ctx, 0, "*:idem:*", 100).Iterator()
-	for iter.Next(ctx) {
-		records = append(records, iter.Val())
-	}
-	must(t, iter.Err())
-	if len(records) < 3 {
-		t.Fatalf("records %q, want the DM's, the room send's and the batch's", records)
+	records := recordKeys(t, rdb, "string")
+	if len(records) < 2 {
+		t.Fatalf("records %q, want the room send's and the batch's", records)
 	}
 	for _, k := range records {
 		ttl, err := rdb.PTTL(ctx, k).Result()
 		must(t, err)
 		if ttl < 59*time.Minute || ttl > time.Hour {
 			t.Fatalf("record %s is kept %v, want an hour", k, ttl)
+		}
+	}
+	// The direct messages' records: fields of an hour's hash, which expires at the end of
+	// the third hour, so two to three hours from now.
+	hashes := recordKeys(t, rdb, "hash")
+	if len(hashes) == 0 {
+		t.Fatal("no hash of direct messages' records")
+	}
+	for _, k := range hashes {
+		ttl, err := rdb.PTTL(ctx, k).Result()
+		must(t, err)
+		if ttl < 2*time.Hour-time.Minute || ttl > 3*time.Hour {
+			t.Fatalf("the records' hash %s expires in %v, want 2–3h", k, ttl)
 		}
 	}
 }

@@ -70,9 +70,11 @@ type Config struct {
 	// RoomHistory), kept as long as user streams (HistoryTTL after the room's last
 	// message). Default 1000; negative keeps no room history.
 	RoomHistorySize int64
-	// IdempotencyTTL is how long a send's idempotency record is kept: a retry with its key
-	// within it returns the first answer and delivers nothing again. Every keyed send keeps
-	// one record (about 190 bytes) that long. Default 24h.
+	// IdempotencyTTL is how long a send's idempotency record is kept at least: a retry with
+	// its key within it returns the first answer and delivers nothing again. Every keyed send
+	// keeps one record: a direct message's, about 140 bytes, for one to two TTLs (it lives
+	// in a hash per TTL-long period: see idempotent.lua); a room send's or a batch's, about
+	// 190 bytes, for one. Default 24h.
 	IdempotencyTTL time.Duration
 	// Heartbeat is how often the node pings through its Pub/Sub connection; a connection that
 	// stays quiet for three heartbeats is rebuilt. Default 1s.

@@ -49,10 +49,17 @@ type Idempotency struct {
 	Key, Fingerprint string
 }
 
-// idemRecord is the name of a direct message's record, in the recipient's slot: scope tells
-// the sends that may share a key apart (a single send, or an item of a batch).
-func (k keys) idemRecord(user, scope, key string) string {
-	return k.bucket(user) + ":idem:" + scope + ":" + user + ":" + key
+// idemRecords is the base name of the hashes that keep the idempotency records of a
+// delivery group's direct messages (see idempotent.lua): in the group's slot.
+func (k keys) idemRecords(group int) string { return k.bucketTag(group) + ":idem" }
+
+// dmRecord readies d to carry the idempotency record of a direct message to user: scope
+// tells apart the sends that may share a key (a single send, an item of a batch). The
+// record's field in its hash is the send's dedupe token, a digest of all that names it.
+func (h *Hub) dmRecord(d *delivery, user, scope string, idem Idempotency) {
+	d.record = dedupeToken("dm", user, scope, idem.Key)
+	d.records = h.keys.idemRecords(d.bucket)
+	d.fingerprint = idem.Fingerprint
 }
 
 // Sent is the outcome of an idempotent direct message.
@@ -75,12 +82,12 @@ func (h *Hub) PublishIdempotent(ctx context.Context, user string, env Envelope, 
 	if err := ctx.Err(); err != nil {
 		return Sent{}, err
 	}
+	d := delivery{stream: h.keys.userStream(user), channel: h.keys.userChannel(user), bucket: h.groupKey(user)}
+	h.dmRecord(&d, user, "u", idem)
 	if env.Dedupe == "" {
-		env.Dedupe = dedupeToken("dm", user, "u", idem.Key)
+		env.Dedupe = d.record
 	}
-	d := delivery{stream: h.keys.userStream(user), channel: h.keys.userChannel(user),
-		bucket: h.groupKey(user), tail: env.tail(),
-		record: h.keys.idemRecord(user, "u", idem.Key), fingerprint: idem.Fingerprint}
+	d.tail = env.tail()
 	d, err := h.pub.do(ctx, d)
 	if err != nil {
 		return Sent{}, err
@@ -100,16 +107,17 @@ func (h *Hub) PublishManyIdempotent(ctx context.Context, msgs []Direct, idem Ide
 	return h.publishMany(ctx, msgs, &idem)
 }
 
-// idempotentCall queues the script call of an idempotent group, its deliveries as triples.
+// idempotentCall queues the script call of an idempotent group: its deliveries' stream and
+// channel pairs, then the group's record hashes.
 func (p *publisher) idempotentCall(ctx context.Context, pipe redis.Pipeliner, group []*delivery) *redis.Cmd {
-	keys := make([]string, 0, 3*len(group))
-	args := make([]any, 0, 5+2*len(group))
+	keys := make([]string, 0, 2*len(group)+1)
+	args := make([]any, 0, 5+3*len(group))
 	args = append(args, p.historySize, p.historyTTL, p.publishCmd, p.deadline(), p.idemTTL)
 	for _, d := range group {
-		keys = append(keys, d.stream, d.channel, d.record)
-		args = append(args, d.tail, d.fingerprint)
+		keys = append(keys, d.stream, d.channel)
+		args = append(args, d.tail, d.record, d.fingerprint)
 	}
-	return pipe.EvalSha(ctx, idempotentScript.Hash(), keys, args...)
+	return pipe.EvalSha(ctx, idempotentScript.Hash(), append(keys, group[0].records), args...)
 }
 
 // ClaimState is what an idempotency record says of a send.

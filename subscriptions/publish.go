@@ -82,15 +82,15 @@ func (h *Hub) publishMany(ctx context.Context, msgs []Direct, idem *Idempotency)
 			continue
 		}
 		env := m.Envelope
-		if idem != nil && env.Dedupe == "" {
-			env.Dedupe = dedupeToken("dm", m.User, "b"+strconv.Itoa(i), idem.Key)
-		}
 		ds[i] = delivery{stream: h.keys.userStream(m.User), channel: h.keys.userChannel(m.User),
-			bucket: h.groupKey(m.User), tail: env.tail()}
+			bucket: h.groupKey(m.User)}
 		if idem != nil {
-			ds[i].record = h.keys.idemRecord(m.User, "b"+strconv.Itoa(i), idem.Key)
-			ds[i].fingerprint = idem.Fingerprint
+			h.dmRecord(&ds[i], m.User, "b"+strconv.Itoa(i), *idem)
+			if env.Dedupe == "" {
+				env.Dedupe = ds[i].record
+			}
 		}
+		ds[i].tail = env.tail()
 		live = append(live, &ds[i])
 	}
 	if err := ctx.Err(); err != nil {
@@ -131,10 +131,11 @@ type delivery struct {
 	// copy, when set, is delivered by the same script call right after this one (the
 	// sender's copy of a direct message; same bucket on a cluster). Its outcome is its own.
 	copy *delivery
-	// record, when set, is the delivery's idempotency record (same slot), fingerprint the
-	// request's, and replayed says the record showed it delivered before (see idempotent.lua).
-	record, fingerprint string
-	replayed            bool
+	// record, when set, is the field of the delivery's idempotency record in the group's
+	// record hashes, named by records (same slot); fingerprint is the request's, and
+	// replayed says the record showed it delivered before (see idempotent.lua).
+	record, records, fingerprint string
+	replayed                     bool
 	// unreplicated says the master has it but fewer replicas than asked confirmed it.
 	unreplicated bool
 }

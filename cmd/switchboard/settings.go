@@ -124,7 +124,7 @@ func (c *config) deliverySettings() []setting {
 	return []setting{
 		opt("history-size", "1000", "messages kept per user stream", integer(&c.HistorySize, 1, math.MaxInt64)),
 		opt("history-ttl", "24h", "how long an idle user stream (and room stream) is kept", duration(&c.HistoryTTL, time.Second, math.MaxInt64)),
-		opt("idempotency-ttl", "24h", "how long a send's Idempotency-Key is remembered: a retry within it is answered with the first answer and delivers nothing; each keyed send keeps a record of about 190 bytes in Redis that long", duration(&c.IdempotencyTTL, time.Minute, math.MaxInt64)),
+		opt("idempotency-ttl", "24h", "how long a send's Idempotency-Key is remembered at least: a retry within it is answered with the first answer and delivers nothing; each keyed send keeps a record in Redis, a direct message's about 140 bytes for one to two times this long, a room send's about 190 bytes for this long", duration(&c.IdempotencyTTL, time.Minute, math.MaxInt64)),
 		opt("room-history-size", "1000", "messages kept per room stream (room history); 0 keeps none", integer(&c.RoomHistorySize, 0, math.MaxInt64)),
 		opt("big-room-threshold", itoa(subscriptions.DefaultBigRoomThreshold), "members from which a room is delivered by fan-out on read (one stored copy per message); 0 or off keeps every room per-member", offInteger(&c.BigRoomThreshold)),
 		opt("max-queue-messages", itoa(service.DefaultMaxQueueMessages), "messages one WebSocket's outgoing queue holds; a client further behind is closed with 1013 (slow consumer) and resumes", integer(&c.MaxQueueMessages, 1, math.MaxInt32)),
