@@ -73,6 +73,7 @@ type client struct {
 
 	out      outbox
 	drainJob func() // out.drain as a job on gws's write queue, made once
+	nowJob   func() // out.drainNow as a job on the node's shared writers, made once
 	// releaseResume gives back the user's resume slot (Hub.ReserveResume); nil without
 	// since. Called when the replay is over or the connection ends, whichever is first.
 	releaseResume func()
@@ -80,8 +81,10 @@ type client struct {
 
 var _ subscriptions.PacedSink = (*client)(nil)
 
-// attach gives c its upgraded connection; the outbox writes frames straight to the socket
-// and runs its drain jobs on gws's per-connection write queue, in order with the pings.
+// attach gives c its upgraded connection; the outbox writes frames straight to the socket:
+// first from the node's shared writers, without waiting (writeQueue), then, for what a
+// socket did not take, from drain jobs on gws's per-connection write queue, in order with
+// the pings. A compressed connection's frames go through gws, and only by drain jobs.
 func (c *client) attach(conn *gws.Conn) {
 	c.conn = conn
 	c.drainJob = func() {
@@ -94,6 +97,16 @@ func (c *client) attach(conn *gws.Conn) {
 		maxBytes:     c.s.cfg.MaxQueueBytes,
 		writeTimeout: c.s.cfg.WriteTimeout,
 	})
+	if hc, ok := conn.NetConn().(*handshakeConn); ok && hc.raw != nil && c.out.writeFrames == nil {
+		c.nowJob = func() {
+			defer c.recoverPanic("drain")
+			c.s.testPanic(c, "drain")
+			c.out.drainNow()
+		}
+		c.out.useWriteQueue(func() { c.s.writes.add(c.nowJob) }, func(frames [][]byte) tryResult {
+			return tryWriteTextFrames(hc, frames)
+		})
+	}
 	conn.Session().Store(sessionKey, c)
 }
 

@@ -26,15 +26,28 @@ var frameWriters = sync.Pool{New: func() any { return new(frameWriter) }}
 // clients send is checked by gws, and what comes from Redis is checked once per message by
 // subscriptions (decodeMessage, entryMessage).
 func writeTextFrames(w io.Writer, frames [][]byte) error {
+	fw := framesFor(frames)
+	defer fw.release()
+	bufs := fw.bufs // WriteTo consumes the slice it is called on
+	if hc, ok := w.(*handshakeConn); ok {
+		return hc.writeBuffers(bufs)
+	}
+	_, err := bufs.WriteTo(w)
+	return err
+}
+
+// tryWriteTextFrames is writeTextFrames without waiting on the socket (see
+// handshakeConn.tryWriteBuffers).
+func tryWriteTextFrames(hc *handshakeConn, frames [][]byte) tryResult {
+	fw := framesFor(frames)
+	defer fw.release()
+	return hc.tryWriteBuffers(fw.bufs)
+}
+
+// framesFor returns a frameWriter holding frames' headers and payloads, in order, for one
+// writev; release gives it back.
+func framesFor(frames [][]byte) *frameWriter {
 	fw := frameWriters.Get().(*frameWriter)
-	defer func() {
-		if cap(fw.bufs) > 4096 { // a long replay's batch: do not keep its arrays around
-			return
-		}
-		clear(fw.bufs)
-		fw.headers, fw.bufs = fw.headers[:0], fw.bufs[:0]
-		frameWriters.Put(fw)
-	}()
 	// Room for the longest header of every frame up front, so that appending never moves
 	// the headers the buffers point into.
 	if cap(fw.headers) < maxFrameHeader*len(frames) {
@@ -45,12 +58,16 @@ func writeTextFrames(w io.Writer, frames [][]byte) error {
 		fw.headers = appendTextHeader(fw.headers, len(f))
 		fw.bufs = append(fw.bufs, fw.headers[at:], f)
 	}
-	bufs := fw.bufs // WriteTo consumes the slice it is called on
-	if hc, ok := w.(*handshakeConn); ok {
-		return hc.writeBuffers(bufs)
+	return fw
+}
+
+func (fw *frameWriter) release() {
+	if cap(fw.bufs) > 4096 { // a long replay's batch: do not keep its arrays around
+		return
 	}
-	_, err := bufs.WriteTo(w)
-	return err
+	clear(fw.bufs[:cap(fw.bufs)])
+	fw.headers, fw.bufs = fw.headers[:0], fw.bufs[:0]
+	frameWriters.Put(fw)
 }
 
 // maxFrameHeader is the longest header of an unmasked frame: 2 bytes and a 64-bit length.

@@ -3,7 +3,10 @@ package service
 import (
 	"net"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // handshakeConn holds the first thing written on a new WebSocket connection — gws's
@@ -11,32 +14,44 @@ import (
 // frame (or the close frame of a refusal) leave in one system call: in a connect storm the
 // answer's own write was one of the three or four a connection costs.
 //
-// Only that first flush takes the lock around the socket write, so that nothing can
-// overtake the held answer; later writes go straight to the socket.
+// It also keeps what a write without waiting (tryWriteBuffers) left over, to go out ahead
+// of the next write. So every write holds its lock across the socket write: nothing may
+// overtake bytes it holds.
 type handshakeConn struct {
 	net.Conn
 	// sock closes the connection once it is upgraded (see linger); nil: Close closes it.
 	sock *linger
 
+	// raw writes to the socket without waiting (tryWriteBuffers); nil when the socket
+	// offers no raw access (a test's pipe), and then every write waits.
+	raw syscall.RawConn
+
 	mu      sync.Mutex
 	held    bool   // the first write has been taken
-	pending []byte // the held bytes, until they are flushed
+	pending []byte // the held answer, or the rest of a write without waiting, until flushed
+}
+
+// newHandshakeConn wraps an accepted connection.
+func newHandshakeConn(conn net.Conn, sock *linger) *handshakeConn {
+	h := &handshakeConn{Conn: conn, sock: sock}
+	if sc, ok := conn.(syscall.Conn); ok {
+		h.raw, _ = sc.SyscallConn()
+	}
+	return h
 }
 
 // Write holds the first write and sends it ahead of the second.
 func (h *handshakeConn) Write(b []byte) (int, error) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if !h.held {
 		h.held = true
 		h.pending = append([]byte(nil), b...)
-		h.mu.Unlock()
 		return len(b), nil
 	}
 	if h.pending == nil {
-		h.mu.Unlock()
 		return h.Conn.Write(b)
 	}
-	defer h.mu.Unlock()
 	held := len(h.pending)
 	bufs := net.Buffers{h.pending, b}
 	h.pending = nil
@@ -47,13 +62,12 @@ func (h *handshakeConn) Write(b []byte) (int, error) {
 // writeBuffers writes bufs with one writev, the held bytes first if there are any.
 func (h *handshakeConn) writeBuffers(bufs net.Buffers) error {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.held = true
 	if h.pending == nil {
-		h.mu.Unlock()
 		_, err := bufs.WriteTo(h.Conn)
 		return err
 	}
-	defer h.mu.Unlock()
 	all := append(net.Buffers{h.pending}, bufs...)
 	h.pending = nil
 	_, err := all.WriteTo(h.Conn)
@@ -65,17 +79,69 @@ const handshakeFlushTimeout = time.Second
 
 // Close sends what is still held (an upgrade refused by gws writes its 400 and closes),
 // then closes the connection: gws calls it right after writing a close frame.
+// A write under way (stuck on a client that does not read) holds the lock: then Close does
+// not wait for it, and what is held goes nowhere.
 func (h *handshakeConn) Close() error {
-	h.mu.Lock()
-	p := h.pending
-	h.pending, h.held = nil, true
-	if p != nil {
-		_ = h.Conn.SetWriteDeadline(time.Now().Add(handshakeFlushTimeout))
-		_, _ = h.Conn.Write(p)
+	if h.mu.TryLock() {
+		p := h.pending
+		h.pending, h.held = nil, true
+		if p != nil {
+			_ = h.Conn.SetWriteDeadline(time.Now().Add(handshakeFlushTimeout))
+			_, _ = h.Conn.Write(p)
+		}
+		h.mu.Unlock()
 	}
-	h.mu.Unlock()
 	if h.sock != nil {
 		return h.sock.close()
 	}
 	return h.Conn.Close()
+}
+
+// tryResult is what a write without waiting did.
+type tryResult uint8
+
+const (
+	tryRefused tryResult = iota // nothing written, nothing kept: write it the waiting way
+	tryWritten                  // all of it went out
+	tryKept                     // part went out; the rest is kept, and a waiting write must flush it
+)
+
+// maxIovecs is the most buffers one writev takes (Linux's IOV_MAX).
+const maxIovecs = 1024
+
+// tryWriteBuffers writes bufs as far as the socket takes them now, never waiting on it
+// (see writeQueue). What it could not write is kept to go out ahead of the next write
+// (tryKept): the caller must then make one, writeBuffers with nothing more if need be. It
+// refuses, writing and keeping nothing, when it cannot try now: another write holds the
+// socket, bytes are held already, the socket took nothing (its buffer is full, or its
+// write deadline passed), or it offers no raw access.
+func (h *handshakeConn) tryWriteBuffers(bufs [][]byte) tryResult {
+	if h.raw == nil || len(bufs) > maxIovecs || !h.mu.TryLock() {
+		return tryRefused
+	}
+	defer h.mu.Unlock()
+	if !h.held || h.pending != nil {
+		return tryRefused
+	}
+	n := 0
+	err := h.raw.Write(func(fd uintptr) bool {
+		n, _ = unix.Writev(int(fd), bufs)
+		return true // done either way: waiting is for the connection's own write job
+	})
+	if err != nil || n <= 0 {
+		return tryRefused
+	}
+	for i, b := range bufs {
+		if n < len(b) {
+			rest := make([]byte, 0, len(b)-n)
+			rest = append(rest, b[n:]...)
+			for _, b := range bufs[i+1:] {
+				rest = append(rest, b...)
+			}
+			h.pending = rest
+			return tryKept
+		}
+		n -= len(b)
+	}
+	return tryWritten
 }

@@ -37,6 +37,10 @@ type outbox struct {
 	// writeFrames, when set, writes a batch instead of writeTextFrames on conn: a
 	// connection that negotiated compression (compressedWriter). Set before o is shared.
 	writeFrames func(frames [][]byte) error
+	// try and now, when set (see useWriteQueue), write without waiting: now arranges for
+	// drainNow to run on the node's shared writers, which try writes a batch with.
+	try func(frames [][]byte) tryResult
+	now func()
 
 	wmu           sync.Mutex
 	writeDeadline time.Time // the socket's write deadline drain last set; under wmu
@@ -54,6 +58,13 @@ type outbox struct {
 // init readies o to write to conn; it is called once, before o is shared.
 func (o *outbox) init(conn outboxConn, schedule func(), lim outboxLimits) {
 	o.conn, o.schedule, o.lim = conn, schedule, lim
+}
+
+// useWriteQueue has o's batches written first by now's jobs, without waiting, with try;
+// schedule's jobs then write only what a socket did not take at once. Called once, after
+// init and before o is shared.
+func (o *outbox) useWriteQueue(now func(), try func(frames [][]byte) tryResult) {
+	o.now, o.try = now, try
 }
 
 // pushResult is what push did with a frame.
@@ -82,9 +93,19 @@ func (o *outbox) push(frame []byte) pushResult {
 	o.writing = true
 	o.mu.Unlock()
 	if schedule {
-		o.schedule()
+		o.start()
 	}
 	return pushQueued
+}
+
+// start arranges for what is queued to be written: by the shared writers if o has them,
+// by a drain job otherwise. Called with o.writing just set.
+func (o *outbox) start() {
+	if o.now != nil {
+		o.now()
+		return
+	}
+	o.schedule()
 }
 
 // room tells a paced replay whether a page of n bytes may be queued now: the queue may
@@ -148,7 +169,62 @@ func (o *outbox) drain() {
 	}
 	o.mu.Unlock()
 	if more {
+		o.start()
+	}
+	if resume != nil {
+		resume()
+	}
+}
+
+// drainNow is drain for the node's shared writers (writeQueue), which must never wait on a
+// socket: it writes the queued batch as far as the socket takes it at once, and leaves the
+// rest to a drain job on the connection's own queue, which may wait. A batch the socket
+// took none of goes back to the front of the queue; part of one stays with the socket
+// (handshakeConn.tryWriteBuffers), to go out ahead of anything else.
+func (o *outbox) drainNow() {
+	o.mu.Lock()
+	batch := o.queue
+	o.queue, o.spare = o.spare[:0], nil
+	o.mu.Unlock()
+	n := 0
+	for _, frame := range batch {
+		n += len(frame)
+	}
+	res := tryRefused
+	if o.wmu.TryLock() { // else the close frame is being written: the drain job waits for it
+		o.mu.Lock()
+		closed := o.closed
+		o.mu.Unlock()
+		if closed {
+			res = tryWritten // dropped, as drain drops it
+		} else {
+			res = o.try(batch)
+		}
+		o.wmu.Unlock()
+	}
+	o.mu.Lock()
+	if res == tryRefused {
+		if !o.closed {
+			o.queue = append(batch, o.queue...)
+		}
+	} else {
+		o.bytes -= n
+		clear(batch)
+		o.spare = batch[:0]
+	}
+	wait := res != tryWritten && !o.closed // a drain job writes the rest
+	more := len(o.queue) > 0 && !o.closed
+	o.writing = wait || more
+	var resume func()
+	if !wait && o.onDrained != nil && len(o.queue) < o.lim.maxMessages/4 && o.bytes < o.lim.maxBytes/4 {
+		resume, o.onDrained = o.onDrained, nil
+	}
+	o.mu.Unlock()
+	switch {
+	case wait:
 		o.schedule()
+	case more:
+		o.now()
 	}
 	if resume != nil {
 		resume()

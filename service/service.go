@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -168,6 +169,7 @@ type Server struct {
 	mu      sync.Mutex
 	clients map[*client]struct{}
 	wg      sync.WaitGroup // connection goroutines
+	writes  *writeQueue    // the connections' writes that never wait (see outbox.drainNow)
 
 	rpcCalls   chan func()  // hands an rpc call to an idle call goroutine (goRPC)
 	rpcStarted atomic.Int64 // call goroutines started, for tests
@@ -187,6 +189,7 @@ func New(hub *subscriptions.Hub, cfg Config) *Server {
 		log:      cfg.Logger,
 		clients:  make(map[*client]struct{}),
 		rpcCalls: make(chan func()),
+		writes:   newWriteQueue(runtime.GOMAXPROCS(0)),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.upgrader = gws.NewUpgrader(&wsHandler{s: s}, &gws.ServerOption{

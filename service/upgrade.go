@@ -53,7 +53,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	c.sock.conn = netConn
 	c.guard = frameGuard{r: &c.sock, owner: c, limit: uint64(s.cfg.maxFramePayload()), deflate: s.deflateNegotiated(r)}
 	br := bufio.NewReaderSize(&c.guard, wsReadBufferSize)
-	conn, err := s.upgrader.UpgradeFromConn(&handshakeConn{Conn: netConn, sock: &c.sock}, br, r)
+	conn, err := s.upgrader.UpgradeFromConn(newHandshakeConn(netConn, &c.sock), br, r)
 	if err != nil {
 		s.log.Debug("websocket upgrade failed", "err", err)
 		return
