@@ -5,8 +5,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // handshakeConn holds the first thing written on a new WebSocket connection — gws's
@@ -125,7 +123,7 @@ func (h *handshakeConn) tryWriteBuffers(bufs [][]byte) tryResult {
 	}
 	n := 0
 	err := h.raw.Write(func(fd uintptr) bool {
-		n, _ = unix.Writev(int(fd), bufs)
+		n = writevNow(fd, bufs)
 		return true // done either way: waiting is for the connection's own write job
 	})
 	if err != nil || n <= 0 {
