@@ -128,19 +128,24 @@ func (o *outbox) room(n, limit int, resume func()) bool {
 	return false
 }
 
+// take takes the queued batch, and its size in bytes, for a drain to write.
+func (o *outbox) take() (batch [][]byte, n int) {
+	o.mu.Lock()
+	batch = o.queue
+	o.queue, o.spare = o.spare[:0], nil
+	o.mu.Unlock()
+	for _, frame := range batch {
+		n += len(frame)
+	}
+	return batch, n
+}
+
 // drain writes what is queued, one batch per job so that other jobs queued behind it
 // (pings) go out. The frames of a batch go out in one system call (writev): under fan-out
 // or a replay a connection often has several queued, and it is the call, not the bytes,
 // that costs. A failed write closes the socket, as gws does; the read loop then ends.
 func (o *outbox) drain() {
-	o.mu.Lock()
-	batch := o.queue
-	o.queue, o.spare = o.spare[:0], nil
-	o.mu.Unlock()
-	n := 0
-	for _, frame := range batch {
-		n += len(frame)
-	}
+	batch, n := o.take()
 	o.wmu.Lock()
 	o.mu.Lock()
 	closed := o.closed // no data frame may follow the close frame
@@ -182,14 +187,7 @@ func (o *outbox) drain() {
 // took none of goes back to the front of the queue; part of one stays with the socket
 // (handshakeConn.tryWriteBuffers), to go out ahead of anything else.
 func (o *outbox) drainNow() {
-	o.mu.Lock()
-	batch := o.queue
-	o.queue, o.spare = o.spare[:0], nil
-	o.mu.Unlock()
-	n := 0
-	for _, frame := range batch {
-		n += len(frame)
-	}
+	batch, n := o.take()
 	res := tryRefused
 	if o.wmu.TryLock() { // else the close frame is being written: the drain job waits for it
 		o.mu.Lock()
