@@ -366,13 +366,16 @@ func TestAnotherNodeDeliversWhatADeadNodeLeftPending(t *testing.T) {
 		stopA := start(t, a)
 		emitN(t, a, users(20), 60)
 		testutil.WaitFor(t, 5*time.Second, func() bool { return recv.requestCount() >= 5 }, "node a's requests hanging")
+		// Requests made from now on are answered; node a's, in flight, keep hanging. (Letting
+		// them hang until after stopA returned made node b's first requests hang too when b
+		// took the released shards in between, and wait out the request timeout.)
+		mu.Lock()
+		hanging = false
+		mu.Unlock()
 		start(t, b)
 		if took := stopA(); took > time.Second {
 			t.Errorf("Run took %s to return with requests in flight", took)
 		}
-		mu.Lock()
-		hanging = false
-		mu.Unlock()
 		testutil.WaitFor(t, 10*time.Second, func() bool { return recv.distinct() == 60 }, "every event, by node b")
 		if st := b.Stats(); st.Claimed == 0 || st.Shards != 16 {
 			t.Errorf("node b stats %+v: want a's pending events claimed and all shards", st)
