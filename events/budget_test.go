@@ -290,11 +290,13 @@ func TestByteCountersStayExactThroughCrashesAndTakeovers(t *testing.T) {
 		}
 		testutil.WaitFor(t, 5*time.Second, func() bool { return recv.requestCount() >= 5 }, "node a's requests hanging")
 		checkAccounting(t, a)
-		start(t, b)
-		stopA()
+		// Requests made from now on are answered; node a's, in flight, keep hanging (see the
+		// same step in TestAnotherNodeDeliversWhatADeadNodeLeftPending).
 		mu.Lock()
 		hanging = false
 		mu.Unlock()
+		start(t, b)
+		stopA()
 		testutil.WaitFor(t, 10*time.Second, func() bool { return recv.distinct() == 60 }, "every event, by node b")
 		testutil.WaitFor(t, 5*time.Second, func() bool { l, p := pending(t, b); return l == 0 && p == 0 }, "queue empty")
 		if n, err := b.Bytes(ctx); err != nil || n != 0 {
