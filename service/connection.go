@@ -87,27 +87,29 @@ var _ subscriptions.PacedSink = (*client)(nil)
 // the pings. A compressed connection's frames go through gws, and only by drain jobs.
 func (c *client) attach(conn *gws.Conn) {
 	c.conn = conn
-	c.drainJob = func() {
-		defer c.recoverPanic("drain")
-		c.s.testPanic(c, "drain")
-		c.out.drain()
-	}
+	c.drainJob = c.writeJob(c.out.drain)
 	c.out.init(conn.NetConn(), func() { conn.Async(c.drainJob) }, outboxLimits{
 		maxMessages:  c.s.cfg.MaxQueueMessages,
 		maxBytes:     c.s.cfg.MaxQueueBytes,
 		writeTimeout: c.s.cfg.WriteTimeout,
 	})
 	if hc, ok := conn.NetConn().(*handshakeConn); ok && hc.raw != nil && c.out.writeFrames == nil {
-		c.nowJob = func() {
-			defer c.recoverPanic("drain")
-			c.s.testPanic(c, "drain")
-			c.out.drainNow()
-		}
+		c.nowJob = c.writeJob(c.out.drainNow)
 		c.out.useWriteQueue(func() { c.s.writes.add(c.nowJob) }, func(frames [][]byte) tryResult {
 			return tryWriteTextFrames(hc, frames)
 		})
 	}
 	conn.Session().Store(sessionKey, c)
+}
+
+// writeJob wraps one of the outbox's drains as a job: a panic in it ends this connection,
+// not the goroutine that runs it (gws's write queue, or a writer every connection shares).
+func (c *client) writeJob(drain func()) func() {
+	return func() {
+		defer c.recoverPanic("drain")
+		c.s.testPanic(c, "drain")
+		drain()
+	}
 }
 
 // readLoop runs gws's read loop on the connection's own goroutine, counted in s.wg by

@@ -201,11 +201,9 @@ func (o *outbox) drainNow() {
 		o.wmu.Unlock()
 	}
 	o.mu.Lock()
-	if res == tryRefused {
-		if !o.closed {
-			o.queue = append(batch, o.queue...)
-		}
-	} else {
+	if res == tryRefused && !o.closed {
+		o.queue = append(batch, o.queue...)
+	} else { // written, kept by the socket, or dropped with a shut outbox, as drain drops it
 		o.bytes -= n
 		clear(batch)
 		o.spare = batch[:0]

@@ -30,8 +30,7 @@ func TestIdempotencyRecordsLiveOneToTwoPeriods(t *testing.T) {
 	srv := redistest.Start(t)
 	const ttl = time.Second // each step below takes milliseconds
 	h := startHub(t, srv, func(c *Config) { c.IdempotencyTTL = ttl })
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer rdb.Close()
+	rdb := srv.Client(t)
 	ctx := context.Background()
 	s := &sink{}
 	subscribe(t, h, "bob", "", s)
